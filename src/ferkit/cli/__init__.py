@@ -1,0 +1,76 @@
+"""The `ferkit` command line: `ferkit --help` lists the commands, `ferkit CMD --help` each one.
+
+Every command module exposes `add_parser(subparsers)`, which registers the command and sets
+`func(args) -> int`. Errors of ferkit's own (FerkitError) print one line and exit with code 2;
+`--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ferkit import __version__
+from ferkit.errors import FerkitError
+
+log = logging.getLogger("ferkit")
+
+# Command modules, in the order `ferkit --help` lists them.
+COMMANDS = ("data", "models")
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ferkit", description="Facial expression recognition: data, models, training, inference."
+    )
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"ferkit.cli.{name}").add_parser(sub)
+    return parser
+
+
+def _configure_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    log.setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    _configure_logging(args.debug, args.quiet)
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except FerkitError as exc:
+        if args.debug:
+            log.exception("ferkit failed")
+        print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a missing file, a full disk, no permission: the user can act on it
+        if args.debug:
+            log.exception("ferkit failed")
+        print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("ferkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: one line, and how to see more
+        if args.debug:
+            raise
+        print(
+            f"ferkit {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(run with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR

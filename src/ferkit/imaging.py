@@ -1,0 +1,124 @@
+"""Image decoding and grayscale conversion shared by the data layer and inference.
+
+One place decides how any image (file, PIL image, numpy array of any mode or depth) becomes the
+uint8 grayscale array a FER model sees, so training and inference cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ferkit.errors import DataError
+
+ColorOrder = Literal["bgr", "rgb", "gray"]
+
+# Decoding a 20000x20000 photo would take 400 MB per channel; PIL's draft mode and a cap on
+# pixels keep memory bounded. Larger images are refused with a clear message.
+MAX_PIXELS = 30_000 * 30_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+class ImageError(DataError):
+    """An image file or array cannot be read or is not usable (empty, corrupt, truncated)."""
+
+
+def read_image(path: str | Path, *, max_side: int | None = None) -> Image.Image:
+    """Open and fully decode an image file, naming the file in any error.
+
+    Args:
+        path: the image file.
+        max_side: if given, large JPEGs are decoded at reduced scale (PIL draft mode) so that
+            the longer side is at least this, which bounds memory for huge photos.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if max_side and max(img.size) > 2 * max_side:
+                img.draft("L" if img.mode == "L" else "RGB", (max_side, max_side))
+            img.load()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file PIL can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: image too large to decode safely") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+    if img.width < 1 or img.height < 1:
+        raise ImageError(f"{path}: empty image ({img.width}x{img.height})")
+    return img
+
+
+def to_gray(image: Image.Image | np.ndarray, *, color: ColorOrder = "rgb") -> np.ndarray:
+    """Convert a PIL image or numpy array of any mode or bit depth to a uint8 grayscale array.
+
+    Args:
+        image: a PIL image, or an array (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
+        color: channel order of a 3/4-channel array: "rgb" (PIL, matplotlib), "bgr" (OpenCV),
+            or "gray" for an array already single-channel. Ignored for PIL images.
+    """
+    if isinstance(image, Image.Image):
+        return _pil_to_gray(image)
+    arr = np.asarray(image)
+    if arr.size == 0:
+        raise ImageError(f"empty image array of shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = _to_uint8(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 2:
+        return np.ascontiguousarray(arr)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ImageError(f"expected an image array (H, W[, 1|3|4]), got shape {arr.shape}")
+    if color == "gray":
+        raise ImageError(f"color='gray' given for an array with {arr.shape[2]} channels")
+    code = {
+        ("rgb", 3): cv2.COLOR_RGB2GRAY,
+        ("rgb", 4): cv2.COLOR_RGBA2GRAY,
+        ("bgr", 3): cv2.COLOR_BGR2GRAY,
+        ("bgr", 4): cv2.COLOR_BGRA2GRAY,
+    }[(color, arr.shape[2])]
+    return cv2.cvtColor(np.ascontiguousarray(arr), code)
+
+
+def _pil_to_gray(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _to_uint8(np.asarray(img))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)  # transparent areas become white
+    return np.asarray(img.convert("L"))
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale integer or float data of any range to uint8 (16-bit PNGs, float arrays in 0..1)."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        hi = 1.0 if float(np.nanmax(arr)) <= 1.0 else 255.0
+        return np.clip(np.nan_to_num(arr) * (255.0 / hi), 0, 255).astype(np.uint8)
+    if arr.dtype == np.uint16 or arr.max() > 255:
+        top = 65535.0 if arr.dtype == np.uint16 or arr.max() > 4095 else 4095.0
+        return np.clip(arr.astype(np.float32) * (255.0 / top), 0, 255).astype(np.uint8)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def resize_gray(gray: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize a grayscale uint8 array to `size` (an int for square, or (height, width)).
+
+    Area interpolation when shrinking (no aliasing), bilinear when enlarging.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    if gray.shape[:2] == (h, w):
+        return gray
+    shrink = gray.shape[0] > h or gray.shape[1] > w
+    return cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

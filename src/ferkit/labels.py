@@ -1,0 +1,79 @@
+"""The one source of truth for emotion labels, their order, and the names data sets use.
+
+`EMOTIONS` is in FER-2013 order: the integer label of a FER-2013 CSV row is an index into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from ferkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+NUM_CLASSES = len(EMOTIONS)
+
+# Folder and column names seen in public FER data sets (FER-2013, FER+, RAF-DB, AffectNet,
+# CK+, JAFFE, KDEF exports), mapped onto EMOTIONS. Keys are lower case.
+ALIASES: dict[str, str] = {
+    **{e: e for e in EMOTIONS},
+    "anger": "angry",
+    "mad": "angry",
+    "disgusted": "disgust",
+    "disgusting": "disgust",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "happiness": "happy",
+    "joy": "happy",
+    "happy_face": "happy",
+    "sadness": "sad",
+    "unhappy": "sad",
+    "surprised": "surprise",
+    "surprising": "surprise",
+    "neutrality": "neutral",
+    "calm": "neutral",
+}
+
+_NUMBER_PREFIX = re.compile(r"^\d+[_\-\s.]*")
+
+
+def canonical(name: str) -> str | None:
+    """Map a data set's class name onto an emotion of EMOTIONS, or None if it has no counterpart.
+
+    Case, surrounding space, and a leading numeric prefix (`0_angry`, `3-happy`) are ignored.
+    """
+    key = _NUMBER_PREFIX.sub("", name.strip().lower()).replace(" ", "_")
+    return ALIASES.get(key)
+
+
+def label_index(name: str) -> int | None:
+    """Index in EMOTIONS of a data set's class name, or None if it maps to no emotion."""
+    emotion = canonical(name)
+    return None if emotion is None else EMOTIONS.index(emotion)
+
+
+def map_class_names(names: list[str], *, strict: bool = False, where: str = "") -> dict[str, int]:
+    """Map folder names onto label indices; unknown names are skipped with a warning.
+
+    Args:
+        names: class folder names as found on disk.
+        strict: refuse (DataError) instead of skipping names that map to no emotion.
+        where: the folder the names come from, for messages.
+
+    Returns:
+        A dict from each known folder name to its index in EMOTIONS.
+    """
+    known = {n: idx for n in names if (idx := label_index(n)) is not None}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        msg = (
+            f"class folder(s) {', '.join(map(repr, unknown))} in {where or 'the data'} map to no "
+            f"emotion of {', '.join(EMOTIONS)}"
+        )
+        if strict:
+            raise DataError(msg + "; rename them or drop --strict to skip them")
+        log.warning("%s; skipping them (--strict refuses instead)", msg)
+    return known
