@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from ferkit import __version__
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("ferkit failed")
         print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `ferkit ... | head`: the reader left, which is not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return EXIT_OK
     except OSError as exc:  # a missing file, a full disk, no permission: the user can act on it
         if args.debug:
             log.exception("ferkit failed")

@@ -1,0 +1,109 @@
+"""The decoded-array cache: `.npy` files memory-mapped on later loads, plus a manifest.
+
+A cache entry lives in `$FERKIT_CACHE` (default `~/.cache/ferkit`), one folder per source and
+image size. Its manifest records a fingerprint of the source (file names, sizes and mtimes), so a
+changed source is decoded again. Entries are written to a temporary folder and renamed into
+place, so a crash or two processes loading at once never leave a half-written entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.data.types import FERData, Split
+
+CACHE_FORMAT = 1
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FERKIT_CACHE") or Path.home() / ".cache" / "ferkit")
+
+
+def fingerprint(source: Path) -> str:
+    """Hash of the names, sizes and modification times of every file under `source`."""
+    h = hashlib.sha1()
+    if source.is_file():
+        st = source.stat()
+        h.update(f"{source.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        return h.hexdigest()
+    for dirpath, dirnames, filenames in os.walk(source):
+        dirnames.sort()
+        for name in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, name))
+            rel = os.path.relpath(os.path.join(dirpath, name), source)
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def entry_dir(source: Path, image_size: int) -> Path:
+    key = hashlib.sha1(f"{source}|{image_size}|{CACHE_FORMAT}".encode()).hexdigest()[:16]
+    return cache_root() / f"{source.name or 'data'}-{image_size}px-{key}"
+
+
+def load(source: Path, image_size: int, fp: str) -> FERData | None:
+    """The cached data set for `source`, memory-mapped, or None if absent or stale."""
+    folder = entry_dir(source, image_size)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("format") != CACHE_FORMAT or manifest.get("fingerprint") != fp:
+        return None
+    splits = {}
+    try:
+        for name in manifest["splits"]:
+            soft = folder / f"{name}_soft_labels.npy"
+            splits[name] = Split(
+                images=np.load(folder / f"{name}_images.npy", mmap_mode="r"),
+                labels=np.load(folder / f"{name}_labels.npy"),
+                soft_labels=np.load(soft) if soft.exists() else None,
+            )
+    except (OSError, ValueError):
+        return None  # a damaged entry is rebuilt, not trusted
+    return FERData(
+        source=manifest["source"], kind=manifest["kind"], image_size=image_size, splits=splits,
+        resized=manifest["resized"], skipped=manifest["skipped"],
+        ignored_classes=manifest["ignored_classes"], notes=manifest["notes"], from_cache=True,
+    )  # fmt: skip
+
+
+def save(data: FERData, source: Path, fp: str) -> Path:
+    """Write `data` as a cache entry for `source`; returns the entry folder."""
+    final = entry_dir(source, data.image_size)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+    try:
+        for name, split in data.splits.items():
+            np.save(tmp / f"{name}_images.npy", np.ascontiguousarray(split.images))
+            np.save(tmp / f"{name}_labels.npy", np.asarray(split.labels, np.int64))
+            if split.soft_labels is not None:
+                np.save(tmp / f"{name}_soft_labels.npy", split.soft_labels)
+        summary = data.summary()
+        manifest = {
+            "format": CACHE_FORMAT,
+            "fingerprint": fp,
+            "splits": list(data.splits),
+            "counts": {name: s["classes"] for name, s in summary["splits"].items()},
+            **{
+                k: summary[k]
+                for k in ("source", "kind", "resized", "skipped", "ignored_classes", "notes")
+            },
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        if final.exists():
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process renamed its identical entry first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,149 @@
+"""PyTorch views of a loaded data set: a `Dataset` over the (memory-mapped) arrays and a
+Lightning `DataModule` that serves train/val/test loaders.
+
+Samples are uint8 tensors (1, H, W) with an int64 label; normalisation, resizing to the model's
+input and augmentation happen on whole batches (see `ferkit.preprocess`), which is much faster
+on a few CPU cores than per-image PIL transforms.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from ferkit.data.loader import load_dataset
+from ferkit.data.types import FERData, Split
+from ferkit.errors import DataError
+
+
+class FERDataset(Dataset):
+    """One split as a map-style dataset of `(image uint8 (1, H, W), label)` pairs.
+
+    With `soft_labels` present (FER+ votes), the target is the (7,) float distribution.
+    """
+
+    def __init__(self, split: Split):
+        self.images = split.images
+        self.labels = torch.as_tensor(np.asarray(split.labels), dtype=torch.int64)
+        soft = split.soft_labels
+        self.soft_labels = None if soft is None else torch.as_tensor(soft, dtype=torch.float32)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = torch.from_numpy(np.array(self.images[index], copy=True)).unsqueeze(0)
+        target = self.labels[index] if self.soft_labels is None else self.soft_labels[index]
+        return image, target
+
+
+def holdout_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Stratified random holdout: (rest, held out), `fraction` of each class held out."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(split.labels)
+    held = np.concatenate([
+        rng.permutation(idx)[: max(1, round(fraction * len(idx)))]
+        for c in np.unique(labels) if len(idx := np.flatnonzero(labels == c)) > 1
+    ])  # fmt: skip
+    mask = np.zeros(len(labels), bool)
+    mask[held] = True
+
+    def take(m: np.ndarray) -> Split:
+        soft = None if split.soft_labels is None else split.soft_labels[m]
+        return Split(np.asarray(split.images[m]), labels[m], soft)
+
+    return take(~mask), take(mask)
+
+
+def balanced_sampler(labels: np.ndarray, seed: int) -> WeightedRandomSampler:
+    """Draws each class equally often (disgust has 436 of FER-2013's 28,709 training images)."""
+    counts = np.bincount(labels)
+    weights = 1.0 / counts[labels]
+    generator = torch.Generator().manual_seed(seed)
+    return WeightedRandomSampler(
+        weights.tolist(), len(labels), replacement=True, generator=generator
+    )
+
+
+class FERDataModule(L.LightningDataModule):
+    """Train/val/test loaders over any supported source.
+
+    Without a `val` split (a class-folder tree, a CSV without Usage), a stratified
+    `val_fraction` of the training data is held out, with `seed`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        image_size: int = 48,
+        batch_size: int = 64,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        balanced: bool = False,
+        val_fraction: float = 0.1,
+        limit: int | None = None,
+        seed: int = 0,
+        strict: bool = False,
+        skip_bad: bool = False,
+    ):
+        super().__init__()
+        self.path, self.image_size, self.seed = path, image_size, seed
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers, self.balanced = num_workers, balanced
+        self.val_fraction, self.limit = val_fraction, limit
+        self.strict, self.skip_bad = strict, skip_bad
+        self.data: FERData | None = None
+        self.splits: dict[str, Split] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.data = load_dataset(self.path, image_size=self.image_size, strict=self.strict,
+                                 skip_bad=self.skip_bad)  # fmt: skip
+        splits = {k: v for k, v in self.data.splits.items() if len(v)}
+        train = splits.pop("train", None) or splits.pop("all", None)
+        if train is None:
+            raise DataError(f"{self.path}: no training images (splits: {', '.join(splits)})")
+        if "val" not in splits:
+            train, splits["val"] = holdout_split(train, self.val_fraction, self.seed)
+        splits["train"] = train
+        if self.limit:  # a stratified subset, for smoke runs
+            splits = {k: _subset(v, self.limit, self.seed) for k, v in splits.items()}
+        self.splits = splits
+
+    def _loader(self, name: str, train: bool) -> DataLoader:
+        split = self.splits[name]
+        dataset = FERDataset(split)
+        sampler = (
+            balanced_sampler(np.asarray(split.labels), self.seed)
+            if train and self.balanced
+            else None
+        )
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            drop_last=train and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test" if "test" in self.splits else "val", train=False)
+
+
+def _subset(split: Split, n: int, seed: int) -> Split:
+    if len(split) <= n:
+        return split
+    _, small = holdout_split(split, n / len(split), seed)
+    return small

@@ -1,0 +1,125 @@
+"""Image-folder data sets: find the layout, list (file, label, split) without decoding.
+
+Layouts, matched case-insensitively:
+- Kaggle msambare FER-2013: `train/` and `test/` with class subfolders. Files in `test/` named
+  `PublicTest_*` are the `val` split and `PrivateTest_*` the `test` split; other files in
+  `test/` are `test`.
+- `train/` + `validation/` (or `val/`, `valid/`), optionally with `test/`.
+- Any folder of class subfolders: one split, `all`.
+Class folder names go through the alias map (`anger`, `Happiness`, `3_happy`, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ferkit.errors import DataError
+from ferkit.labels import EMOTIONS, map_class_names
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
+                    ".ppm", ".pbm"}  # fmt: skip
+VAL_FOLDERS = ("validation", "val", "valid")
+
+
+@dataclass
+class FolderPlan:
+    """What a folder holds: files with their label and split, before any decoding."""
+
+    root: Path
+    kind: str
+    files: list[tuple[str, int, str]] = field(default_factory=list)  # (path, label, split)
+    splits: list[str] = field(default_factory=list)
+    ignored_classes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _subdirs(folder: Path) -> dict[str, Path]:
+    return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_dir()}
+
+
+def _image_files(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        found += [Path(dirpath, f) for f in sorted(filenames)
+                  if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith(".")]  # fmt: skip
+    return found
+
+
+def _scan_classes(split_dir: Path, plan: FolderPlan, strict: bool) -> list[tuple[Path, int]]:
+    """(file, label) for every image in the class subfolders of one split folder."""
+    classes = _subdirs(split_dir)
+    if not classes:
+        raise DataError(
+            f"{split_dir}: no class subfolders; expected one folder per emotion "
+            f"(for example {split_dir}/happy/*.jpg) with names like {', '.join(EMOTIONS)}"
+        )
+    names = [p.name for p in classes.values()]
+    known = map_class_names(names, strict=strict, where=str(split_dir))
+    if not known:
+        raise DataError(
+            f"{split_dir}: none of its subfolders ({', '.join(names)}) maps to an emotion; "
+            f"expected names like {', '.join(EMOTIONS)} (or aliases such as anger, sadness)"
+        )
+    plan.ignored_classes += sorted(f"{split_dir.name}/{n}" for n in set(names) - set(known))
+    loose = [f.name for f in split_dir.iterdir() if f.is_file() and not f.name.startswith(".")]
+    if loose:
+        log.warning("%s: %d file(s) outside class folders ignored (e.g. %s)",
+                    split_dir, len(loose), loose[0])  # fmt: skip
+    return [(f, known[p.name]) for p in classes.values() if p.name in known
+            for f in _image_files(p)]  # fmt: skip
+
+
+def _msambare_split(name: str) -> str:
+    if name.startswith("PublicTest_"):
+        return "val"
+    return "test"
+
+
+def plan_folder(root: Path, *, strict: bool = False) -> FolderPlan:
+    """Work out the layout of `root` and list its images with labels and splits."""
+    subdirs = _subdirs(root)
+    val_dir = next((subdirs[n] for n in VAL_FOLDERS if n in subdirs), None)
+    if "train" in subdirs and (val_dir or "test" in subdirs):
+        kind = "train_validation" if val_dir else "msambare"
+        plan = FolderPlan(root, kind, splits=["train", "val", "test"])
+        plan.files += [
+            (str(f), y, "train") for f, y in _scan_classes(subdirs["train"], plan, strict)
+        ]
+        if val_dir:
+            plan.files += [(str(f), y, "val") for f, y in _scan_classes(val_dir, plan, strict)]
+        if "test" in subdirs:
+            split_of = _msambare_split if kind == "msambare" else (lambda _: "test")
+            plan.files += [(str(f), y, split_of(f.name))
+                           for f, y in _scan_classes(subdirs["test"], plan, strict)]  # fmt: skip
+        counts = {s: sum(1 for *_, sp in plan.files if sp == s) for s in plan.splits}
+        if kind == "msambare" and counts["val"] and not counts["test"]:
+            plan.notes.append(
+                "test/ holds only PublicTest_* files: they are the val split, and test is empty"
+            )
+        if kind == "msambare" and counts["test"] and not counts["val"]:
+            plan.notes.append(
+                "test/ holds no PublicTest_* files: val is empty; all of test/ is the test split"
+            )
+        if not counts["train"]:
+            raise DataError(f"{subdirs['train']}: no images in its class subfolders")
+        return plan
+    if not subdirs:
+        files = [f.name for f in root.iterdir() if f.is_file()]
+        what = (
+            f"only files ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})"
+            if files
+            else "nothing"
+        )
+        raise DataError(
+            f"{root}: holds {what}; expected class subfolders (happy/, sad/, ...), a "
+            "train/ + test/ (or validation/) layout, or pass a FER-2013 CSV file"
+        )
+    plan = FolderPlan(root, "class_folders", splits=["all"])
+    plan.files = [(str(f), y, "all") for f, y in _scan_classes(root, plan, strict)]
+    return plan

@@ -1,0 +1,106 @@
+"""`load_dataset(path)`: any supported source -> `FERData`, through the cache."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.data import cache
+from ferkit.data.csv_source import load_csv
+from ferkit.data.decode import decode_files
+from ferkit.data.folders import plan_folder
+from ferkit.data.types import FERData, Split, empty_split
+from ferkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    image_size: int = 48,
+    strict: bool = False,
+    skip_bad: bool = False,
+    use_cache: bool = True,
+    workers: int | None = None,
+) -> FERData:
+    """Load a FER data set from a FER-2013 CSV or an image-folder tree.
+
+    Args:
+        path: a `.csv` file, a msambare (`train/`, `test/`) or `train/` + `validation/`
+            folder, or any folder of class subfolders.
+        image_size: side of the square grayscale arrays; other sizes are resized.
+        strict: refuse class folders that map to no emotion instead of skipping them.
+        skip_bad: skip unreadable images and malformed CSV rows (listed in `skipped`) instead
+            of stopping at the first.
+        use_cache: read/write the decoded arrays under `$FERKIT_CACHE` (~/.cache/ferkit).
+        workers: decoding processes (default: one per CPU core).
+
+    Raises:
+        DataError: the path is missing, empty, of an unknown layout, or holds bad data.
+    """
+    source = Path(path).expanduser().resolve()
+    if not source.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if source.is_file() and source.suffix.lower() != ".csv":
+        raise DataError(
+            f"{path}: not a data set; expected a FER-2013 .csv file or a folder of images"
+        )
+    fp = cache.fingerprint(source) if use_cache else ""
+    data = cache.load(source, image_size, fp) if use_cache else None
+    if data is None:
+        data = _read_source(source, image_size, strict=strict, skip_bad=skip_bad, workers=workers)
+        if use_cache:
+            cache.save(data, source, fp)
+    _check_flags(data, strict=strict, skip_bad=skip_bad)
+    for note in data.notes:
+        log.debug("%s", note)
+    return data
+
+
+def _check_flags(data: FERData, *, strict: bool, skip_bad: bool) -> None:
+    """Apply strict/skip_bad to what a (possibly cached) load found, as a fresh read would."""
+    if data.skipped and not skip_bad:
+        more = f" and {len(data.skipped) - 3} more" if len(data.skipped) > 3 else ""
+        raise DataError(
+            f"{len(data.skipped)} bad image(s)/row(s) in {data.source}: "
+            f"{'; '.join(data.skipped[:3])}{more} (use --skip-bad to skip them)"
+        )
+    if data.ignored_classes and strict:
+        raise DataError(
+            f"class folder(s) {', '.join(data.ignored_classes)} map to no emotion "
+            "(--strict refuses them; drop it to skip them)"
+        )
+    if data.skipped:
+        log.warning(
+            "skipped %d bad image(s)/row(s): %s", len(data.skipped), "; ".join(data.skipped[:5])
+        )
+    if data.ignored_classes:
+        log.warning("skipped class folder(s) with no emotion: %s", ", ".join(data.ignored_classes))
+
+
+def _read_source(
+    source: Path, image_size: int, *, strict: bool, skip_bad: bool, workers: int | None
+) -> FERData:
+    if source.is_file():
+        return load_csv(source, image_size=image_size, skip_bad=True)
+    plan = plan_folder(source, strict=strict)
+    if not plan.files:
+        raise DataError(f"{source}: the class folders hold no images (.jpg, .png, ...)")
+    paths = [f for f, _, _ in plan.files]
+    images, ok, resized, errors = decode_files(paths, image_size, workers=workers,
+                                               desc=f"decoding {source.name}")  # fmt: skip
+    labels = np.array([y for _, y, _ in plan.files], np.int64)
+    split_of = np.array([s for *_, s in plan.files])
+    splits = {}
+    for name in plan.splits:
+        keep = ok & (split_of == name)
+        splits[name] = Split(images[keep], labels[keep]) if keep.any() else empty_split(image_size)
+    if not ok.any():
+        raise DataError(f"{source}: none of its {len(paths)} image(s) could be read: {errors[0]}")
+    return FERData(
+        source=str(source), kind=plan.kind, image_size=image_size, splits=splits,
+        resized=resized, skipped=errors, ignored_classes=plan.ignored_classes, notes=plan.notes,
+    )  # fmt: skip

@@ -1,0 +1,85 @@
+"""The in-memory form of a loaded data set: uint8 face arrays and labels per split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ferkit.labels import EMOTIONS
+
+# Splits in the order summaries list them. "all" is the one split of a source that has none
+# (a class-folder tree, a CSV without a Usage column).
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass
+class Split:
+    """One split: `images` (N, H, W) uint8, `labels` (N,) int64 indices into EMOTIONS.
+
+    `soft_labels` (N, 7) float32 is the seam for label distributions such as FER+ votes;
+    None for hard-labelled data.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    soft_labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(np.asarray(self.labels), minlength=len(EMOTIONS))
+        return {e: int(c) for e, c in zip(EMOTIONS, counts, strict=True)}
+
+
+@dataclass
+class FERData:
+    """A data set as loaded from any source, with what happened while loading it."""
+
+    source: str  # the path given, resolved
+    kind: str  # "csv", "msambare", "train_validation" or "class_folders"
+    image_size: int
+    splits: dict[str, Split]
+    resized: int = 0  # images whose size differed from image_size
+    skipped: list[str] = field(default_factory=list)  # bad rows/files skipped (--skip-bad)
+    ignored_classes: list[str] = field(default_factory=list)  # folders mapping to no emotion
+    notes: list[str] = field(default_factory=list)
+    from_cache: bool = False
+
+    def __getitem__(self, name: str) -> Split:
+        return self.splits[name]
+
+    def summary(self) -> dict:
+        """A JSON-ready description: per split and per class counts, size, balance, notes."""
+        splits = {}
+        for name, split in self.splits.items():
+            counts = split.class_counts()
+            n = len(split)
+            present = [c for c in counts.values() if c]
+            splits[name] = {
+                "n": n,
+                "classes": counts,
+                "fraction": {e: round(c / n, 4) if n else 0.0 for e, c in counts.items()},
+                # largest class over smallest non-empty class: 1.0 is perfectly balanced
+                "imbalance_ratio": round(max(present) / min(present), 2) if present else None,
+            }
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "image_size": [self.image_size, self.image_size],
+            "labels": list(EMOTIONS),
+            "splits": splits,
+            "total": sum(len(s) for s in self.splits.values()),
+            "resized": self.resized,
+            "skipped": self.skipped,
+            "ignored_classes": self.ignored_classes,
+            "notes": self.notes,
+            "from_cache": self.from_cache,
+        }
+
+
+def empty_split(image_size: int) -> Split:
+    return Split(
+        images=np.zeros((0, image_size, image_size), np.uint8), labels=np.zeros(0, np.int64)
+    )

@@ -1,0 +1,77 @@
+"""Shared fixtures: an isolated cache, the ../shared FER-2013 data, small data sets in the real
+formats built in tmp_path."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferkit.labels import EMOTIONS
+
+SHARED_FER = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fer2013"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own decoded-array cache, never the user's ~/.cache/ferkit."""
+    monkeypatch.setenv("FERKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def shared_fer() -> Path:
+    """../shared/data/fer2013 (msambare layout), or a skip saying why it is absent."""
+    if not (SHARED_FER / "train").is_dir():
+        pytest.skip(f"FER-2013 not found at {SHARED_FER.resolve()} (present in CI)")
+    return SHARED_FER.resolve()
+
+
+def face(seed: int, size: int = 48) -> np.ndarray:
+    """A deterministic uint8 'face': a smooth random pattern, so JPEG keeps it recognisable."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 6), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((size, size), Image.BILINEAR))
+
+
+def write_fer_csv(path: Path, rows: list[tuple], header=("emotion", "pixels", "Usage")) -> Path:
+    """Write rows in the exact fer2013.csv format; pixel arrays become space-separated text."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for row in rows:
+            w.writerow(
+                [" ".join(map(str, v.ravel())) if isinstance(v, np.ndarray) else v for v in row]
+            )
+    return path
+
+
+@pytest.fixture
+def fer_csv(tmp_path) -> Path:
+    """A 35-row fer2013.csv: 5 per class, 3 Training + 1 PublicTest + 1 PrivateTest each."""
+    usages = ["Training", "Training", "Training", "PublicTest", "PrivateTest"]
+    rows = [(y, face(10 * y + i), u) for y in range(7) for i, u in enumerate(usages)]
+    return write_fer_csv(tmp_path / "fer2013.csv", rows)
+
+
+def write_class_folders(root: Path, per_class: dict[str, int], *, prefix="img", size=48,
+                        ext="jpg", seed=0) -> Path:  # fmt: skip
+    for k, (name, n) in enumerate(per_class.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(face(seed + 100 * k + i, size)).save(
+                root / name / f"{prefix}_{i}.{ext}"
+            )
+    return root
+
+
+@pytest.fixture
+def msambare(tmp_path) -> Path:
+    """Kaggle msambare layout: train/ (3 per class), test/ with PublicTest_ and PrivateTest_."""
+    root = tmp_path / "fer2013"
+    write_class_folders(root / "train", dict.fromkeys(EMOTIONS, 3), prefix="Training")
+    write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 2), prefix="PublicTest", seed=50)
+    write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 1), prefix="PrivateTest", seed=90)
+    return root

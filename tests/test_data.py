@@ -1,0 +1,242 @@
+"""The data layer: labels, CSV and folder parsers, split rules, cache, bad input, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+from conftest import face, write_class_folders, write_fer_csv
+from PIL import Image
+
+from ferkit.cli import main
+from ferkit.data import load_dataset
+from ferkit.data.cache import entry_dir
+from ferkit.errors import DataError
+from ferkit.labels import EMOTIONS, canonical, map_class_names
+
+
+# --- labels -----------------------------------------------------------------------------------
+def test_emotions_in_fer2013_order():
+    assert EMOTIONS == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("anger", "angry"), ("Angry", "angry"), ("SADNESS", "sad"), ("happiness", "happy"),
+     ("surprised", "surprise"), ("Fearful", "fear"), ("disgusted", "disgust"), (" neutral ", "neutral"),
+     ("3_happy", "happy"), ("contempt", None), ("unknown", None)],
+)  # fmt: skip
+def test_alias_map(name, expected):
+    assert canonical(name) == expected
+
+
+def test_unknown_class_folder_warns_or_refuses(caplog):
+    assert map_class_names(["happy", "contempt"]) == {"happy": 3}
+    assert "contempt" in caplog.text
+    with pytest.raises(DataError, match="contempt"):
+        map_class_names(["happy", "contempt"], strict=True)
+
+
+# --- CSV --------------------------------------------------------------------------------------
+def test_csv_splits_by_usage(fer_csv):
+    data = load_dataset(fer_csv)
+    assert data.kind == "csv"
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 21, "val": 7, "test": 7}
+    assert data["train"].images.shape == (21, 48, 48) and data["train"].images.dtype == np.uint8
+    assert data["val"].class_counts() == dict.fromkeys(EMOTIONS, 1)
+    np.testing.assert_array_equal(data["train"].images[0], face(0))  # row 1: label 0, seed 0
+
+
+def test_csv_columns_by_name_and_without_usage(tmp_path):
+    rows = [(face(i), EMOTIONS[i % 7]) for i in range(14)]  # names instead of indices
+    path = write_fer_csv(tmp_path / "x.csv", rows, header=("pixels", "Emotion"))
+    data = load_dataset(path)
+    assert list(data.splits) == ["all"]
+    assert data["all"].class_counts() == dict.fromkeys(EMOTIONS, 2)
+
+
+def test_csv_other_resolution_is_resized(tmp_path):
+    path = write_fer_csv(tmp_path / "big.csv", [(3, face(1, 64), "Training")])
+    data = load_dataset(path)
+    assert data.resized == 1 and data["train"].images.shape == (1, 48, 48)
+
+
+@pytest.mark.parametrize(
+    "pixels, label, usage, message",
+    [(" ".join(["1"] * 2303), 0, "Training", "2303 pixels"),
+     (" ".join(["1"] * 2303 + ["x"]), 0, "Training", "'x' is not an integer"),
+     (" ".join(["1"] * 2303 + ["300"]), 0, "Training", "0-255"),
+     (" ".join(["1"] * 2304), 7, "Training", "label 7 outside 0-6"),
+     (" ".join(["1"] * 2304), 0, "Validation", "unknown Usage 'Validation'")],
+)  # fmt: skip
+def test_csv_bad_row_names_file_and_line(tmp_path, pixels, label, usage, message):
+    rows = [(0, face(0), "Training"), (label, pixels, usage), (1, face(1), "Training")]
+    path = write_fer_csv(tmp_path / "bad.csv", rows)
+    with pytest.raises(DataError, match="line 3") as exc:
+        load_dataset(path)
+    assert message in str(exc.value) and "bad.csv" in str(exc.value)
+    data = load_dataset(path, skip_bad=True)
+    assert len(data["train"]) == 2 and len(data.skipped) == 1 and "bad.csv, line 3:" in data.skipped[0]
+
+
+def test_csv_without_needed_columns(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("label,image\n0,1 2 3\n")
+    with pytest.raises(DataError, match="no column named emotion or pixels"):
+        load_dataset(path)
+
+
+# --- folders ----------------------------------------------------------------------------------
+def test_msambare_prefix_rules(msambare):
+    data = load_dataset(msambare)
+    assert data.kind == "msambare"
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 21, "val": 14, "test": 7}
+    assert not data.notes
+
+
+def test_msambare_public_test_only_gives_empty_test_with_note(tmp_path):
+    root = tmp_path / "fer"
+    write_class_folders(root / "train", dict.fromkeys(EMOTIONS, 2), prefix="Training")
+    write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 1), prefix="PublicTest")
+    data = load_dataset(root)
+    assert (len(data["val"]), len(data["test"])) == (7, 0)
+    assert any("only PublicTest" in n for n in data.notes)
+
+
+def test_train_validation_layout_with_aliases(tmp_path):
+    names = ["Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprised", "Neutral"]
+    write_class_folders(tmp_path / "Train", dict.fromkeys(names, 2))
+    write_class_folders(tmp_path / "validation", dict.fromkeys(names, 1), ext="png")
+    data = load_dataset(tmp_path)
+    assert data.kind == "train_validation"
+    assert data["train"].class_counts() == dict.fromkeys(EMOTIONS, 2)
+    assert len(data["val"]) == 7 and len(data["test"]) == 0
+
+
+def test_class_folders_any_size_and_mode_are_gray_48(tmp_path):
+    (tmp_path / "happy").mkdir()
+    Image.new("RGB", (100, 80), (200, 10, 10)).save(tmp_path / "happy" / "a.png")
+    Image.new("RGBA", (48, 48), (0, 0, 0, 0)).save(tmp_path / "happy" / "b.png")
+    Image.fromarray(np.full((48, 48), 40000, np.uint16)).save(tmp_path / "happy" / "c.png")
+    write_class_folders(tmp_path, {"contempt": 2})
+    data = load_dataset(tmp_path)
+    assert data.kind == "class_folders" and len(data["all"]) == 3 and data.resized == 1
+    assert data["all"].images.shape == (3, 48, 48)
+    assert data.ignored_classes == [f"{tmp_path.name}/contempt"]
+    assert data["all"].images[1].min() == 255  # transparent -> white background
+    with pytest.raises(DataError, match="contempt"):
+        load_dataset(tmp_path, strict=True)
+
+
+def test_bad_images_named_or_skipped(tmp_path):
+    write_class_folders(tmp_path, {"happy": 2, "sad": 2})
+    (tmp_path / "sad" / "notes.jpg").write_text("not an image")
+    good = tmp_path / "happy" / "img_0.jpg"
+    (tmp_path / "happy" / "cut.jpg").write_bytes(good.read_bytes()[:200])
+    with pytest.raises(DataError) as exc:
+        load_dataset(tmp_path)
+    assert "notes.jpg" in str(exc.value) and "cut.jpg" in str(exc.value)
+    data = load_dataset(tmp_path, skip_bad=True)
+    assert len(data["all"]) == 4 and len(data.skipped) == 2
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [(lambda p: None, "no such file or folder"),
+     (lambda p: p.mkdir(), "holds nothing"),
+     (lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(b"x")), "only files"),
+     (lambda p: [(p / n).mkdir(parents=True) for n in ("cats", "dogs")], "maps to an emotion"),
+     (lambda p: [(p / n).mkdir(parents=True) for n in ("happy", "sad")], "hold no images"),
+     (lambda p: (p.mkdir(), (p / "x.txt").write_text("hi")) and None, "only files")],
+)  # fmt: skip
+def test_bad_sources_say_what_was_expected(tmp_path, setup, message):
+    target = tmp_path / "data"
+    setup(target)
+    with pytest.raises(DataError, match=message):
+        load_dataset(target)
+
+
+def test_not_a_data_file(tmp_path):
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(DataError, match="not a data set"):
+        load_dataset(tmp_path / "x.txt")
+
+
+# --- cache ------------------------------------------------------------------------------------
+def test_cache_hit_and_rebuild_on_change(msambare):
+    before = sorted(p for p in msambare.rglob("*"))
+    first = load_dataset(msambare)
+    assert not first.from_cache
+    second = load_dataset(msambare)
+    assert second.from_cache and isinstance(second["train"].images, np.memmap)
+    np.testing.assert_array_equal(first["train"].images, second["train"].images)
+    assert json.loads((entry_dir(msambare, 48) / "manifest.json").read_text())["counts"]
+    assert sorted(p for p in msambare.rglob("*")) == before  # nothing written into the data
+
+    target = msambare / "train" / "happy" / "Training_0.jpg"
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(target)
+    os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
+    third = load_dataset(msambare)
+    assert not third.from_cache
+    assert not np.array_equal(third["train"].images, first["train"].images)
+    (msambare / "train" / "happy" / "Training_1.jpg").unlink()
+    assert len(load_dataset(msambare)["train"]) == 20
+
+
+def test_cached_load_keeps_bad_input_rules(tmp_path):
+    write_class_folders(tmp_path, {"happy": 2, "contempt": 1})
+    (tmp_path / "happy" / "bad.png").write_bytes(b"broken")
+    load_dataset(tmp_path, skip_bad=True)  # builds the cache
+    with pytest.raises(DataError, match="bad.png"):
+        load_dataset(tmp_path)
+    with pytest.raises(DataError, match="contempt"):
+        load_dataset(tmp_path, skip_bad=True, strict=True)
+
+
+# --- CLI --------------------------------------------------------------------------------------
+def test_cli_info_json(msambare, capsys):
+    assert main(["data", "info", str(msambare), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["splits"]["train"]["n"] == 21 and info["image_size"] == [48, 48]
+    assert info["splits"]["val"]["classes"]["happy"] == 2
+
+
+def test_cli_info_table(fer_csv, capsys):
+    assert main(["data", "info", str(fer_csv)]) == 0
+    out = capsys.readouterr().out
+    assert "layout: csv" in out and "disgust" in out
+
+
+def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
+    assert main(["data", "info", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such file or folder" in err[0] and "Traceback" not in err[0]
+
+
+def test_cli_convert_npy_and_csv_round_trip(msambare, tmp_path, capsys):
+    out = tmp_path / "arrays"
+    assert main(["data", "convert", str(msambare), "--to", "npy", str(out)]) == 0
+    assert np.load(out / "train_images.npy").shape == (21, 48, 48)
+    assert sorted(np.load(out / "val_labels.npy").tolist()) == sorted([*range(7)] * 2)
+    assert main(["data", "convert", str(msambare), "--to", "npy", str(out)]) == 2  # no overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    csv_path = tmp_path / "fer2013.csv"
+    assert main(["data", "convert", str(msambare), "--to", "csv", str(csv_path)]) == 0
+    back = load_dataset(csv_path)
+    original = load_dataset(msambare)
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(back[name].images, original[name].images)
+        np.testing.assert_array_equal(back[name].labels, original[name].labels)
+
+
+# --- the real data ----------------------------------------------------------------------------
+@pytest.mark.shared_data
+def test_shared_fer2013_counts(shared_fer):
+    data = load_dataset(shared_fer)
+    assert len(data["train"]) == 28_709 and len(data["val"]) == 3_589 and len(data["test"]) == 0
+    assert data["train"].class_counts() == {"angry": 3995, "disgust": 436, "fear": 4097,
+        "happy": 7215, "sad": 4830, "surprise": 3171, "neutral": 4965}  # fmt: skip
+    assert data.resized == 0 and not data.skipped
