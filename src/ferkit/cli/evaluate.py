@@ -1,0 +1,94 @@
+"""`ferkit evaluate`, `ferkit report`, `ferkit compare`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ferkit.errors import FerkitError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score a checkpoint on a data set")
+    p.add_argument(
+        "checkpoint", nargs="?", help="checkpoint file or run folder (default: shipped model)"
+    )
+    p.add_argument("--data", required=True, help="FER-2013 CSV, Kaggle folder, or class folders")
+    p.add_argument("--split", choices=("train", "val", "test", "all"),
+                   help="split to score (default: val, else test, else the only one)")  # fmt: skip
+    p.add_argument("--tta", choices=("none", "flip", "tencrop"), default="none",
+                   help="test-time augmentation")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", metavar="OUT", nargs="?", const="-",
+                   help="write the full result as JSON to OUT (- or no value: stdout)")  # fmt: skip
+    p.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("report", help="write plots (curves, confusion matrix, ...) into a run")
+    r.add_argument("run", type=Path, help="run folder from `ferkit train`")
+    r.add_argument("--data", help="score on this data instead of the run's own validation split")
+    r.add_argument("--faces", type=int, default=32, help="faces in the prediction grid")
+    r.set_defaults(func=cmd_report)
+
+    c = sub.add_parser("compare", help="compare runs: a table and a val-accuracy plot")
+    c.add_argument("runs", nargs="+", type=Path, help="run folders")
+    c.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    c.add_argument("--plot", type=Path, default=Path("compare_val_acc.png"), help="plot file")
+    c.set_defaults(func=cmd_compare)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ferkit.evaluation.evaluate import evaluate
+
+    result = evaluate(args.checkpoint, args.data, split=args.split, tta=args.tta,
+                      batch_size=args.batch_size)  # fmt: skip
+    if args.json:
+        text = json.dumps(result, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            out = Path(args.json)
+            if out.exists():
+                raise FerkitError(f"{out} already exists; choose another --json file")
+            out.write_text(text)
+    if args.json != "-":
+        print(f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
+              f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
+              f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}")  # fmt: skip
+        for name, m in result["per_class"].items():
+            print(f"  {name:<9} acc {m['accuracy']:6.1%}  precision {m['precision']:.3f}  "
+                  f"f1 {m['f1']:.3f}  n={m['support']}")  # fmt: skip
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ferkit.evaluation.report import make_report
+
+    for name, path in make_report(args.run, data=args.data, n_faces=args.faces).items():
+        print(f"{name:<20} {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ferkit.evaluation import plots
+    from ferkit.evaluation.report import compare_runs
+
+    table, fig = compare_runs(args.runs)
+    if args.format == "csv":
+        print(table.to_csv(index=False), end="")
+    elif args.format == "markdown":
+        print(_markdown(table))
+    else:
+        print(table.to_string(index=False))
+    plots.save(fig, args.plot)
+    return 0
+
+
+def _markdown(table) -> str:
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = [
+        "| " + " | ".join("" if v is None else str(v) for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
+    return "\n".join([head, rule, *rows])

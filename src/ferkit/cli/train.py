@@ -1,0 +1,83 @@
+"""`ferkit train`: an experiment from a YAML recipe, `--set key=value` and common flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from ferkit.training.config import FIELDS, TrainConfig, load_config, parse_set
+
+# Flags for the common settings: flag -> config key.
+FLAGS = {
+    "--model": "model", "--data": "data", "--epochs": "epochs", "--batch-size": "batch_size",
+    "--lr": "lr", "--optimizer": "optimizer", "--scheduler": "scheduler", "--augment": "augment",
+    "--image-size": "image_size", "--seed": "seed", "--out": "out", "--device": "device",
+    "--devices": "devices", "--strategy": "strategy", "--precision": "precision",
+    "--name": "name",
+}  # fmt: skip
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a model from a config",
+        description="Train a model. Precedence: defaults < --config YAML < --set < flags.",
+    )  # fmt: skip
+    p.add_argument("--config", help="YAML recipe, e.g. configs/flagship.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable); see --help-config")  # fmt: skip
+    for flag, key in FLAGS.items():
+        p.add_argument(flag, dest=f"flag_{key}", metavar=key.upper(), help=_comment(key))
+    p.add_argument("--smoke", action="store_true", help="shrink to seconds: 1 epoch, 256 images")
+    p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="reuse an existing --out folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--help-config", action="store_true", help="list every config key and exit")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON at the end")
+    p.set_defaults(func=cmd_train)
+
+
+def _comment(key: str) -> str:
+    default = FIELDS[key].default
+    return f"config key {key} (default {default})"
+
+
+def _config_help() -> str:
+    defaults = TrainConfig()
+    return "\n".join(
+        f"{f.name:<18} {getattr(defaults, f.name)!r}" for f in dataclasses.fields(TrainConfig)
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.help_config:
+        print(_config_help())
+        return 0
+    overrides = parse_set(args.set)
+    overrides.update({key: getattr(args, f"flag_{key}") for key in FLAGS.values()
+                      if getattr(args, f"flag_{key}") is not None})  # fmt: skip
+    if args.smoke:
+        overrides["smoke"] = True
+    if args.resume:
+        from ferkit.training.run import resume_config
+
+        cfg = resume_config(args.resume, overrides)
+    else:
+        cfg = load_config(args.config, overrides)
+    if args.dry_run:
+        print(json.dumps(cfg.resolved().to_dict(), indent=1))
+        return 0
+    from ferkit.training.run import train  # Lightning is heavy: import only when training
+
+    run = train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    summary = run / "summary.json"
+    if args.json and summary.exists():
+        print(summary.read_text())
+    elif summary.exists():
+        s = json.loads(summary.read_text())
+        best = f"{s['best_val']:.4f}" if s.get("best_val") is not None else "n/a"
+        print(f"run: {run}\nbest {s['monitor']}: {best} after {s['epochs']} epoch(s), "
+              f"{s['train_seconds']} s", file=sys.stderr)  # fmt: skip
+    return 0

@@ -1,0 +1,77 @@
+"""Score a checkpoint on any supported data source: accuracy, loss, per-class metrics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.data import FERData, load_dataset
+from ferkit.errors import CheckpointError, DataError
+from ferkit.evaluation.metrics import classification_metrics
+from ferkit.evaluation.predict import predict_proba
+from ferkit.inference.model_io import default_checkpoint, load_torch_model, resolve_checkpoint
+from ferkit.labels import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+
+def pick_split(data: FERData, split: str | None) -> str:
+    """The split to score: the one asked for, else val, test, or the only one, if not empty."""
+    if split:
+        if split not in data.splits or not len(data.splits[split]):
+            have = ", ".join(f"{k} ({len(v)})" for k, v in data.splits.items())
+            raise DataError(f"{data.source}: split {split!r} is empty or absent (splits: {have})")
+        return split
+    for name in ("val", "test", "all"):
+        if name in data.splits and len(data.splits[name]):
+            return name
+    raise DataError(f"{data.source}: no val, test or unsplit images to evaluate on")
+
+
+def check_labels(meta: dict, checkpoint: Path | str) -> None:
+    labels = list(meta.get("labels") or [])
+    if labels != list(EMOTIONS):
+        raise CheckpointError(
+            f"{checkpoint} predicts labels {labels}, but ferkit data sets are labelled "
+            f"{list(EMOTIONS)}; it cannot be scored on them"
+        )
+
+
+def evaluate(
+    checkpoint: str | Path | None,
+    data: str | Path | FERData,
+    *,
+    split: str | None = None,
+    tta: str = "none",
+    batch_size: int = 256,
+    with_probs: bool = False,
+) -> dict:
+    """Evaluate a checkpoint (file or run folder; None: the shipped model) on a data source.
+
+    Returns:
+        classification_metrics(...) plus `split`, `source`, `checkpoint`, `arch`, `tta`;
+        with `with_probs`, also `probs` (N, C) and `y_true` as arrays (not JSON-ready).
+    """
+    path = resolve_checkpoint(checkpoint) if checkpoint else default_checkpoint()
+    model, meta = load_torch_model(path)
+    check_labels(meta, path)
+    dataset = data if isinstance(data, FERData) else load_dataset(data)
+    name = pick_split(dataset, split)
+    images = dataset.splits[name].images
+    size = list(meta["input_size"])
+    if list(images.shape[1:]) != size:
+        log.info("faces are %sx%s; resized to the model's %sx%s", *images.shape[1:], *size)
+    probs = predict_proba(
+        model, images, input_size=size, mean=meta["mean"], std=meta["std"],
+        in_channels=meta["in_channels"], tta=tta, batch_size=batch_size,
+    )  # fmt: skip
+    y_true = np.asarray(dataset.splits[name].labels)
+    result = classification_metrics(y_true, probs, list(EMOTIONS))
+    result.update(
+        split=name, source=dataset.source, checkpoint=str(path), arch=meta["arch"], tta=tta
+    )
+    if with_probs:
+        result.update(probs=probs, y_true=y_true)
+    return result

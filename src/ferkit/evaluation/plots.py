@@ -1,0 +1,121 @@
+"""Figures people would rather look at than read: each function takes data, returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+RIGHT, WRONG = "#1a9850", "#d73027"
+
+
+def _epoch_frame(metrics: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """One row per epoch with the given columns (CSVLogger writes train and val rows apart)."""
+    present = [c for c in columns if c in metrics]
+    return metrics.groupby("epoch")[present].mean() if present else pd.DataFrame()
+
+
+def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
+    """Loss and accuracy per epoch, train vs val, from a run's metrics.csv."""
+    frame = _epoch_frame(metrics, ["train_loss_epoch", "val_loss", "train_acc", "val_acc"])
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    for ax, pairs, ylabel in (
+        (ax_loss, [("train_loss_epoch", "train"), ("val_loss", "val")], "loss"),
+        (ax_acc, [("train_acc", "train"), ("val_acc", "val")], "accuracy"),
+    ):
+        for column, label in pairs:
+            if column in frame:
+                series = frame[column].dropna()
+                ax.plot(series.index + 1, series.values, marker="o", ms=3, label=label)
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if "val_acc" in frame and frame["val_acc"].notna().any():
+        best = frame["val_acc"].idxmax()
+        ax_acc.axvline(best + 1, color="grey", ls=":", lw=1)
+        ax_acc.set_title(f"best val {frame['val_acc'].max():.2%} at epoch {best + 1}", fontsize=9)
+    fig.suptitle(title or "training curves")
+    return fig
+
+
+def lr_curve(metrics: pd.DataFrame) -> Figure:
+    """Learning rate per epoch (one line per parameter group)."""
+    columns = [c for c in metrics if c.startswith("lr-")]
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    frame = _epoch_frame(metrics, columns)
+    for column in columns:
+        series = frame[column].dropna()
+        ax.plot(series.index + 1, series.values, marker="o", ms=3, label=column.removeprefix("lr-"))
+    ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
+    ax.grid(alpha=0.3)
+    if len(columns) > 1:
+        ax.legend()
+    return fig
+
+
+def confusion_heatmap(matrix: list[list[float]], labels: list[str], title: str = "") -> Figure:
+    """Row-normalised confusion matrix: each row shows where a true class's images went."""
+    cm = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), layout="constrained")
+    sns.heatmap(cm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, square=True,
+                xticklabels=labels, yticklabels=labels, cbar_kws={"shrink": 0.8}, ax=ax)  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (row-normalised)")
+    return fig
+
+
+def per_class_bars(per_class: dict[str, dict], overall: float, title: str = "") -> Figure:
+    """Accuracy (recall) per class, with the number of images, against overall accuracy."""
+    names = list(per_class)
+    acc = [per_class[n]["accuracy"] for n in names]
+    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+    bars = ax.bar(names, acc, color=sns.color_palette("deep", len(names)))
+    for bar, name in zip(bars, names, strict=True):
+        ax.annotate(f"{bar.get_height():.0%}\nn={per_class[name]['support']}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=8)  # fmt: skip
+    ax.axhline(overall, color="grey", ls="--", lw=1, label=f"overall {overall:.1%}")
+    ax.set(ylim=(0, 1.15), ylabel="accuracy", title=title or "per-class accuracy")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def prediction_grid(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray,
+                    labels: list[str], cols: int = 8) -> Figure:  # fmt: skip
+    """Faces with true and predicted label: green when right, red when wrong."""
+    n = len(images)
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.45, rows * 1.75), layout="constrained")
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, image, truth, p in zip(
+        np.atleast_1d(axes).ravel(), images, y_true, probs, strict=False
+    ):
+        pred = int(p.argmax())
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{labels[pred]} {p[pred]:.0%}\n(true: {labels[truth]})", fontsize=7,
+                     color=RIGHT if pred == truth else WRONG)  # fmt: skip
+    correct = int((probs.argmax(1) == y_true).sum())
+    fig.suptitle(f"{correct}/{n} right (green), {n - correct} wrong (red)", fontsize=10)
+    return fig
+
+
+def val_accuracy_overlay(curves: dict[str, pd.Series]) -> Figure:
+    """Validation accuracy per epoch of several runs on one plot."""
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    for name, series in curves.items():
+        ax.plot(series.index + 1, series.values, marker="o", ms=3, label=name)
+    ax.set(xlabel="epoch", ylabel="val accuracy", title="validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save(fig: Figure, path, dpi: int = 110) -> None:
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

@@ -1,0 +1,63 @@
+"""Class probabilities for arrays of faces, in batches, with optional test-time augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from ferkit.preprocess import to_model_input
+
+TTA_MODES = ("none", "flip", "tencrop")
+
+
+def _views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """Test-time views of a float batch (N, 1, H, W) in 0..1."""
+    if tta == "none":
+        return [x]
+    if tta == "flip":
+        return [x, x.flip(-1)]
+    # ten-crop: four corners + centre at 7/8 of the side, and their mirror images
+    h, w = x.shape[-2:]
+    crops = TF.ten_crop(x, [round(h * 7 / 8), round(w * 7 / 8)])
+    return list(crops)
+
+
+@torch.inference_mode()
+def predict_proba(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    input_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    in_channels: int = 1,
+    tta: str = "none",
+    temperature: float | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Softmax probabilities (N, num_classes) for uint8 gray faces (N, H, W).
+
+    TTA averages the probabilities of the views; `temperature` divides the logits first.
+    """
+    if tta not in TTA_MODES:
+        raise ValueError(f"unknown tta {tta!r}; valid: {', '.join(TTA_MODES)}")
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = (
+            torch.from_numpy(np.asarray(images[start : start + batch_size])).unsqueeze(1).float()
+            / 255
+        )
+        probs = 0
+        views = _views(x, tta)
+        for view in views:
+            inp = to_model_input(
+                view, input_size=input_size, mean=mean, std=std, in_channels=in_channels
+            )
+            logits = model(inp.contiguous(memory_format=torch.channels_last)).float()
+            probs = probs + torch.softmax(logits / (temperature or 1.0), dim=1)
+        out.append((probs / len(views)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

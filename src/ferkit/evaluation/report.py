@@ -1,0 +1,99 @@
+"""`ferkit report RUN` and `ferkit compare RUN...`: PNGs and tables from run folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from ferkit.errors import DataError
+from ferkit.evaluation import plots
+from ferkit.evaluation.evaluate import evaluate
+from ferkit.labels import EMOTIONS
+
+
+def read_metrics(run: Path) -> pd.DataFrame:
+    path = run / "metrics.csv"
+    if not path.exists():
+        raise DataError(f"{run}: no metrics.csv; is it a `ferkit train` run folder?")
+    return pd.read_csv(path)
+
+
+def run_config(run: Path) -> dict:
+    path = run / "config.yaml"
+    if not path.exists():
+        raise DataError(f"{run}: no config.yaml; is it a `ferkit train` run folder?")
+    return yaml.safe_load(path.read_text())
+
+
+def make_report(run: str | Path, *, data: str | None = None, n_faces: int = 32,
+                seed: int = 0) -> dict[str, Path]:  # fmt: skip
+    """Write the report PNGs into `run` and eval_val.json; returns {name: path}.
+
+    The confusion matrix, per-class bars and prediction grid come from the run's best
+    checkpoint scored on its validation split (or `data`, if given).
+    """
+    run = Path(run)
+    metrics = read_metrics(run)
+    cfg = run_config(run)
+    result = evaluate(run, data or cfg["data"], split=None, with_probs=True)
+    probs, y_true = result.pop("probs"), result.pop("y_true")
+    (run / f"eval_{result['split']}.json").write_text(json.dumps(result, indent=1))
+
+    from ferkit.data import load_dataset
+
+    images = load_dataset(data or cfg["data"]).splits[result["split"]].images
+    pick = np.sort(
+        np.random.default_rng(seed).choice(len(y_true), min(n_faces, len(y_true)), replace=False)
+    )
+    title = f"{cfg['model']} on {result['split']} (n={result['n']:,}): {result['accuracy']:.1%}"
+    figures = {
+        "curves": plots.training_curves(metrics, title=f"{cfg['model']}: {run.name}"),
+        "lr": plots.lr_curve(metrics),
+        "confusion_matrix": plots.confusion_heatmap(
+            result["confusion_matrix_normalized"], list(EMOTIONS), title=title
+        ),
+        "per_class_accuracy": plots.per_class_bars(
+            result["per_class"], result["accuracy"], title=title
+        ),
+        "predictions": plots.prediction_grid(
+            np.asarray(images[pick]), y_true[pick], probs[pick], list(EMOTIONS)
+        ),
+    }
+    written = {}
+    for name, fig in figures.items():
+        written[name] = run / f"{name}.png"
+        plots.save(fig, written[name])
+    return written
+
+
+def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
+    """A table (one row per run) and a plot overlaying their val-accuracy curves."""
+    rows, curves = [], {}
+    for run in map(Path, runs):
+        metrics = read_metrics(run)
+        summary_path = run / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        val = (
+            metrics.groupby("epoch")["val_acc"].mean().dropna()
+            if "val_acc" in metrics
+            else pd.Series()
+        )
+        curves[run.name] = val
+        test = next(
+            (json.loads(p.read_text())["accuracy"] for p in run.glob("eval_test.json")), None
+        )
+        rows.append({
+            "run": run.name,
+            "model": summary.get("model") or run_config(run)["model"],
+            "parameters": summary.get("parameters"),
+            "epochs": int(val.index.max() + 1) if len(val) else 0,
+            "best_val_acc": round(float(val.max()), 4) if len(val) else None,
+            "test_acc": round(test, 4) if test is not None else None,
+            "train_min": round(summary["train_seconds"] / 60, 1) if summary.get("train_seconds") else None,
+            "images_per_s": summary.get("train_images_per_s"),
+        })  # fmt: skip
+    return pd.DataFrame(rows), plots.val_accuracy_overlay(curves)

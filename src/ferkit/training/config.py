@@ -1,0 +1,182 @@
+"""The training configuration: one flat dataclass, loaded from YAML and `--set key=value`.
+
+Every field has a one-line comment; `ferkit train --help-config` prints them. Unknown keys fail
+with the valid names and close matches; values of the wrong type name the key and the type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferkit.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "exponential", "step", "cosine", "onecycle", "plateau")
+PRECISIONS = ("auto", "32", "bf16", "16")
+MONITORS = ("val_acc", "val_loss")
+
+
+@dataclass
+class TrainConfig:
+    # --- experiment
+    name: str = "run"  # run name: the default folder is runs/NAME-YYYYmmdd-HHMMSS
+    out: str | None = None  # run folder (default runs/NAME-YYYYmmdd-HHMMSS); never reused
+    seed: int = 0  # seeds Python, NumPy, torch and the data split/sampler
+    # --- data
+    data: str = "../shared/data/fer2013"  # CSV, msambare/Kaggle folder, or class folders
+    data_size: int = 48  # side of the decoded (cached) gray arrays
+    val_fraction: float = 0.1  # held out of train when the source has no val split
+    limit: int | None = None  # use at most this many images per split (smoke runs)
+    num_workers: int = 0  # DataLoader workers (0: in-process; batches are memory-mapped)
+    # --- model
+    model: str = "flagship"  # a name from `ferkit models`
+    model_kwargs: dict = field(default_factory=dict)  # extra keyword arguments of the model
+    image_size: int | None = None  # model input side; None: the model's default
+    pretrained: str | None = None  # transfer models: "imagenet" or a local state-dict file
+    freeze: str | None = None  # transfer models: none, head, last_stage
+    body_lr_scale: float = 1.0  # learning-rate factor of a pretrained body (head at lr)
+    batch_norm: bool | None = None  # ablation: None keeps the model's default
+    dropout: float | None = None  # ablation: None keeps the model's default, 0 disables
+    # --- optimisation
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adamw"  # sgd, adam, adamw
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    weight_decay: float = 5e-4
+    scheduler: str = "cosine"  # none, exponential, step, cosine, onecycle, plateau
+    warmup_epochs: float = 0.0  # linear warm-up before cosine
+    gamma: float = 0.95  # exponential/step decay factor
+    step_size: int = 10  # step: epochs between decays
+    plateau_patience: int = 3  # plateau: epochs without improvement before decay
+    plateau_factor: float = 0.5  # plateau: decay factor
+    label_smoothing: float = 0.0
+    class_weights: bool = False  # weight the loss by inverse class frequency
+    balanced_sampler: bool = False  # draw classes equally often instead
+    grad_clip: float = 0.0  # clip the gradient norm (0: off)
+    precision: str = "auto"  # auto (bf16 mixed on CPU and GPU), 32, bf16, 16 (GPU)
+    channels_last: bool = True  # faster convolutions on CPU (oneDNN) and GPU
+    ema: float = 0.0  # exponential moving average of weights, e.g. 0.999 (0: off)
+    # --- augmentation (training batches only; `augment: false` switches all off)
+    augment: bool = True
+    hflip: bool = True  # horizontal flip, p=0.5
+    rotation: float = 10.0  # max degrees
+    shift: float = 0.1  # max translation, fraction of the side
+    scale: float = 0.1  # max zoom in/out, fraction
+    crop_scale: float = 0.0  # random resized crop: min area fraction (0: off)
+    brightness: float = 0.2  # max brightness change, fraction
+    contrast: float = 0.2  # max contrast change, fraction
+    erasing: float = 0.0  # random erasing probability
+    mixup: float = 0.0  # mixup alpha (0: off)
+    cutmix: float = 0.0  # cutmix alpha (0: off)
+    # --- early stopping and checkpoints
+    monitor: str = "val_acc"  # val_acc or val_loss: selects the best checkpoint too
+    patience: int = 10  # epochs without improvement before stopping (0: never)
+    # --- hardware
+    device: str = "auto"  # auto, cpu, gpu
+    devices: int | str = 1  # processes/GPUs per node (DDP when > 1)
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto, ddp, ddp_spawn, ...
+    smoke: bool = False  # shrink to seconds: 1 epoch, 256 images per split
+
+    def resolved(self) -> TrainConfig:
+        """The config with `smoke` applied: the values that actually run, `smoke` off."""
+        if not self.smoke:
+            return self
+        return dataclasses.replace(
+            self, epochs=min(self.epochs, 1), limit=min(self.limit or 256, 256),
+            batch_size=min(self.batch_size, 32), patience=0, smoke=False,
+        )  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, FIELDS, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(FIELDS)}")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check `value` against the field's type; strings from --set are parsed as YAML first."""
+    hint = _HINTS[key]
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if isinstance(value, str) and str not in allowed:
+        value = yaml.safe_load(value)
+    for t in allowed:
+        if t is type(None) and value is None:
+            return None
+        if t is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if (
+            t is not type(None)
+            and isinstance(value, t)
+            and not (t is int and isinstance(value, bool))
+        ):
+            return value
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+    raise ConfigError(f"config key {key!r} expects {names}, got {value!r}")
+
+
+def _check_choices(cfg: TrainConfig) -> None:
+    for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
+                         ("precision", PRECISIONS), ("monitor", MONITORS)):  # fmt: skip
+        value = getattr(cfg, key)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
+    """Build a config from a YAML file (optional) and overrides (`--set` and CLI flags)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file (see configs/ for recipes)") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of key: value")
+        values.update(loaded)
+    values.update(overrides or {})
+    for key in values:
+        if key not in FIELDS:
+            raise _unknown_key(key)
+    cfg = TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    _check_choices(cfg)
+    return cfg
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`["lr=0.01", "hflip=false"]` -> {"lr": "0.01", "hflip": "false"} (typed by load_config)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value, for example --set lr=0.01")
+        key = key.strip()
+        if key not in FIELDS:
+            raise _unknown_key(key)
+        out[key] = value
+    return out
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

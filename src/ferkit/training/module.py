@@ -1,0 +1,170 @@
+"""The LightningModule: a registry model, its loss, optimizer, schedule and metrics.
+
+Batches arrive as uint8 (N, 1, H, W); augmentation, resizing to the model's input and
+normalisation run here on the whole batch (see `ferkit.preprocess`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from ferkit.errors import FerkitError
+from ferkit.labels import NUM_CLASSES
+from ferkit.models import create_model, get_model_spec, param_groups
+from ferkit.preprocess import to_model_input
+from ferkit.training.augment import BatchAugment, batch_mixer
+from ferkit.training.config import TrainConfig
+
+
+class NonFiniteLossError(FerkitError):
+    """The training loss became NaN or infinite."""
+
+
+def build_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The registry model a config asks for (None-valued options keep the model's defaults)."""
+    kwargs = dict(cfg.model_kwargs)
+    kwargs.update(pretrained=cfg.pretrained, freeze=cfg.freeze, batch_norm=cfg.batch_norm,
+                  dropout=cfg.dropout)  # fmt: skip
+    return create_model(cfg.model, num_classes=NUM_CLASSES, **kwargs)
+
+
+class FERClassifier(L.LightningModule):
+    def __init__(self, cfg: dict, class_counts: list[int] | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig(**cfg)
+        self.model = build_model(self.cfg)
+        spec = get_model_spec(self.cfg.model)
+        side = self.cfg.image_size
+        self.input_size = (side, side) if side else tuple(spec.input_size)
+        self.mean, self.std, self.in_channels = tuple(spec.mean), tuple(spec.std), spec.in_channels
+        self.augment = BatchAugment(self.cfg) if self.cfg.augment else None
+        self.mixer = batch_mixer(self.cfg, NUM_CLASSES) if self.cfg.augment else None
+        weight = None
+        if self.cfg.class_weights and class_counts:
+            counts = torch.tensor(class_counts, dtype=torch.float32).clamp(min=1)
+            weight = counts.sum() / (len(counts) * counts)
+        self.register_buffer("class_weight", weight, persistent=False)
+        self.train_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.test_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
+
+    # --- forward ------------------------------------------------------------------------------
+    def prepare(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        x = images.float() / 255.0
+        if train and self.augment is not None:
+            x = self.augment(x)
+        x = to_model_input(x, input_size=self.input_size, mean=self.mean, std=self.std,
+                           in_channels=self.in_channels)  # fmt: skip
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), target, weight=self.class_weight,
+                               label_smoothing=self.cfg.label_smoothing)  # fmt: skip
+
+    # --- steps --------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        images, target = batch
+        x = self.prepare(images, train=True)
+        hard = target if target.ndim == 1 else None
+        if self.mixer is not None and hard is not None:
+            x, target = self.mixer(x, hard)
+        logits = self(x)
+        loss = self._loss(logits, target)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
+                "stopped. The last good checkpoint is kept: lower --lr, set grad_clip, or "
+                "use precision 32"
+            )
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
+        if hard is not None:
+            self.train_acc(logits.detach(), hard)
+            self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, batch, stage: str, metric: MulticlassAccuracy):
+        images, target = batch
+        logits = self(self.prepare(images))
+        hard = target if target.ndim == 1 else target.argmax(1)
+        self.log(f"{stage}_loss", self._loss(logits, target), prog_bar=True, sync_dist=True)
+        metric(logits, hard)
+        self.log(f"{stage}_acc", metric, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test", self.test_acc)
+
+    # --- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        c = self.cfg
+        groups = param_groups(self.model, c.lr, c.body_lr_scale)
+        if c.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
+                                  weight_decay=c.weight_decay)  # fmt: skip
+        else:
+            cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
+            opt = cls(groups, lr=c.lr, weight_decay=c.weight_decay)
+        if c.scheduler == "none":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, total // max(1, c.epochs))
+        if c.scheduler == "exponential":
+            sched = {"scheduler": torch.optim.lr_scheduler.ExponentialLR(opt, c.gamma)}
+        elif c.scheduler == "step":
+            sched = {"scheduler": torch.optim.lr_scheduler.StepLR(opt, c.step_size, c.gamma)}
+        elif c.scheduler == "onecycle":
+            max_lr = [g["lr"] for g in opt.param_groups]
+            sched = {"scheduler": torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps=total),
+                     "interval": "step"}  # fmt: skip
+        elif c.scheduler == "plateau":
+            mode = "max" if c.monitor == "val_acc" else "min"
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode=mode, factor=c.plateau_factor, patience=c.plateau_patience
+            )
+            sched = {"scheduler": plateau, "monitor": c.monitor}
+        else:  # cosine with linear warm-up, stepped per batch
+            warmup = int(c.warmup_epochs * per_epoch)
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                progress = (step - warmup) / max(1, total - warmup)
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+            sched = {
+                "scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
+                "interval": "step",
+            }
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+    # --- resumable randomness -----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint["ferkit_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+            "python": list(random.getstate()[1]),
+            "python_version": random.getstate()[0],
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("ferkit_rng")
+        if not rng:
+            return
+        torch.set_rng_state(rng["torch"])
+        kind, keys, pos, has_gauss, cached = rng["numpy"]
+        np.random.set_state((kind, np.array(keys, np.uint32), pos, has_gauss, cached))
+        random.setstate((rng["python_version"], tuple(rng["python"]), None))

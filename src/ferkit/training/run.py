@@ -1,0 +1,281 @@
+"""`train(cfg)`: one experiment from a config to a run folder.
+
+A run folder holds `config.yaml` (the resolved config), `metrics.csv` (per epoch, from
+Lightning's CSVLogger), `checkpoints/{best,last}.ckpt` (full training state, for --resume),
+`best.pt` and `last.pt` (ferkit checkpoints: what inference needs) and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    OnExceptionCheckpoint,
+    TQDMProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger
+
+from ferkit.data.dataset import FERDataModule
+from ferkit.errors import ConfigError
+from ferkit.evaluation.metrics import classification_metrics
+from ferkit.evaluation.predict import predict_proba
+from ferkit.labels import EMOTIONS
+from ferkit.models import count_parameters, save_checkpoint
+from ferkit.training.config import TrainConfig, load_config, save_config
+from ferkit.training.module import FERClassifier, NonFiniteLossError
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_ENV = "FERKIT_RUN_DIR"  # lets DDP worker processes find the folder rank 0 chose
+
+
+def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
+    """The run folder for a new run: never an existing, non-empty one unless `overwrite`."""
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    base = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if overwrite or not base.exists() or not any(base.iterdir()):
+        return base
+    n = 2
+    while (candidate := base.with_name(f"{base.name}-{n}")).exists():
+        n += 1
+    log.warning("%s exists; this run goes to %s (use --overwrite to replace)", base, candidate)
+    return candidate
+
+
+def resume_dir(resume: str | Path) -> Path:
+    """The run folder to resume (given the folder or a checkpoint inside it)."""
+    path = Path(resume)
+    run_dir = path.parent.parent if path.suffix == ".ckpt" else path
+    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+        raise ConfigError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
+    return run_dir
+
+
+def resume_config(resume: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """The config a run was started with, with `overrides` (e.g. more epochs) applied."""
+    return load_config(resume_dir(resume) / "config.yaml", overrides)
+
+
+class _KeepGoodCheckpoint(OnExceptionCheckpoint):
+    """Saves a resumable `last.ckpt` on Ctrl-C or a kill, but not over it with NaN weights."""
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        if not isinstance(exception, NonFiniteLossError):
+            super().on_exception(trainer, pl_module, exception)
+
+
+class _Throughput(Callback):
+    """Training wall time and images/s, for the summary and `ferkit compare`."""
+
+    def __init__(self):
+        self.seconds, self.images, self._t0 = 0.0, 0, 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.images += len(batch[0]) * trainer.world_size
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seconds += time.perf_counter() - self._t0
+
+    def state_dict(self):
+        return {"seconds": self.seconds, "images": self.images}
+
+    def load_state_dict(self, state):
+        self.seconds, self.images = state["seconds"], state["images"]
+
+
+def _precision(cfg: TrainConfig, accelerator: str) -> str:
+    if cfg.precision == "auto" or cfg.precision == "bf16":
+        return "bf16-mixed"
+    if cfg.precision == "16":
+        if accelerator == "cpu":
+            raise ConfigError("precision 16 needs a GPU; use bf16 (default) or 32 on the CPU")
+        return "16-mixed"
+    return "32-true"
+
+
+def _accelerator(cfg: TrainConfig) -> str:
+    if cfg.device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if cfg.device in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device gpu asked for, but PyTorch sees no GPU; use --device cpu")
+    return {"cuda": "gpu"}.get(cfg.device, cfg.device)
+
+
+def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = False,
+          progress: bool = True) -> Path:  # fmt: skip
+    """Train a model as `cfg` says; returns the run folder.
+
+    Args:
+        cfg: the experiment (see TrainConfig). To resume, pass the run's own config
+            (`resume_config`), possibly with more epochs.
+        resume: a run folder (or its last.ckpt) to continue from its last checkpoint.
+        overwrite: reuse an existing run folder instead of creating a new one.
+        progress: show a progress bar.
+    """
+    if resume:
+        run_dir = resume_dir(resume)
+        ckpt = run_dir / "checkpoints" / "last.ckpt"
+    else:
+        cfg = cfg.resolved()
+        run_dir, ckpt = new_run_dir(cfg, overwrite), None
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = FERDataModule(
+        cfg.data, image_size=cfg.data_size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+        balanced=cfg.balanced_sampler, val_fraction=cfg.val_fraction, limit=cfg.limit, seed=cfg.seed,
+    )  # fmt: skip
+    data.setup()
+    counts = list(data.splits["train"].class_counts().values())
+    module = FERClassifier(cfg.to_dict(), class_counts=counts)
+    accelerator = _accelerator(cfg)
+
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=cfg.epochs,
+        accelerator=accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=_precision(cfg, accelerator),
+        gradient_clip_val=cfg.grad_clip or None,
+        logger=CSVLogger(run_dir, name="", version=""),
+        callbacks=_callbacks(cfg, run_dir, progress),
+        deterministic=accelerator == "cpu",
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+    )
+    if trainer.is_global_zero and not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers started by fit() inherit it
+    started = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+    except NonFiniteLossError:
+        _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started, stopped="nan")
+        raise
+    finally:
+        os.environ.pop(RUN_DIR_ENV, None)
+    if trainer.interrupted:
+        log.warning("interrupted: resume with `ferkit train --resume %s`", run_dir)
+        return run_dir
+    _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started)
+    log.info("rank %d finished", trainer.global_rank)
+    return run_dir
+
+
+def _callbacks(cfg: TrainConfig, run_dir: Path, progress: bool) -> list[Callback]:
+    mode = "max" if cfg.monitor == "val_acc" else "min"
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            ckpt_dir,
+            filename="best",
+            monitor=cfg.monitor,
+            mode=mode,
+            save_last=True,
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+        _KeepGoodCheckpoint(ckpt_dir, filename="last"),
+        LearningRateMonitor(logging_interval="epoch"),
+        _Throughput(),
+    ]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    if cfg.patience > 0:
+        callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode))
+    if cfg.ema > 0:
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema))
+    return callbacks
+
+
+def _score(module: FERClassifier, split) -> dict:
+    """Accuracy, loss and per-class metrics of the module's current weights on a split."""
+    probs = predict_proba(module.model.eval(), split.images, input_size=module.input_size,
+                          mean=module.mean, std=module.std, in_channels=module.in_channels)  # fmt: skip
+    return classification_metrics(np.asarray(split.labels), probs, list(EMOTIONS))
+
+
+def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = None) -> None:
+    """Export ferkit checkpoints (best.pt, last.pt), scored on val (and test), and summary.json.
+
+    Rank 0 only. `best` is the checkpoint with the best monitored validation value.
+    """
+    if not trainer.is_global_zero:
+        return
+    ckpt_cb = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
+    throughput = next(c for c in trainer.callbacks if isinstance(c, _Throughput))
+    meta = dict(input_size=list(module.input_size), mean=list(module.mean), std=list(module.std),
+                in_channels=module.in_channels, labels=list(EMOTIONS))  # fmt: skip
+    recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
+              "n_train": len(data.splits["train"]), "data": cfg.data}  # fmt: skip
+    scores = {}
+    module = module.float().cpu()
+    sources = {
+        "last": Path(ckpt_cb.dirpath) / "last.ckpt",
+        "best": Path(ckpt_cb.best_model_path or "-"),
+    }
+    for name, path in sources.items():
+        if not path.is_file():
+            continue
+        module.load_state_dict(
+            torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        )
+        val = _score(module, data.splits["val"])
+        metrics = {"val_accuracy": val["accuracy"], "val_loss": val["loss"],
+                   "val_macro_f1": val["macro_f1"], "val_n": val["n"]}  # fmt: skip
+        test = data.splits.get("test")
+        if name == "best" and test is not None and len(test):
+            scores["test"] = _score(module, test)
+            metrics.update(test_accuracy=scores["test"]["accuracy"], test_n=scores["test"]["n"])
+        scores[name] = val
+        save_checkpoint(run_dir / f"{name}.pt", module.model, overwrite=True, metrics=metrics,
+                        extra={"recipe": recipe}, **meta)  # fmt: skip
+    best = scores.get("best", {})
+    summary = {
+        "model": cfg.model,
+        "parameters": count_parameters(module.model),
+        "input_size": list(module.input_size),
+        "epochs": trainer.current_epoch,
+        "monitor": cfg.monitor,
+        "best_val": None if ckpt_cb.best_model_score is None else float(ckpt_cb.best_model_score),
+        "val_accuracy": best.get("accuracy"),
+        "val_loss": best.get("loss"),
+        "val_n": best.get("n"),
+        "test_accuracy": scores["test"]["accuracy"] if "test" in scores else None,
+        "test_n": scores["test"]["n"] if "test" in scores else None,
+        "train_seconds": round(throughput.seconds, 1),
+        "wall_seconds": round(seconds, 1),
+        "train_images_per_s": round(throughput.images / throughput.seconds, 1)
+        if throughput.seconds
+        else None,
+        "data": cfg.data,
+        "n_train": len(data.splits["train"]),
+        "stopped": stopped or ("early" if trainer.should_stop else "max_epochs"),
+        "hardware": _hardware(trainer),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def _hardware(trainer) -> str:
+    if torch.cuda.is_available() and trainer.accelerator.__class__.__name__ == "CUDAAccelerator":
+        return f"{trainer.world_size} x {torch.cuda.get_device_name(0)}"
+    return f"{trainer.world_size} process(es) x CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"

@@ -1,0 +1,256 @@
+"""Training and evaluation end to end on a tiny data set: config, augmentation, runs, resume,
+reproducibility, NaN and interrupt handling, evaluate/report/compare, 2-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import write_class_folders
+from PIL import Image
+
+from ferkit.cli import main
+from ferkit.errors import ConfigError
+from ferkit.labels import EMOTIONS
+from ferkit.training.augment import BatchAugment
+from ferkit.training.config import TrainConfig, load_config, parse_set
+
+REPORT_PNGS = ("curves", "lr", "confusion_matrix", "per_class_accuracy", "predictions")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """msambare layout, 7 classes: 16 train + 4 PublicTest + 2 PrivateTest images each."""
+    root = tmp_path_factory.mktemp("tiny") / "fer"
+    write_class_folders(root / "train", dict.fromkeys(EMOTIONS, 16), prefix="Training")
+    write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 4), prefix="PublicTest", seed=7)
+    write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 2), prefix="PrivateTest", seed=9)
+    return root
+
+
+def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--model", "simple_cnn", "--data", str(data), "--out", str(out),
+            "--epochs", "2", "--batch-size", "16", "--no-progress", *extra]  # fmt: skip
+
+
+# --- config -----------------------------------------------------------------------------------
+def test_config_unknown_key_suggests_close_match(tmp_path):
+    (tmp_path / "c.yaml").write_text("model: vgg_13\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rate'.*Valid keys"):
+        load_config(tmp_path / "c.yaml")
+    with pytest.raises(ConfigError, match="Did you mean epochs"):
+        parse_set(["epoch=3"])
+
+
+def test_config_types_and_choices():
+    cfg = load_config(
+        None, parse_set(["lr=0.01", "hflip=false", "image_size=64", "model_kwargs={width: 8}"])
+    )
+    assert (cfg.lr, cfg.hflip, cfg.image_size, cfg.model_kwargs) == (0.01, False, 64, {"width": 8})
+    with pytest.raises(ConfigError, match="'epochs' expects int"):
+        load_config(None, {"epochs": "many"})
+    with pytest.raises(ConfigError, match="unknown optimizer 'adamx'.*Did you mean 'adam'"):
+        load_config(None, {"optimizer": "adamx"})
+    with pytest.raises(ConfigError, match="Valid: none, exponential"):
+        load_config(None, {"scheduler": "linear"})
+
+
+def test_recipes_load(capsys):
+    for recipe in sorted(Path("configs").glob("*.yaml")):
+        cfg = load_config(recipe)
+        assert cfg.name and cfg.epochs > 0
+        assert main(["train", "--config", str(recipe), "--smoke", "--dry-run"]) == 0
+        assert json.loads(capsys.readouterr().out)["epochs"] == 1
+
+
+def test_cli_bad_model_lists_valid_names(tiny_data, tmp_path, capsys):
+    assert main(tiny_args(tiny_data, tmp_path / "r", "--model", "vgg_99")) == 2
+    err = capsys.readouterr().err
+    assert "vgg_99" in err and "simple_cnn" in err and "Traceback" not in err
+
+
+# --- augmentation -----------------------------------------------------------------------------
+def test_batch_augment_shapes_range_and_seed():
+    x = torch.rand(16, 1, 48, 48)
+    aug = BatchAugment(TrainConfig(crop_scale=0.6, erasing=0.5))
+    torch.manual_seed(0)
+    a = aug(x)
+    torch.manual_seed(0)
+    b = aug(x)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    off = TrainConfig(hflip=False, rotation=0, shift=0, scale=0, brightness=0, contrast=0)
+    assert torch.allclose(BatchAugment(off)(x), x)
+
+
+def test_hflip_only_mirrors():
+    x = torch.rand(64, 1, 8, 8)
+    cfg = TrainConfig(hflip=True, rotation=0, shift=0, scale=0, brightness=0, contrast=0)
+    y = BatchAugment(cfg)(x)
+    same = torch.isclose(y, x, atol=1e-5).flatten(1).all(1)
+    mirrored = torch.isclose(y, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    assert (same | mirrored).all() and same.any() and mirrored.any()
+
+
+# --- end to end -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run1"
+    assert main(tiny_args(tiny_data, out, "--set", "mixup=0.2")) == 0
+    return out
+
+
+def test_run_folder_contents(trained_run):
+    for name in ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt"):  # fmt: skip
+        assert (trained_run / name).is_file(), name
+    metrics = pd.read_csv(trained_run / "metrics.csv")
+    assert {"train_loss_epoch", "val_loss", "val_acc", "train_acc"} <= set(metrics.columns)
+    assert sorted(metrics["epoch"].dropna().unique()) == [0, 1]
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["val_n"] == 28 and summary["test_n"] == 14
+    assert 0 <= summary["val_accuracy"] <= 1 and summary["train_images_per_s"] > 0
+
+    from ferkit.models import load_checkpoint
+
+    model, meta = load_checkpoint(trained_run / "best.pt")
+    assert meta["arch"] == "simple_cnn" and meta["labels"] == list(EMOTIONS)
+    assert meta["metrics"]["val_accuracy"] == summary["val_accuracy"]
+
+
+def test_new_run_never_overwrites(trained_run, tiny_data):
+    before = (trained_run / "best.pt").read_bytes()
+    assert main(tiny_args(tiny_data, trained_run, "--epochs", "1")) == 0
+    assert (trained_run / "best.pt").read_bytes() == before
+    assert (trained_run.parent / f"{trained_run.name}-2" / "best.pt").is_file()
+
+
+def test_evaluate_json(trained_run, tiny_data, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 28 and result["split"] == "val" and 0 <= result["accuracy"] <= 1
+    for key in ("loss", "macro_f1", "confusion_matrix", "confusion_matrix_normalized", "source"):
+        assert key in result
+    assert set(result["per_class"]) == set(EMOTIONS)
+    assert set(result["per_class"]["happy"]) >= {"precision", "recall", "f1", "accuracy"}
+    assert np.asarray(result["confusion_matrix"]).sum() == 28
+    assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--split", "test",
+                 "--tta", "tencrop", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["n"] == 14
+    assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--json", str(out)]) == 2
+
+
+def test_evaluate_other_data_set_through_aliases(trained_run, tmp_path):
+    write_class_folders(tmp_path / "other", {"Anger": 3, "Happiness": 3, "contempt": 3}, size=64)
+    assert main(["evaluate", str(trained_run), "--data", str(tmp_path / "other"), "--json",
+                 str(tmp_path / "o.json")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "o.json").read_text())["n"] == 6
+
+
+def test_report_pngs(trained_run):
+    assert main(["report", str(trained_run), "--faces", "8"]) == 0
+    for name in REPORT_PNGS:
+        with Image.open(trained_run / f"{name}.png") as img:
+            assert img.width >= 300 and img.height >= 200, name
+
+
+def test_compare(trained_run, tmp_path, capsys):
+    plot = tmp_path / "cmp.png"
+    assert (
+        main(
+            ["compare", str(trained_run), str(trained_run), "--format", "csv", "--plot", str(plot)]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out.splitlines()
+    assert (
+        table[0].startswith("run,model,parameters,epochs,best_val_acc,test_acc") and len(table) == 3
+    )
+    assert Image.open(plot).width > 300
+
+
+def test_resume_continues_at_next_epoch(tiny_data, tmp_path):
+    run = tmp_path / "r"
+    assert main(tiny_args(tiny_data, run, "--epochs", "1")) == 0
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    epochs = pd.read_csv(run / "metrics.csv")["epoch"].dropna().unique()
+    assert sorted(epochs) == [0, 1]
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
+def test_same_seed_same_metrics(tiny_data, tmp_path):
+    for name in ("a", "b"):
+        assert main(tiny_args(tiny_data, tmp_path / name, "--epochs", "1")) == 0
+    a, b = (pd.read_csv(tmp_path / n / "metrics.csv") for n in "ab")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_nan_loss_stops_and_keeps_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
+    from ferkit.training.module import FERClassifier
+
+    original = FERClassifier._loss
+
+    def nan_in_second_epoch(self, logits, target):
+        loss = original(self, logits, target)
+        return loss * float("nan") if self.training and self.current_epoch == 1 else loss
+
+    monkeypatch.setattr(FERClassifier, "_loss", nan_in_second_epoch)
+    run = tmp_path / "nan"
+    assert main(tiny_args(tiny_data, run)) == 2
+    assert "loss is nan" in capsys.readouterr().err
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["epoch"] == 0  # the end of the last good epoch
+    assert all(
+        torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point()
+    )
+
+
+def test_interrupt_leaves_resumable_checkpoint(tiny_data, tmp_path, monkeypatch):
+    from ferkit.training.module import FERClassifier
+
+    original = FERClassifier.training_step
+
+    def interrupt(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 2:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(FERClassifier, "training_step", interrupt)
+    run = tmp_path / "int"
+    main(tiny_args(tiny_data, run))
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    monkeypatch.setattr(FERClassifier, "training_step", original)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tiny_data, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "ferkit", *tiny_args(tiny_data, run, "--epochs", "1"),
+           "--device", "cpu", "--devices", "2", "--strategy", "ddp"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 0 finished" in proc.stderr and "rank 1 finished" in proc.stderr, proc.stderr[
+        -3000:
+    ]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+
+
+@pytest.mark.shared_data
+def test_smoke_run_on_fer2013(shared_fer, tmp_path):
+    run = tmp_path / "smoke"
+    assert main(["train", "--config", "configs/flagship.yaml", "--data", str(shared_fer),
+                 "--smoke", "--out", str(run), "--no-progress"]) == 0  # fmt: skip
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["val_n"] == 256 and summary["epochs"] == 1
