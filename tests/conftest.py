@@ -4,6 +4,7 @@ formats built in tmp_path."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,17 @@ from ferkit.labels import EMOTIONS
 SHARED_FER = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fer2013"
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own decoded-array cache, never the user's ~/.cache/ferkit."""
-    monkeypatch.setenv("FERKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """The test session's own decoded-array cache, never the user's ~/.cache/ferkit (shared
+    across tests so FER-2013 is decoded once; cache tests use sources of their own)."""
+    old = os.environ.get("FERKIT_CACHE")
+    os.environ["FERKIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("FERKIT_CACHE")
+    else:
+        os.environ["FERKIT_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

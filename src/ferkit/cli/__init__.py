@@ -19,14 +19,15 @@ from ferkit.errors import FerkitError
 log = logging.getLogger("ferkit")
 
 # Command modules, in the order `ferkit --help` lists them.
-COMMANDS = ("data", "models")
+COMMANDS = ("data", "models", "train", "evaluate", "predict", "export", "webcam")
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ferkit", description="Facial expression recognition: data, models, training, inference."
+        prog="ferkit",
+        description="Facial expression recognition: data, models, training, inference.",
     )
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -37,9 +38,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (pytest and callers may swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _configure_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
     log.setLevel(level)
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import (
     Callback,
@@ -23,7 +26,6 @@ from lightning.pytorch.callbacks import (
     EMAWeightAveraging,
     LearningRateMonitor,
     ModelCheckpoint,
-    OnExceptionCheckpoint,
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger
@@ -70,12 +72,15 @@ def resume_config(resume: str | Path, overrides: dict | None = None) -> TrainCon
     return load_config(resume_dir(resume) / "config.yaml", overrides)
 
 
-class _KeepGoodCheckpoint(OnExceptionCheckpoint):
-    """Saves a resumable `last.ckpt` on Ctrl-C or a kill, but not over it with NaN weights."""
+class _CheckpointOnInterrupt(Callback):
+    """Saves a resumable `last.ckpt` on Ctrl-C or a kill, but never over it with NaN weights."""
+
+    def __init__(self, path: Path):
+        self.path = path
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         if not isinstance(exception, NonFiniteLossError):
-            super().on_exception(trainer, pl_module, exception)
+            trainer.save_checkpoint(self.path)
 
 
 class _Throughput(Callback):
@@ -165,36 +170,66 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers started by fit() inherit it
+    earlier = _set_aside_metrics(run_dir) if resume and trainer.is_global_zero else None
     started = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+        with warnings.catch_warnings():
+            # the run folder holds config.yaml already: that is expected, not a stale log
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt)
     except NonFiniteLossError:
         _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started, stopped="nan")
         raise
+    except SystemExit:
+        # Lightning turns Ctrl-C into sys.exit(1) after on_exception saved last.ckpt, and
+        # leaves SIGINT ignored; restore it and report an interrupt the caller can handle
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if trainer.interrupted:
+            log.warning("interrupted: resume with `ferkit train --resume %s`", run_dir)
+            raise KeyboardInterrupt from None
+        raise
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
-    if trainer.interrupted:
-        log.warning("interrupted: resume with `ferkit train --resume %s`", run_dir)
-        return run_dir
+        if earlier is not None:
+            _merge_metrics(run_dir / "metrics.csv", earlier)
     _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started)
     log.info("rank %d finished", trainer.global_rank)
     return run_dir
+
+
+def _set_aside_metrics(run_dir: Path) -> Path | None:
+    """Lightning's CSVLogger starts metrics.csv afresh; keep the earlier epochs of a resumed run."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return None
+    return path.rename(run_dir / "metrics.before-resume.csv")
+
+
+def _merge_metrics(path: Path, earlier: Path) -> None:
+    old = pd.read_csv(earlier)
+    new = pd.read_csv(path) if path.exists() else old.iloc[:0]
+    if "epoch" in new and len(new):
+        old = old[old["epoch"] < new["epoch"].min()]
+    pd.concat([old, new], ignore_index=True).to_csv(path, index=False)
+    earlier.unlink()
 
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, progress: bool) -> list[Callback]:
     mode = "max" if cfg.monitor == "val_acc" else "min"
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list[Callback] = [
+        # best by the monitored value; first, so it is trainer.checkpoint_callback
         ModelCheckpoint(
             ckpt_dir,
             filename="best",
             monitor=cfg.monitor,
             mode=mode,
-            save_last=True,
             save_top_k=1,
             enable_version_counter=False,
         ),
-        _KeepGoodCheckpoint(ckpt_dir, filename="last"),
+        # the latest epoch, every epoch, for --resume (monitor=None keeps the newest)
+        ModelCheckpoint(ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False),
+        _CheckpointOnInterrupt(ckpt_dir / "last.ckpt"),
         LearningRateMonitor(logging_interval="epoch"),
         _Throughput(),
     ]
