@@ -79,7 +79,9 @@ def test_csv_bad_row_names_file_and_line(tmp_path, pixels, label, usage, message
         load_dataset(path)
     assert message in str(exc.value) and "bad.csv" in str(exc.value)
     data = load_dataset(path, skip_bad=True)
-    assert len(data["train"]) == 2 and len(data.skipped) == 1 and "bad.csv, line 3:" in data.skipped[0]
+    assert (
+        len(data["train"]) == 2 and len(data.skipped) == 1 and "bad.csv, line 3:" in data.skipped[0]
+    )
 
 
 def test_csv_without_needed_columns(tmp_path):

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import write_class_folders
 from PIL import Image
 
+from conftest import write_class_folders
 from ferkit.cli import main
 from ferkit.errors import ConfigError
 from ferkit.labels import EMOTIONS
@@ -43,7 +43,7 @@ def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
 # --- config -----------------------------------------------------------------------------------
 def test_config_unknown_key_suggests_close_match(tmp_path):
     (tmp_path / "c.yaml").write_text("model: vgg_13\nlearning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match="unknown config key 'learning_rate'.*Valid keys"):
+    with pytest.raises(ConfigError, match=r"unknown config key .learning_rate..*Valid keys"):
         load_config(tmp_path / "c.yaml")
     with pytest.raises(ConfigError, match="Did you mean epochs"):
         parse_set(["epoch=3"])
@@ -56,7 +56,7 @@ def test_config_types_and_choices():
     assert (cfg.lr, cfg.hflip, cfg.image_size, cfg.model_kwargs) == (0.01, False, 64, {"width": 8})
     with pytest.raises(ConfigError, match="'epochs' expects int"):
         load_config(None, {"epochs": "many"})
-    with pytest.raises(ConfigError, match="unknown optimizer 'adamx'.*Did you mean 'adam'"):
+    with pytest.raises(ConfigError, match=r"unknown optimizer .adamx..*Did you mean .adam."):
         load_config(None, {"optimizer": "adamx"})
     with pytest.raises(ConfigError, match="Valid: none, exponential"):
         load_config(None, {"scheduler": "linear"})
@@ -120,7 +120,7 @@ def test_run_folder_contents(trained_run):
 
     from ferkit.models import load_checkpoint
 
-    model, meta = load_checkpoint(trained_run / "best.pt")
+    _, meta = load_checkpoint(trained_run / "best.pt")
     assert meta["arch"] == "simple_cnn" and meta["labels"] == list(EMOTIONS)
     assert meta["metrics"]["val_accuracy"] == summary["val_accuracy"]
 

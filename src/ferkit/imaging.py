@@ -34,16 +34,19 @@ def read_image(path: str | Path, *, max_side: int | None = None) -> Image.Image:
     Args:
         path: the image file.
         max_side: if given, large JPEGs are decoded at reduced scale (PIL draft mode) so that
-            the longer side is at least this, which bounds memory for huge photos.
+            the longer side is at least this, which bounds memory for huge photos. The size
+            before that reduction is kept in `img.info["original_size"]` as (w, h).
     """
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
+            original_size = img.size
             if max_side and max(img.size) > 2 * max_side:
                 img.draft("L" if img.mode == "L" else "RGB", (max_side, max_side))
             img.load()
+            img.info["original_size"] = original_size  # (w, h) before draft, to map boxes back
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:

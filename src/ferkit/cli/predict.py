@@ -1,0 +1,242 @@
+"""`ferkit predict PATH...`: emotions of the faces in images, folders and videos.
+
+    ferkit predict photo.jpg --model runs/exp1
+    ferkit predict photos/ --json > faces.json --annotate annotated/
+    ferkit predict crops/ --no-detect --csv crops.csv
+    ferkit predict clip.mp4 --annotate out.mp4 --csv timeline.csv --every 2 --smooth 0.6
+
+A file that cannot be read is reported on stderr as one line naming it; the others go on, and
+the exit code is 2 at the end if any failed (0 otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+from ferkit.errors import ConfigError, FerkitError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".pnm"}
+)
+FILES_PER_BATCH = 32  # images whose faces share forward passes
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """--model/--backend/--detector/... shared by `predict` and `webcam`."""
+    p.add_argument("--model", "-m", help="checkpoint, run folder or .onnx (default: shipped model)")
+    p.add_argument(
+        "--backend", choices=("torch", "onnx"), help="default: onnx for .onnx, else torch"
+    )
+    p.add_argument("--detector", choices=("haar", "yunet", "none"), default="haar",
+                   help="face detector (default haar; none = inputs are face crops)")  # fmt: skip
+    p.add_argument("--detector-model", help="YuNet .onnx file, or a Haar cascade XML")
+    p.add_argument("--detect-side", type=int, metavar="PX",
+                   help="shrink images to PX on the longer side for detection (haar 320, yunet "
+                   "640); raise it to find small faces in group photos")  # fmt: skip
+    p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--batch-size", type=int, default=64, help="faces per forward pass (64)")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="emotions of faces in images, folders (recursive) and videos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders")
+    add_model_options(p)
+    p.add_argument(
+        "--no-detect", action="store_true", help="inputs are face crops (= --detector none)"
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON document")
+    out.add_argument("--jsonl", action="store_true", help="print JSON lines (one per image/frame)")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write one row per face to FILE")
+    p.add_argument("--annotate", type=Path, metavar="OUT",
+                   help="draw results: a folder for images, or an .mp4/.avi file for one video")  # fmt: skip
+    p.add_argument(
+        "--every", type=int, default=1, metavar="N", help="video: analyse every Nth frame"
+    )
+    p.add_argument("--smooth", type=float, default=0.0, metavar="A",
+                   help="video: EMA weight of past frames per face, 0..1 (0 = off)")  # fmt: skip
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def make_recognizer(args: argparse.Namespace):
+    """An EmotionRecognizer from the shared model options."""
+    from ferkit.inference.faces import make_detector
+    from ferkit.inference.recognizer import EmotionRecognizer
+
+    name = "none" if getattr(args, "no_detect", False) else args.detector
+    detector = make_detector(name, model_path=args.detector_model)
+    if args.detect_side and detector is not None:
+        detector.max_side = args.detect_side
+    return EmotionRecognizer(args.model, backend=args.backend, detector=detector, tta=args.tta,
+                             batch_size=args.batch_size)  # fmt: skip
+
+
+def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
+    """(file, path relative to its root) for every input; bad paths go to `errors`."""
+    from ferkit.inference.video import VIDEO_SUFFIXES
+
+    found = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files = sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            )  # fmt: skip
+            if not files:
+                errors.append(f"{p}: folder holds no image or video files")
+            found += [(f, f.relative_to(p)) for f in files]
+        elif p.is_file():
+            found.append((p, Path(p.name)))
+        else:
+            errors.append(f"{p}: no such file or folder")
+    return found
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ferkit.inference.video import is_video, timeline_header
+
+    if args.every < 1 or not 0.0 <= args.smooth < 1.0:
+        raise ConfigError("--every must be >= 1 and --smooth in [0, 1)")
+    errors: list[str] = []
+    inputs = collect(args.paths, errors)
+    for msg in errors:
+        print(f"ferkit predict: error: {msg}", file=sys.stderr)
+    if not inputs:
+        return 2
+    videos = [i for i in inputs if is_video(i[0])]
+    images = [i for i in inputs if not is_video(i[0])]
+    video_out = args.annotate if args.annotate and is_video(args.annotate) else None
+    if video_out and (len(videos) != 1 or images):
+        raise ConfigError(f"--annotate {args.annotate} names one video file; give exactly one "
+                          "video, or a folder to --annotate")  # fmt: skip
+    rec = make_recognizer(args)
+    document: list[dict] = []
+    with ExitStack() as stack:
+        rows = None
+        if args.csv:
+            args.csv.parent.mkdir(parents=True, exist_ok=True)
+            rows = csv.writer(stack.enter_context(open(args.csv, "w", newline="")))
+            rows.writerow(timeline_header(rec.labels))
+        show = not args.no_progress and len(images) > 1
+        bar = stack.enter_context(tqdm(total=len(images), unit="img", disable=not show or None))
+        for chunk in _chunks(images, FILES_PER_BATCH):
+            _predict_images(rec, chunk, args, rows, document, errors)
+            bar.update(len(chunk))
+        for path, rel in videos:
+            _predict_video(rec, path, rel, args, rows, document, errors, video_out)
+    if args.json:
+        json.dump(document, sys.stdout, indent=2)
+        print()
+    return 2 if errors else 0
+
+
+def _predict_images(rec, chunk, args, rows, document, errors) -> None:
+    frames, names = [], []
+    for path, rel in chunk:
+        try:
+            frames.append(rec.load(path))
+            names.append((path, rel))
+        except FerkitError as exc:
+            _report(errors, exc)
+    if not frames:
+        return
+    results = rec.predict(frames)
+    for frame, (path, rel), faces in zip(frames, names, results, strict=True):
+        record = {"file": str(path), "faces": [f.to_dict(4) for f in faces]}
+        _emit(record, args, document)
+        if rows is not None:
+            for i, face in enumerate(faces):
+                rows.writerow(_row(str(path), "", "", i, face))
+        if args.annotate:
+            try:
+                _write_image(frame, faces, args.annotate / rel)
+            except FerkitError as exc:
+                _report(errors, exc)
+
+
+def _row(*values):
+    from ferkit.inference.video import timeline_row
+
+    return timeline_row(*values)
+
+
+def _emit(record: dict, args, document: list) -> None:
+    if args.json:
+        document.append(record)
+    elif args.jsonl:
+        print(json.dumps(record), flush=False)
+    elif "frame" not in record:
+        faces = record["faces"]
+        print(f"{record['file']}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
+        for f in faces:
+            print(f"  {f['label']:<9} {f['confidence']:6.1%}  box {tuple(f['box'])}")
+
+
+def _write_image(frame, faces, out: Path) -> None:
+    import cv2
+
+    from ferkit.inference.draw import annotate
+
+    if out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+        out = out.with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), annotate(frame.image, faces, scale=frame.scale)):
+        raise FerkitError(f"{out}: could not write the annotated image")
+
+
+def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> None:
+    from ferkit.inference.video import process_video
+
+    out = video_out or (args.annotate / rel.with_suffix(".mp4") if args.annotate else None)
+    frames: list[dict] = []
+
+    def on_frame(r) -> None:
+        if not r.analysed or not (args.json or args.jsonl):
+            return
+        faces = [f.to_dict(4) | {"track": t} for f, t in zip(r.faces, r.tracks, strict=True)]
+        record = {"file": str(path), "frame": r.index, "time_s": round(r.time_s, 3), "faces": faces}
+        frames.append(record) if args.json else print(json.dumps(record))
+
+    try:
+        summary = process_video(
+            rec, path, every=args.every, smooth=args.smooth, annotate_to=out, csv_writer=rows,
+            progress=not args.no_progress, on_frame=on_frame,
+        )  # fmt: skip
+    except FerkitError as exc:
+        _report(errors, exc)
+        return
+    if args.json:
+        document.append({"file": str(path), "frames": frames})
+    if not (args.json or args.jsonl):
+        rate = summary.frames / summary.seconds if summary.seconds else 0.0
+        print(f"{path}: {summary.frames} frames ({summary.analysed} analysed), "
+              f"{summary.faces} faces, {rate:.1f} frames/s"
+              + (f" -> {', '.join(summary.outputs)}" if summary.outputs else ""))  # fmt: skip
+
+
+def _report(errors: list[str], exc: Exception) -> None:
+    errors.append(str(exc))
+    print(f"ferkit predict: error: {exc}", file=sys.stderr)

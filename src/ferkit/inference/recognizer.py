@@ -1,0 +1,369 @@
+"""`EmotionRecognizer`: images in, faces with emotion probabilities out.
+
+    from ferkit import EmotionRecognizer
+    rec = EmotionRecognizer("runs/exp1")            # or EmotionRecognizer() for the shipped model
+    faces = rec.predict("photo.jpg")                # [Face(box=(x, y, w, h), label, scores, ...)]
+    [f.to_dict() for f in faces]                    # [{"box": [...], "emotions": {...}, ...}]
+    rec.predict(["a.jpg", "b.png"])                 # one list of faces per image
+    rec.predict_faces(crops)                        # faces already cropped: no detection
+
+Every face of every image given in one call goes through the model in batches of
+`batch_size`, never one forward pass per face. Input size, normalisation, labels and
+temperature come from the checkpoint, never from guesses here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ferkit.errors import ConfigError
+from ferkit.imaging import ColorOrder, resize_gray
+from ferkit.inference import model_io
+from ferkit.inference.backends import OnnxRunner, Runner, TorchRunner, check_backend
+from ferkit.inference.crops import DEFAULT_MARGIN, crop_faces
+from ferkit.inference.faces import Box, Detector, FixedBoxes, clip_box, make_detector
+from ferkit.inference.frames import DEFAULT_MAX_SIDE, Frame, load_frame
+from ferkit.preprocess import to_model_input
+
+log = logging.getLogger(__name__)
+
+MIN_FACE_SIDE = 12  # an image smaller than this cannot hold a detectable face
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: where it is and what it shows.
+
+    Attributes:
+        box: (x, y, w, h) in the input image's pixels.
+        label: the most probable emotion.
+        scores: emotion -> probability, in the checkpoint's label order, summing to 1.
+        confidence: the probability of `label`.
+    """
+
+    box: Box
+    label: str
+    scores: dict[str, float]
+    confidence: float
+
+    def to_dict(self, digits: int | None = None) -> dict[str, Any]:
+        """JSON-ready: {"box": [x, y, w, h], "label", "confidence", "emotions": {...}}.
+
+        The `box` and `emotions` keys are those of the `fer` package, so code written for it
+        reads ours. `digits` rounds the probabilities (None keeps full precision).
+        """
+
+        def r(v: float) -> float:
+            return round(v, digits) if digits is not None else v
+
+        return {
+            "box": list(self.box),
+            "label": self.label,
+            "confidence": r(self.confidence),
+            "emotions": {k: r(v) for k, v in self.scores.items()},
+        }
+
+
+class EmotionRecognizer:
+    """Detects faces and classifies their expression with a ferkit checkpoint.
+
+    Args:
+        model: a checkpoint file, a training run folder, an exported .onnx file, or None for
+            the model shipped with ferkit.
+        backend: "torch" or "onnx" (ONNX Runtime; a checkpoint is exported in memory). None:
+            "onnx" for .onnx files, else "torch".
+        detector: "haar" (default), "none" (every image is one face), or any object with
+            `detect(image) -> [(x, y, w, h), ...]` (see `ferkit.inference.faces`).
+        tta: average the probabilities of each face and its mirror image.
+        temperature: divide logits by this before the softmax; None uses the checkpoint's
+            calibrated temperature (1.0 if it has none).
+        batch_size: faces per forward pass.
+        margin: crop margin around detected boxes; None uses the checkpoint's
+            `extra["crop_margin"]`, else 0.1.
+        max_side: longer side of the working copy of each image (huge images are shrunk).
+        bf16: bfloat16 autocast for the torch backend; None: where the CPU has native bf16
+            (see `backends.TorchRunner`). False gives exact fp32 results.
+        threads: ONNX Runtime intra-op threads (None: all cores).
+        workers: threads detecting faces in several images at once (None: one per core).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        backend: str | None = None,
+        detector: str | Detector | None = "haar",
+        tta: bool = False,
+        temperature: float | None = None,
+        batch_size: int = 64,
+        margin: float | None = None,
+        max_side: int | None = DEFAULT_MAX_SIDE,
+        bf16: bool | None = None,
+        threads: int | None = None,
+        workers: int | None = None,
+    ) -> None:
+        path = model_io.default_checkpoint() if model is None else Path(model)
+        is_onnx = path.suffix.lower() == ".onnx"
+        backend = check_backend(backend or ("onnx" if is_onnx else "torch"))
+        if is_onnx and backend != "onnx":
+            raise ConfigError(f"{path} is an ONNX model; use backend='onnx' (or leave it unset)")
+        if is_onnx:
+            meta = model_io.read_onnx_meta(path)
+            runner: Runner = OnnxRunner(path, threads=threads)
+        else:
+            torch_model, meta = model_io.load_torch_model(path)
+            if backend == "onnx":
+                from ferkit.inference.export import onnx_bytes
+
+                runner = OnnxRunner(onnx_bytes(torch_model, meta), threads=threads)
+            else:
+                runner = TorchRunner(torch_model, bf16=bf16)
+        self._setup(runner, meta, detector, tta, temperature, batch_size, margin, max_side, workers)
+        self.source = str(path)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, meta: dict, **kwargs) -> EmotionRecognizer:
+        """A recognizer around an in-memory model and its checkpoint meta (torch backend)."""
+        self = cls.__new__(cls)
+        bf16 = kwargs.pop("bf16", None)
+        self._setup(TorchRunner(model, bf16=bf16), dict(meta), **_setup_kwargs(kwargs))
+        self.source = "<model>"
+        return self
+
+    def _setup(self, runner, meta, detector="haar", tta=False, temperature=None, batch_size=64,
+               margin=None, max_side=DEFAULT_MAX_SIDE, workers=None) -> None:  # fmt: skip
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1 (got {batch_size})")
+        self.runner = runner
+        self.meta = meta
+        self.labels: tuple[str, ...] = tuple(meta["labels"])
+        self.input_size: tuple[int, int] = tuple(int(v) for v in meta["input_size"])  # type: ignore[assignment]
+        self.detector = make_detector(detector)
+        self.tta = tta
+        t = temperature if temperature is not None else meta.get("temperature")
+        self.temperature = float(t) if t else 1.0
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be positive (got {self.temperature})")
+        self.batch_size = batch_size
+        self.margin = float(
+            margin
+            if margin is not None
+            else model_io.meta_value(meta, "crop_margin", DEFAULT_MARGIN)
+        )
+        self.max_side = max_side
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def backend(self) -> str:
+        """The runner in use: "torch", "torch-bf16" or "onnx"."""
+        return self.runner.name
+
+    def __repr__(self) -> str:
+        return (
+            f"EmotionRecognizer({self.source!r}, backend={self.backend!r}, "
+            f"arch={self.meta.get('arch')!r}, input_size={self.input_size}, tta={self.tta})"
+        )
+
+    # -- the batched core -------------------------------------------------------------------
+
+    def logits(self, faces: np.ndarray) -> np.ndarray:
+        """Raw logits (N, classes) of uint8 faces (N, H, W), in batches, without temperature."""
+        faces = np.asarray(faces)
+        out = np.empty((len(faces), len(self.labels)), np.float32)
+        for i in range(0, len(faces), self.batch_size):
+            x = self._input(faces[i : i + self.batch_size])
+            out[i : i + len(x)] = self.runner(x).numpy()
+        return out
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for uint8 gray faces (N, H, W) of any size.
+
+        With TTA each batch holds faces and their mirror images side by side, so the model
+        still runs `batch_size` inputs per pass.
+        """
+        faces = np.asarray(faces)
+        if faces.ndim != 3:
+            raise ValueError(f"expected gray faces (N, H, W), got shape {faces.shape}")
+        out = np.empty((len(faces), len(self.labels)), np.float32)
+        step = max(1, self.batch_size // 2) if self.tta else self.batch_size
+        for i in range(0, len(faces), step):
+            chunk = faces[i : i + step]
+            k = len(chunk)
+            if self.tta:
+                chunk = np.concatenate([chunk, chunk[:, :, ::-1]])
+            probs = torch.softmax(self.runner(self._input(chunk)) / self.temperature, dim=1)
+            if self.tta:
+                probs = (probs[:k] + probs[k:]) / 2
+            out[i : i + k] = probs.numpy()
+        return out
+
+    def _input(self, faces: np.ndarray) -> torch.Tensor:
+        return to_model_input(
+            np.ascontiguousarray(faces),
+            input_size=self.input_size,
+            mean=self.meta["mean"],
+            std=self.meta["std"],
+            in_channels=int(self.meta.get("in_channels", 1)),
+        )
+
+    def _faces(self, probs: np.ndarray, boxes: Sequence[Box]) -> list[Face]:
+        out = []
+        for p, box in zip(probs, boxes, strict=True):
+            k = int(p.argmax())
+            scores = {name: float(v) for name, v in zip(self.labels, p, strict=True)}
+            out.append(Face(box=box, label=self.labels[k], scores=scores, confidence=float(p[k])))
+        return out
+
+    # -- public entry points ----------------------------------------------------------------
+
+    def load(self, image, *, color: ColorOrder = "bgr") -> Frame:
+        """Decode `image` (path, PIL image, array) into a Frame; raises ImageError naming it.
+
+        Loading separately lets a caller report a bad file and go on with the others, then
+        pass the Frames to `predict` together.
+        """
+        return load_frame(image, color=color, max_side=self.max_side)
+
+    def detect(self, frame: Frame) -> list[Box]:
+        """Face boxes in a Frame's working pixels, largest first (the whole frame if no detector)."""
+        h, w = frame.gray.shape[:2]
+        if self.detector is None:
+            return [(0, 0, w, h)]
+        if min(h, w) < MIN_FACE_SIDE:
+            log.warning("%s: %dx%d is too small to hold a face; none reported", frame.source, w, h)
+            return []
+        wants_color = getattr(self.detector, "color", False) and frame.image.ndim == 3
+        return self.detector.detect(frame.image if wants_color else frame.gray)
+
+    def predict(self, images, *, color: ColorOrder = "bgr", boxes=None):
+        """Faces and their emotions in one image, or in each image of a list.
+
+        Args:
+            images: a path, PIL image, numpy array or Frame; or a list/tuple of them.
+            color: channel order of colour numpy arrays: "bgr" (OpenCV, the default), "rgb"
+                or "gray".
+            boxes: faces already located, (x, y, w, h) in input pixels, instead of detection;
+                for a list of images, one list of boxes (or None) per image.
+
+        Returns:
+            A list of Face, largest first (empty when there is no face); for a list of images
+            a list of such lists.
+
+        Raises:
+            ImageError: an image cannot be read (its name is in the message).
+        """
+        single = not isinstance(images, list | tuple)
+        batch = [images] if single else list(images)
+        per_image_boxes = [boxes] if single else (boxes or [None] * len(batch))
+        if len(per_image_boxes) != len(batch):
+            raise ConfigError(f"boxes: {len(per_image_boxes)} lists for {len(batch)} images")
+        if not batch:
+            return []
+        frames = [self.load(im, color=color) for im in batch]
+        found = self._locate(frames, per_image_boxes)
+        crops = [
+            _whole(f, self.input_size)
+            if given is None and self.detector is None
+            else crop_faces(f.gray, bx, self.input_size, self.margin)
+            for f, bx, given in zip(frames, found, per_image_boxes, strict=True)
+        ]
+        probs = self.classify(np.concatenate(crops))
+        results, start = [], 0
+        for f, bx in zip(frames, found, strict=True):
+            p = probs[start : start + len(bx)]
+            start += len(bx)
+            results.append(self._faces(p, [_to_input_pixels(b, f) for b in bx]))
+        return results[0] if single else results
+
+    def predict_faces(self, crops, *, color: ColorOrder = "bgr") -> list[Face]:
+        """Emotions of faces already cropped (no detection, no margin): one Face per crop.
+
+        Args:
+            crops: a list of paths / PIL images / arrays, or one uint8 array (N, H, W).
+            color: channel order of colour numpy arrays.
+
+        Returns:
+            One Face per crop, in order; each box covers its whole crop.
+        """
+        if _is_stack(crops):
+            items = list(crops)
+        else:
+            items = crops if isinstance(crops, list | tuple) else [crops]
+        if not items:
+            return []
+        frames = [self.load(c, color=color) for c in items]
+        probs = self.classify(np.concatenate([_whole(f, self.input_size) for f in frames]))
+        return self._faces(probs, [(0, 0, *f.size) for f in frames])
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _locate(self, frames: list[Frame], given: list) -> list[list[Box]]:
+        """Boxes per frame: the caller's, or detected, in parallel threads where safe.
+
+        OpenCV's detectors run on one core each and release the GIL, so detecting in several
+        frames at once uses every core; classification is batched afterwards anyway.
+        """
+        todo = [i for i, b in enumerate(given) if b is None]
+        out: list = [
+            None if b is None else self._given_boxes(f, b)
+            for f, b in zip(frames, given, strict=True)
+        ]
+        parallel = (
+            len(todo) > 1 and getattr(self.detector, "thread_safe", False) and self.workers > 1
+        )
+        if parallel:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ferkit-detect")
+            detected = list(self._pool.map(self.detect, [frames[i] for i in todo]))
+        else:
+            detected = [self.detect(frames[i]) for i in todo]
+        for i, boxes in zip(todo, detected, strict=True):
+            out[i] = boxes
+        return out
+
+    def _given_boxes(self, frame: Frame, boxes: Sequence[Sequence[float]]) -> list[Box]:
+        """Caller's boxes (input pixels) -> working pixels, clipped, largest first."""
+        h, w = frame.gray.shape[:2]
+        s = frame.scale
+        scaled = FixedBoxes([[v / s for v in b[:4]] for b in boxes]).boxes if boxes else []
+        return [b for b in (clip_box(b, w, h) for b in scaled) if b[2] > 0 and b[3] > 0]
+
+
+def _whole(frame: Frame, size: tuple[int, int]) -> np.ndarray:
+    """A pre-cropped face: the whole frame resized to the model's input, (1, H, W)."""
+    return resize_gray(frame.gray, size)[None]
+
+
+def _to_input_pixels(box: Box, frame: Frame) -> Box:
+    s = frame.scale
+    if s == 1.0:
+        return box
+    scaled = tuple(round(v * s) for v in box)
+    return clip_box(scaled, *frame.size)
+
+
+def _is_stack(crops) -> bool:
+    """An (N, H, W) or (N, H, W, C) array of crops rather than one image."""
+    return isinstance(crops, np.ndarray) and (
+        crops.ndim == 4 or (crops.ndim == 3 and crops.shape[2] not in (1, 3, 4))
+    )
+
+
+def _setup_kwargs(kwargs: dict) -> dict:
+    allowed = {"detector", "tta", "temperature", "batch_size", "margin", "max_side", "workers"}
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(allowed))}"
+        )
+    return kwargs

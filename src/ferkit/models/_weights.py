@@ -1,0 +1,113 @@
+"""Reading weight files safely, and fitting a state dict to a model with a clear error.
+
+Every file goes through `torch.load(..., weights_only=True)`: tensors and primitives only, so
+a weight file or checkpoint cannot run code when it is opened.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ferkit.errors import CheckpointError
+
+_SHOW_KEYS = 5  # mismatching keys named in a message; the rest are counted
+
+
+def safe_load(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load` of `path` with weights_only=True, failures turned into CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"{path} {what}; expected a weight or checkpoint file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        # weights_only refuses pickled Python objects (classes, functions): such a file could
+        # run code when opened, and a ferkit file never holds any. Any other unpickling
+        # failure means the bytes are not a pickle at all.
+        reason = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), "")
+        if not reason:
+            raise CheckpointError(
+                f"{path} is not a readable torch file ({_first_line(text)}); expected a file "
+                "written by torch.save"
+            ) from exc
+        raise CheckpointError(
+            f"{path} holds Python objects that cannot be loaded safely "
+            f"({_first_line(reason)}); save only tensors and "
+            "primitives (model.state_dict() or ferkit's save_checkpoint)"
+        ) from exc
+    except (RuntimeError, EOFError, ValueError, KeyError, OSError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable torch file ({type(exc).__name__}: "
+            f"{_first_line(str(exc)) or 'empty or truncated'}); expected a file written by "
+            "torch.save"
+        ) from exc
+
+
+def _first_line(text: str, limit: int = 160) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def is_state_dict(obj: Any) -> bool:
+    """Whether `obj` looks like a bare state dict: a non-empty mapping of names to tensors."""
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in `path`: a bare state dict, or the weights of a ferkit checkpoint."""
+    obj = safe_load(path)
+    if isinstance(obj, Mapping) and obj.get("format") == "ferkit":
+        obj = obj.get("state_dict")
+    if not is_state_dict(obj):
+        raise CheckpointError(
+            f"{path} holds no state dict (a mapping of parameter names to tensors); got "
+            f"{type(obj).__name__}"
+        )
+    return dict(obj)
+
+
+def describe_mismatch(
+    expected: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]
+) -> str:
+    """Why `state_dict` does not fit `expected` (a model's state dict), naming a few keys;
+    "" if it fits exactly."""
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if keys:
+            more = f" and {len(keys) - _SHOW_KEYS} more" if len(keys) > _SHOW_KEYS else ""
+            parts.append(f"{len(keys)} {label} ({', '.join(keys[:_SHOW_KEYS])}{more})")
+    return "; ".join(parts)
+
+
+def load_weights(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, arch: str, source: str
+) -> None:
+    """Load `state_dict` into `model` strictly, or raise CheckpointError naming `arch`, the
+    `source` file and the keys that do not fit."""
+    problem = describe_mismatch(model.state_dict(), state_dict)
+    if problem:
+        raise CheckpointError(
+            f"the weights in {source} do not fit architecture {arch!r}: {problem}; were they "
+            "saved from another architecture or with other options (num_classes, in_channels, "
+            "widths)?"
+        )
+    model.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,191 @@
+"""Checkpoints: the weights plus everything inference needs to use them, as plain primitives.
+
+A checkpoint file is a dict saved with `torch.save` and read back with
+`torch.load(..., weights_only=True)`, so opening one cannot run code:
+
+    {"format": "ferkit", "format_version": 1,
+     "arch": "flagship", "arch_kwargs": {...},      # create_model(arch, **arch_kwargs, ...)
+     "num_classes": 7, "in_channels": 1,
+     "input_size": [48, 48], "mean": [0.5], "std": [0.5],
+     "labels": ["angry", ...],                       # output order of the logits
+     "metrics": {"test_accuracy": 0.71, ...},        # what it was measured at
+     "temperature": 1.3 | None,                      # logit scaling for calibrated output
+     "extra": {...},                                 # anything else (run config, ...)
+     "state_dict": {...}}
+
+`load_checkpoint` rebuilds the architecture from "arch" and "arch_kwargs" and loads the
+weights into it strictly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ferkit.errors import CheckpointError, ConfigError
+from ferkit.labels import EMOTIONS
+from ferkit.models._weights import describe_mismatch, is_state_dict, safe_load
+from ferkit.models.registry import _primitive, create_model
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
+
+FORMAT = "ferkit"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    input_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    in_channels: int,
+    labels: Sequence[str] = EMOTIONS,
+    metrics: Mapping[str, Any] | None = None,
+    temperature: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write `model` and what inference needs to `path`.
+
+    Args:
+        path: the file to write; its folder is created if needed.
+        model: a model built by `create_model` (it carries `ferkit_arch` and `ferkit_kwargs`).
+        input_size, mean, std, in_channels: the input the model was trained on, as
+            `ferkit.preprocess.to_model_input` takes it.
+        labels: the class names in logit order; as many as the model has outputs.
+        metrics, extra: primitives (numbers, strings, lists and dicts of them).
+        temperature: logit temperature from calibration, or None.
+        overwrite: replace an existing file (refused otherwise).
+
+    Returns:
+        The path written.
+
+    Raises:
+        CheckpointError: the file exists, or the model or metadata do not fit together.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path} exists; pass overwrite=True to replace it")
+    arch = getattr(model, "ferkit_arch", None)
+    kwargs = dict(getattr(model, "ferkit_kwargs", None) or {})
+    if arch is None:
+        raise CheckpointError(
+            f"cannot save {type(model).__name__} to {path}: it was not built by "
+            "ferkit.models.create_model, so a checkpoint could not rebuild it"
+        )
+    num_classes = int(kwargs.pop("num_classes", 7))
+    model_channels = int(kwargs.pop("in_channels", 1))
+    labels = [str(label) for label in labels]
+    if len(labels) != num_classes:
+        raise CheckpointError(
+            f"{len(labels)} labels ({', '.join(labels)}) for a model with {num_classes} outputs"
+        )
+    if in_channels != model_channels:
+        raise CheckpointError(
+            f"in_channels={in_channels}, but the {arch} model was built for {model_channels}"
+        )
+    mean, std = [float(m) for m in mean], [float(s) for s in std]
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise CheckpointError(f"need {in_channels} mean and std value(s); got {mean} and {std}")
+    if len(input_size) != 2:
+        raise CheckpointError(f"input_size must be (height, width); got {input_size}")
+    try:
+        ckpt = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "arch": arch,
+            "arch_kwargs": _primitive(kwargs, "arch_kwargs"),
+            "num_classes": num_classes,
+            "in_channels": in_channels,
+            "input_size": [int(s) for s in input_size],
+            "mean": mean,
+            "std": std,
+            "labels": labels,
+            "metrics": _primitive(dict(metrics or {}), "metrics"),
+            "temperature": None if temperature is None else float(temperature),
+            "extra": _primitive(dict(extra or {}), "extra"),
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        }
+    except ConfigError as exc:
+        raise CheckpointError(f"cannot save {path}: {exc}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so a crash mid-write never leaves a truncated checkpoint behind.
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    arch: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved in `path` and load its weights.
+
+    Args:
+        path: a file written by `save_checkpoint`.
+        arch: if given, the architecture the caller expects; another one is an error.
+        map_location: where the weights go (default CPU).
+
+    Returns:
+        (model in eval mode, metadata: the checkpoint dict without "state_dict").
+
+    Raises:
+        CheckpointError: not a file, not a torch file, not a ferkit checkpoint (a bare state
+            dict, say), another architecture than `arch`, or weights that do not fit.
+    """
+    path = Path(path)
+    ckpt = safe_load(path, map_location=map_location)
+    if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT:
+        if is_state_dict(ckpt):
+            raise CheckpointError(
+                f"{path} is a bare state dict, not a ferkit checkpoint (it does not say its "
+                "architecture, input or labels); load it with "
+                "create_model(NAME).load_state_dict(torch.load(path, weights_only=True)), or "
+                "create_model(NAME, pretrained=path)"
+            )
+        raise CheckpointError(
+            f"{path} is not a ferkit checkpoint (no 'format': 'ferkit' entry); write one with "
+            "ferkit.models.save_checkpoint"
+        )
+    version = ckpt.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this ferkit reads up to "
+            f"{FORMAT_VERSION}: upgrade ferkit"
+        )
+    saved_arch = ckpt.get("arch")
+    if arch is not None and arch != saved_arch:
+        raise CheckpointError(
+            f"{path} holds a {saved_arch!r} model, not the {arch!r} asked for; drop arch= or "
+            f"use a {arch} checkpoint"
+        )
+    try:
+        model = create_model(
+            saved_arch,
+            num_classes=int(ckpt["num_classes"]),
+            in_channels=int(ckpt["in_channels"]),
+            **dict(ckpt.get("arch_kwargs") or {}),
+        )
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild architecture {saved_arch!r}: {exc}") from exc
+    state_dict = ckpt.get("state_dict")
+    problem = describe_mismatch(model.state_dict(), state_dict or {})
+    if problem:
+        raise CheckpointError(
+            f"{path}: the weights do not fit architecture {saved_arch!r}: {problem}; the file "
+            "was edited or written by a different version of the model"
+        )
+    model.load_state_dict(state_dict, strict=True)
+    model.to(map_location).eval()
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return model, meta

@@ -1,0 +1,350 @@
+"""EmotionRecognizer, detectors, crops, calibration and checkpoint resolution.
+
+Models have random weights (fixed seed): tests check where faces are, shapes, batching and
+consistency, never accuracy or confidence levels.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ferkit.errors import CheckpointError, ConfigError
+from ferkit.imaging import ImageError
+from ferkit.inference import EmotionRecognizer, Face, FixedBoxes, HaarDetector, YuNetDetector
+from ferkit.inference.calibration import calibrate, expected_calibration_error, fit_temperature
+from ferkit.inference.crops import crop_faces, square_box
+from ferkit.inference.faces import make_detector
+from ferkit.inference.model_io import default_checkpoint, resolve_checkpoint
+from ferkit.inference.video import Smoother, iou
+from ferkit.labels import EMOTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "examples" / "astronaut.png"
+ASTRONAUT_FACE = (177, 67, 93, 93)  # where the Haar cascade finds her face (x, y, w, h)
+
+
+def make_checkpoint(path: Path, seed: int = 0, **kwargs) -> Path:
+    """A random-weight simple_cnn checkpoint with the zoo's own preprocessing spec."""
+    from ferkit.models import create_model, get_model_spec, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = create_model("simple_cnn").eval()
+    spec = get_model_spec("simple_cnn")
+    save_checkpoint(path, model, input_size=spec.input_size, mean=spec.mean, std=spec.std,
+                    in_channels=spec.in_channels, **kwargs)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "simple.pt")
+
+
+@pytest.fixture(scope="module")
+def rec(checkpoint) -> EmotionRecognizer:
+    return EmotionRecognizer(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return cv2.imread(str(ASTRONAUT))  # BGR
+
+
+def scene(photo: np.ndarray, at: tuple[int, int], size=(480, 640)) -> np.ndarray:
+    """The astronaut's face pasted on a plain gray canvas at `at` = (x, y); 160x160 pixels."""
+    canvas = np.full((*size, 3), 110, np.uint8)
+    x, y = at
+    canvas[y : y + 160, x : x + 160] = photo[40:200, 150:310]
+    return canvas
+
+
+def overlap(box, expected) -> float:
+    return iou(box, expected)
+
+
+# -- detection and where faces are -------------------------------------------------------
+
+
+def test_example_photo_face_found(rec):
+    faces = rec.predict(ASTRONAUT)
+    assert len(faces) == 1
+    assert overlap(faces[0].box, ASTRONAUT_FACE) > 0.6
+
+
+def test_face_found_where_pasted(rec, photo):
+    img = scene(photo, at=(400, 250))
+    faces = rec.predict(img)
+    assert len(faces) == 1
+    # the pasted region holds the face at (27, 27, 93, 93) of the 160x160 crop
+    assert overlap(faces[0].box, (400 + 27, 250 + 27, 93, 93)) > 0.5
+
+
+def test_no_face_gives_empty_list(rec):
+    assert rec.predict(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert rec.predict(np.zeros((1, 1), np.uint8)) == []  # too small to hold a face: no crash
+
+
+def test_color_orders_and_types_agree(rec, photo):
+    rgb = photo[:, :, ::-1].copy()
+    by_bgr = rec.predict(photo, color="bgr")
+    for other in (
+        rec.predict(rgb, color="rgb"),
+        rec.predict(Image.fromarray(rgb)),
+        rec.predict(str(ASTRONAUT)),
+        rec.predict(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), color="gray"),
+    ):
+        assert [f.box for f in other] == [f.box for f in by_bgr]
+
+
+def test_boxes_in_input_pixels_for_large_images(checkpoint, photo):
+    big = cv2.resize(photo, (2048, 2048), interpolation=cv2.INTER_LINEAR)
+    rec = EmotionRecognizer(checkpoint, max_side=512)
+    (face,) = rec.predict(big)
+    expected = tuple(v * 4 for v in ASTRONAUT_FACE)
+    assert overlap(face.box, expected) > 0.6
+
+
+def test_caller_boxes_skip_detection(rec, photo):
+    faces = rec.predict(photo, boxes=[(10, 10, 50, 50), (100, 100, 200, 120)])
+    assert [f.box for f in faces] == [(100, 100, 200, 120), (10, 10, 50, 50)]  # largest first
+
+
+def test_custom_and_fixed_detectors(checkpoint, photo):
+    class Corner:
+        def detect(self, image):
+            return [(0, 0, 40, 40)]
+
+    assert EmotionRecognizer(checkpoint, detector=Corner()).predict(photo)[0].box == (0, 0, 40, 40)
+    fixed = FixedBoxes([(500, 500, 100, 100)])  # sticks out of the 512x512 photo: clipped
+    assert fixed.detect(photo) == [(500, 500, 12, 12)]
+
+
+def test_detector_errors_say_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="opencv_zoo"):
+        YuNetDetector(tmp_path / "face_detection_yunet_2023mar.onnx")
+    with pytest.raises(ConfigError, match="choose one of"):
+        make_detector("mtcnn")
+    with pytest.raises(ConfigError, match="cascade"):
+        HaarDetector("no_such_cascade.xml")
+    with pytest.raises(ConfigError, match="model file"):
+        make_detector("yunet")
+
+
+@pytest.mark.shared_data
+def test_fer_faces_upscaled_are_found(shared_fer, rec):
+    """Real FER-2013 faces, upscaled and pasted on a canvas, are found where they were put."""
+    files = sorted((shared_fer / "test" / "happy").glob("*.jpg"))[:10]
+    found = 0
+    for i, f in enumerate(files):
+        face = cv2.resize(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), (192, 192))
+        canvas = np.full((480, 640), 100, np.uint8)
+        x, y = 60 + 30 * i, 40 + 20 * i
+        canvas[y : y + 192, x : x + 192] = face
+        faces = rec.predict(canvas, color="gray")
+        found += any(overlap(fc.box, (x, y, 192, 192)) > 0.3 for fc in faces)
+    assert found >= 6, f"only {found} of 10 pasted FER faces found"
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+def test_result_shape_is_json_ready(rec):
+    (face,) = rec.predict(ASTRONAUT)
+    d = face.to_dict()
+    assert set(d) == {"box", "label", "confidence", "emotions"}
+    assert len(d["box"]) == 4 and all(isinstance(v, int) for v in d["box"])
+    assert list(d["emotions"]) == list(EMOTIONS)
+    assert sum(d["emotions"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert d["label"] == max(d["emotions"], key=d["emotions"].get)
+    assert d["confidence"] == max(d["emotions"].values())
+    assert json.loads(json.dumps([d]))[0]["box"] == d["box"]
+
+
+def test_batching_matches_one_by_one(rec, photo):
+    images = [photo, scene(photo, (50, 60)), scene(photo, (300, 200)), ASTRONAUT]
+    together = rec.predict(images)
+    alone = [rec.predict(im) for im in images]
+    assert [[f.box for f in fs] for fs in together] == [[f.box for f in fs] for fs in alone]
+    for fs_t, fs_a in zip(together, alone, strict=True):
+        for a, b in zip(fs_t, fs_a, strict=True):
+            np.testing.assert_allclose(list(a.scores.values()), list(b.scores.values()), atol=1e-5)
+
+
+def test_all_faces_share_forward_passes(checkpoint, photo):
+    rec = EmotionRecognizer(checkpoint, batch_size=64)
+    calls = []
+    runner = rec.runner
+    rec.runner = lambda x: calls.append(len(x)) or runner(x)
+    out = rec.predict([scene(photo, (40 * i, 20 * i)) for i in range(6)])
+    assert sum(len(fs) for fs in out) == 6
+    assert calls == [6]  # six faces of six images: one forward pass
+
+
+def test_predict_faces_on_crops(checkpoint):
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (10, 48, 48), dtype=np.uint8)
+    small_batches = EmotionRecognizer(checkpoint, batch_size=3).predict_faces(crops)
+    one_batch = EmotionRecognizer(checkpoint).predict_faces(list(crops))
+    assert len(small_batches) == 10 and small_batches[0].box == (0, 0, 48, 48)
+    for a, b in zip(small_batches, one_batch, strict=True):
+        np.testing.assert_allclose(list(a.scores.values()), list(b.scores.values()), atol=1e-5)
+    assert EmotionRecognizer(checkpoint).predict_faces([]) == []
+    assert EmotionRecognizer(checkpoint).predict([]) == []
+
+
+def test_tta_and_temperature(checkpoint, photo):
+    plain = EmotionRecognizer(checkpoint).predict(photo)[0]
+    tta = EmotionRecognizer(checkpoint, tta=True).predict(photo)[0]
+    hot = EmotionRecognizer(checkpoint, temperature=5.0).predict(photo)[0]
+    assert tta.box == plain.box and sum(tta.scores.values()) == pytest.approx(1.0, abs=1e-5)
+    spread = lambda f: max(f.scores.values()) - min(f.scores.values())  # noqa: E731
+    assert spread(hot) < spread(plain)  # a higher temperature flattens the distribution
+    with pytest.raises(ConfigError):
+        EmotionRecognizer(checkpoint, temperature=-1.0)
+
+
+def test_bad_inputs_name_the_file(rec, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ImageError, match=r"notes\.jpg"):
+        rec.predict(bad)
+    with pytest.raises(ImageError, match="empty"):
+        rec.predict(np.zeros((0, 10, 3), np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16", "LA", "P"])
+def test_image_modes(rec, photo, tmp_path, mode):
+    rgb = Image.fromarray(photo[:, :, ::-1].copy())
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16) * 257)
+    else:
+        img = rgb.convert(mode)
+    path = tmp_path / f"photo_{mode.replace(';', '')}.png"
+    img.save(path)
+    faces = rec.predict(path)
+    assert len(faces) == 1 and overlap(faces[0].box, ASTRONAUT_FACE) > 0.5
+
+
+def test_face_to_dict_rounding():
+    f = Face((1, 2, 3, 4), "happy", {"happy": 0.123456, "sad": 0.876544}, 0.123456)
+    assert f.to_dict(2)["emotions"] == {"happy": 0.12, "sad": 0.88}
+
+
+# -- crops ---------------------------------------------------------------------------------
+
+
+def test_square_box_grows_moves_and_clips():
+    assert square_box((100, 100, 50, 50), 500, 500, margin=0.1) == (95, 95, 60, 60)
+    assert square_box((0, 0, 50, 40), 500, 500, margin=0.1) == (0, 0, 60, 60)  # moved inside
+    assert square_box((0, 0, 90, 90), 100, 80, margin=0.2) == (0, 0, 100, 80)  # clipped
+
+
+def test_crop_faces_shape():
+    gray = np.arange(200 * 300, dtype=np.uint32).reshape(200, 300).astype(np.uint8)
+    out = crop_faces(gray, [(10, 10, 40, 60), (250, 150, 60, 60)], (48, 48))
+    assert out.shape == (2, 48, 48) and out.dtype == np.uint8
+
+
+# -- calibration --------------------------------------------------------------------------
+
+
+def test_temperature_recovers_overconfidence():
+    gen = torch.Generator().manual_seed(0)
+    true_logits = torch.randn(4000, 7, generator=gen) * 2
+    labels = torch.multinomial(true_logits.softmax(1), 1, generator=gen).squeeze(1)
+    t = fit_temperature(true_logits * 3.0, labels)  # a model 3x too confident
+    assert t == pytest.approx(3.0, rel=0.15)
+    report = calibrate(true_logits * 3.0, labels)
+    assert report.ece_after < report.ece_before and report.nll_after < report.nll_before
+    perfect = expected_calibration_error(true_logits.softmax(1), labels)
+    assert perfect < 0.05
+
+
+def test_checkpoint_temperature_is_used(tmp_path, photo):
+    ckpt = make_checkpoint(tmp_path / "hot.pt", temperature=4.0)
+    assert EmotionRecognizer(ckpt).temperature == 4.0
+    assert EmotionRecognizer(ckpt, temperature=1.0).temperature == 1.0
+
+
+# -- which checkpoint ---------------------------------------------------------------------
+
+
+def test_resolve_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        resolve_checkpoint(run)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")  # an interrupted training run
+    with pytest.raises(CheckpointError, match="--resume"):
+        resolve_checkpoint(run)
+    (run / "epoch3.pt").write_bytes(b"x")
+    assert resolve_checkpoint(run) == run / "epoch3.pt"
+    (run / "epoch9.pt").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="several"):
+        resolve_checkpoint(run)
+    (run / "last.pt").write_bytes(b"x")
+    assert resolve_checkpoint(run) == run / "last.pt"
+    (run / "best.pt").write_bytes(b"x")
+    assert resolve_checkpoint(run) == run / "best.pt"
+    assert resolve_checkpoint(run / "epoch3.pt") == run / "epoch3.pt"
+    with pytest.raises(CheckpointError, match="no such"):
+        resolve_checkpoint(tmp_path / "missing")
+
+
+def test_run_folder_loads(tmp_path):
+    make_checkpoint(tmp_path / "best.pt")
+    assert EmotionRecognizer(tmp_path).labels == EMOTIONS
+
+
+def test_default_model_missing_says_what_to_pass():
+    try:
+        path = default_checkpoint()
+    except CheckpointError as exc:
+        assert "no model is shipped" in str(exc) and "checkpoint" in str(exc)
+    else:
+        assert path.name == "flagship.pt"
+
+
+def test_import_ferkit_stays_light():
+    import subprocess
+
+    code = "import ferkit, sys; print('torch' in sys.modules, 'cv2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    import ferkit
+
+    assert ferkit.EmotionRecognizer is EmotionRecognizer
+
+
+# -- tracking ---------------------------------------------------------------------------
+
+
+def test_smoother_tracks_and_smooths():
+    def face(x, happy):
+        scores = {"happy": happy, "sad": 1 - happy}
+        label = max(scores, key=scores.get)
+        return Face((x, 0, 100, 100), label, scores, scores[label])
+
+    s = Smoother(alpha=0.5)
+    _, ids0 = s.update([face(0, 0.9), face(300, 0.1)])
+    out, ids1 = s.update([face(305, 0.9), face(5, 0.1)])  # same faces, listed the other way
+    assert ids1 == [ids0[1], ids0[0]]
+    assert out[1].scores["happy"] == pytest.approx(0.5)  # 0.5 * 0.9 + 0.5 * 0.1
+    assert sum(out[0].scores.values()) == pytest.approx(1.0)
+
+
+def test_bf16_stays_close_to_fp32(checkpoint):
+    crops = np.random.default_rng(1).integers(0, 256, (20, 48, 48), dtype=np.uint8)
+    exact = EmotionRecognizer(checkpoint, bf16=False, detector=None)
+    fast = EmotionRecognizer(checkpoint, bf16=True, detector=None)
+    assert (exact.backend, fast.backend) == ("torch", "torch-bf16")
+    np.testing.assert_allclose(fast.classify(crops), exact.classify(crops), atol=2e-3)

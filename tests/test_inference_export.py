@@ -1,0 +1,107 @@
+"""ONNX export matches PyTorch, the ONNX backend matches the torch one, int8 and calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ferkit.cli import main
+from ferkit.errors import CheckpointError
+from ferkit.inference import EmotionRecognizer
+from ferkit.inference.export import TOLERANCE, export_onnx, max_abs_diff, quantize_int8
+from ferkit.inference.model_io import load_torch_model, read_onnx_meta
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from ferkit.models import create_model, get_model_spec, save_checkpoint
+
+    torch.manual_seed(1)
+    spec = get_model_spec("simple_cnn")
+    path = tmp_path_factory.mktemp("ckpt") / "simple.pt"
+    save_checkpoint(path, create_model("simple_cnn"), input_size=spec.input_size, mean=spec.mean,
+                    std=spec.std, in_channels=spec.in_channels)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_file(checkpoint, tmp_path_factory) -> Path:
+    model, meta = load_torch_model(checkpoint)
+    return export_onnx(model, meta, tmp_path_factory.mktemp("onnx") / "model.onnx")
+
+
+def test_onnx_matches_torch_at_any_batch_size(checkpoint, onnx_file):
+    model, meta = load_torch_model(checkpoint)
+    assert max_abs_diff(model, onnx_file, meta, batch_sizes=(1, 5, 64)) < TOLERANCE
+
+
+def test_onnx_file_carries_metadata(checkpoint, onnx_file):
+    _, meta = load_torch_model(checkpoint)
+    got = read_onnx_meta(onnx_file)
+    assert got["input_size"] == list(meta["input_size"]) and got["labels"] == list(meta["labels"])
+
+
+def test_onnx_backend_matches_torch(checkpoint, onnx_file):
+    ref = EmotionRecognizer(checkpoint, bf16=False).predict(ASTRONAUT)
+    for rec in (EmotionRecognizer(checkpoint, backend="onnx"), EmotionRecognizer(onnx_file)):
+        assert rec.backend == "onnx"
+        got = rec.predict(ASTRONAUT)
+        assert [f.box for f in got] == [f.box for f in ref]
+        np.testing.assert_allclose(
+            list(got[0].scores.values()), list(ref[0].scores.values()), atol=1e-5
+        )
+
+
+def test_onnx_without_ferkit_metadata_is_refused(tmp_path):
+    import onnx
+
+    bare = tmp_path / "bare.onnx"
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), bare)
+    with pytest.raises(CheckpointError, match="ferkit export"):
+        EmotionRecognizer(bare)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_int8_runs_with_metadata(onnx_file, tmp_path, static):
+    calib = np.random.default_rng(0).normal(size=(16, 1, 48, 48)).astype(np.float32)
+    out = quantize_int8(onnx_file, tmp_path / "m.int8.onnx", calibration=calib if static else None)
+    rec = EmotionRecognizer(out, detector=None)
+    probs = rec.classify(np.zeros((3, 48, 48), np.uint8))
+    assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_export_cli_onnx_int8_and_calibrated_pt(checkpoint, msambare, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(checkpoint), str(out), "--int8", "--data", str(msambare)]) == 0
+    text = capsys.readouterr().out
+    assert "max |onnx - torch|" in text and "accuracy on" in text and "int8" in text
+    assert out.is_file() and out.with_suffix(".int8.onnx").is_file()
+
+    pt = tmp_path / "calibrated.pt"
+    args = [
+        "export",
+        str(checkpoint),
+        str(pt),
+        "--format",
+        "pt",
+        "--calibrate",
+        "--data",
+        str(msambare),
+    ]
+    assert main(args) == 0
+    assert "ECE" in capsys.readouterr().out
+    _, meta = load_torch_model(pt)
+    assert meta["temperature"] > 0 and "calibration" in meta["extra"]
+    assert EmotionRecognizer(pt).temperature == pytest.approx(meta["temperature"])
+
+
+def test_export_cli_usage_errors(checkpoint, tmp_path, capsys):
+    assert main(["export", str(checkpoint), str(tmp_path / "x.onnx"), "--calibrate"]) == 2
+    assert "--calibrate needs --data" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x.onnx")]) == 2

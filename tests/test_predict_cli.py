@@ -1,0 +1,185 @@
+"""`ferkit predict` on images, folders and videos; every kind of bad input; `ferkit webcam`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ferkit.cli import main
+from ferkit.inference import EmotionRecognizer
+from ferkit.inference.video import analyse_video, process_video
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    from ferkit.models import create_model, get_model_spec, save_checkpoint
+
+    torch.manual_seed(2)
+    spec = get_model_spec("simple_cnn")
+    path = tmp_path_factory.mktemp("ckpt") / "simple.pt"
+    save_checkpoint(path, create_model("simple_cnn"), input_size=spec.input_size, mean=spec.mean,
+                    std=spec.std, in_channels=spec.in_channels)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """A 2-second 10 fps 320x240 clip: the astronaut's face sliding right on a gray canvas."""
+    face = cv2.resize(cv2.imread(str(ASTRONAUT))[40:200, 150:310], (120, 120))
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    assert writer.isOpened()
+    for i in range(20):
+        frame = np.full((240, 320, 3), 100, np.uint8)
+        frame[60:180, 20 + 5 * i : 140 + 5 * i] = face
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def huge_png(path: Path, width: int, height: int) -> Path:
+    """A valid all-black gray PNG of any size, written row by row (never held in memory)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    comp, row = zlib.compressobj(9), bytes(width + 1)  # filter byte 0 + a row of zeros
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_predict_example_photo(checkpoint, capsys):
+    code, out, _ = run_cli(["predict", ASTRONAUT, "--model", checkpoint], capsys)
+    assert code == 0 and "astronaut.png: 1 face" in out
+
+
+def test_json_document_csv_and_annotations(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.open(ASTRONAUT).save(folder / "sub" / "a.jpg")
+    Image.new("RGB", (64, 48), "gray").save(folder / "empty_scene.png")
+    out_csv, ann = tmp_path / "faces.csv", tmp_path / "annotated"
+    code, out, _ = run_cli(["predict", folder, "--model", checkpoint, "--json", "--csv", out_csv,
+                            "--annotate", ann, "--no-progress"], capsys)  # fmt: skip
+    assert code == 0
+    doc = {Path(r["file"]).name: r["faces"] for r in json.loads(out)}
+    assert len(doc["a.jpg"]) == 1 and doc["empty_scene.png"] == []
+    assert set(doc["a.jpg"][0]) == {"box", "label", "confidence", "emotions"}
+    rows = list(csv.DictReader(out_csv.open()))
+    assert len(rows) == 1 and rows[0]["file"].endswith("a.jpg") and rows[0]["label"]
+    assert (ann / "sub" / "a.jpg").is_file() and (ann / "empty_scene.png").is_file()
+
+
+def test_jsonl_no_detect_on_crops(checkpoint, tmp_path, capsys):
+    for i in range(3):
+        Image.fromarray(np.full((48, 48), 40 * i, np.uint8)).save(tmp_path / f"crop{i}.png")
+    code, out, _ = run_cli(
+        ["predict", tmp_path, "--model", checkpoint, "--no-detect", "--jsonl"], capsys
+    )
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(lines) == 3
+    assert all(r["faces"][0]["box"] == [0, 0, 48, 48] for r in lines)
+
+
+def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
+    """Each bad file is one stderr line naming it; good files still get results; exit 2."""
+    d = tmp_path / "mixed"
+    d.mkdir()
+    (d / "notes.txt.png").write_text("this is not an image")
+    (d / "empty.jpg").write_bytes(b"")
+    Image.open(ASTRONAUT).save(d / "full.jpg")
+    (d / "truncated.jpg").write_bytes((d / "full.jpg").read_bytes()[:2000])
+    Image.new("L", (1, 1)).save(d / "tiny.png")
+    photo = Image.open(ASTRONAUT)
+    photo.convert("L").save(d / "gray.png")
+    photo.convert("RGBA").save(d / "rgba.png")
+    Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257).save(d / "deep16.png")
+    huge_png(d / "huge.png", 20000, 20000)
+    (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    code, out, err = run_cli(["predict", d, tmp_path / "missing.jpg", "--model", checkpoint,
+                              "--jsonl", "--no-progress"], capsys)  # fmt: skip
+    assert code == 2
+    results = {Path(r["file"]).name: r["faces"] for r in map(json.loads, out.splitlines())}
+    for good in ("full.jpg", "gray.png", "rgba.png", "deep16.png"):
+        assert len(results[good]) == 1, good
+    assert results["tiny.png"] == [] and results["huge.png"] == []
+    errors = err.strip().splitlines()
+    for bad in ("notes.txt.png", "empty.jpg", "truncated.jpg", "broken.mp4", "missing.jpg"):
+        assert sum(bad in line for line in errors) == 1, (bad, errors)
+
+
+def test_video_annotated_and_timeline(checkpoint, clip, tmp_path, capsys):
+    out_mp4, timeline = tmp_path / "out.mp4", tmp_path / "timeline.csv"
+    code, out, _ = run_cli(["predict", clip, "--model", checkpoint, "--annotate", out_mp4,
+                            "--csv", timeline, "--every", "2", "--smooth", "0.5"], capsys)  # fmt: skip
+    assert code == 0 and "20 frames (10 analysed)" in out
+    cap = cv2.VideoCapture(str(out_mp4))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 20 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 320
+    rows = list(csv.DictReader(timeline.open()))
+    assert [int(r["frame"]) for r in rows] == list(range(0, 20, 2))  # one face per analysed frame
+    assert [float(r["time_s"]) for r in rows[:3]] == [0.0, 0.2, 0.4]
+    assert len({r["face"] for r in rows}) == 1  # tracked as one face throughout
+    xs = [int(r["x"]) for r in rows]
+    assert xs == sorted(xs) and xs[-1] > xs[0]  # the box follows the face to the right
+
+
+def test_video_batched_matches_frame_by_frame(checkpoint, clip):
+    rec = EmotionRecognizer(checkpoint)
+    batched = [r for r in analyse_video(rec, clip, batch_frames=8)]
+    single = [r for r in analyse_video(rec, clip, batch_frames=1)]
+    assert len(batched) == len(single) == 20
+    for a, b in zip(batched, single, strict=True):
+        assert [f.box for f in a.faces] == [f.box for f in b.faces]
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            np.testing.assert_allclose(
+                list(fa.scores.values()), list(fb.scores.values()), atol=1e-5
+            )
+
+
+def test_video_json_and_summary(checkpoint, clip, tmp_path, capsys):
+    code, out, _ = run_cli(["predict", clip, "--model", checkpoint, "--json"], capsys)
+    (doc,) = json.loads(out)
+    assert code == 0 and len(doc["frames"]) == 20 and doc["frames"][1]["time_s"] == 0.1
+    summary = process_video(EmotionRecognizer(checkpoint), clip, every=5)
+    assert (summary.frames, summary.analysed) == (20, 4)
+
+
+def test_annotate_file_needs_one_video(checkpoint, clip, capsys):
+    code, _, err = run_cli(["predict", clip, ASTRONAUT, "--model", checkpoint,
+                            "--annotate", "x.mp4"], capsys)  # fmt: skip
+    assert code == 2 and "one video" in err
+
+
+def test_missing_model_is_one_line(tmp_path, capsys):
+    code, _, err = run_cli(["predict", ASTRONAUT, "--model", tmp_path / "nope.pt"], capsys)
+    assert code == 2 and "nope.pt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_webcam_without_gui_says_why(checkpoint, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code, _, err = run_cli(["webcam", "--model", checkpoint], capsys)
+    assert code == 2 and ("no GUI" in err or "no display" in err)
