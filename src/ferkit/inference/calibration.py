@@ -24,6 +24,7 @@ from ferkit.errors import DataError
 log = logging.getLogger(__name__)
 
 ECE_BINS = 15
+T_MIN, T_MAX = 0.05, 20.0  # fitted temperatures are clipped to this range
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,13 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int
 
     opt.step(closure)
     t = float(log_t.detach().exp())
-    return min(max(t, 0.05), 20.0)  # a wild value means degenerate data; keep it usable
+    if not T_MIN <= t <= T_MAX:
+        # Happens for models near chance (the NLL keeps falling as T grows): keep T usable.
+        log.warning(
+            "fitted temperature %.3g clipped to [%g, %g]: is the model trained, and are the "
+            "labels in its label order?", t, T_MIN, T_MAX,
+        )  # fmt: skip
+    return min(max(t, T_MIN), T_MAX)
 
 
 def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> CalibrationReport:

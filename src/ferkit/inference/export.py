@@ -142,6 +142,10 @@ def quantize_int8(
 
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     prepared = onnx_out.with_suffix(".prep.onnx")
+    # onnxruntime.quantization logs one INFO line per tensor on the root logger; silence INFO
+    # for the duration of the call only (restored in `finally`).
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
     try:
         quant_pre_process(str(onnx_in), str(prepared), skip_symbolic_shape=True)
         if calibration is None:
@@ -168,6 +172,7 @@ def quantize_int8(
                 weight_type=QuantType.QInt8,
             )
     finally:
+        logging.disable(previous)
         prepared.unlink(missing_ok=True)
     _copy_metadata(onnx_in, onnx_out)
     return onnx_out

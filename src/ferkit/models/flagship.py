@@ -22,8 +22,8 @@ Why this shape (docs/models.md has the measurements):
 * About 110 M multiply-adds per face, so a 2-core CPU classifies well over 1,500 faces/s in
   bf16 and trains several hundred images/s: a FER-2013 epoch in about a minute.
 * About 4.8 M parameters, in the range of the VGG variants that reach 72.7-73.3% on
-  FER-2013; BN, residual blocks with zero-initialised last BN (each block starts as the
-  identity) and dropout before the head let it train from scratch with a high learning rate.
+  FER-2013; BN, residual blocks with average-pool shortcuts and dropout before the head let
+  it train from scratch with a high learning rate.
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ __all__ = ["BasicBlock", "FlagshipNet", "flagship"]
 
 
 class BasicBlock(nn.Module):
-    """ResNet's basic block: two 3x3 conv + BN, added to the input (projected if the shape
-    changes), then ReLU."""
+    """ResNet's basic block: two 3x3 conv + BN, added to the input, then ReLU.
+
+    Where the shape changes, the input is projected by a 2x2 average pool and a 1x1 conv + BN
+    (ResNet-D's shortcut): a strided 1x1 conv would drop three pixels in four, and here every
+    block downsamples.
+    """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1, batch_norm: bool = True) -> None:
         super().__init__()
@@ -49,13 +53,10 @@ class BasicBlock(nn.Module):
         self.conv2 = conv_norm_act(c_out, c_out, 3, batch_norm=batch_norm, act=False)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = conv_norm_act(c_in, c_out, 1, stride, batch_norm=batch_norm, act=False)
+            pool = nn.AvgPool2d(stride, ceil_mode=True) if stride > 1 else nn.Identity()
+            proj = conv_norm_act(c_in, c_out, 1, batch_norm=batch_norm, act=False)
+            self.shortcut = nn.Sequential(pool, *proj)
         self.act = nn.ReLU(inplace=True)
-
-    def zero_init_last(self) -> None:
-        """Start the residual branch at zero, so that the block starts as the identity."""
-        last = self.conv2[-1]  # the BN, or the conv itself without BN
-        nn.init.zeros_(last.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv2(self.conv1(x)) + self.shortcut(x))
@@ -109,12 +110,10 @@ class FlagshipNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(c, num_classes)
+        # No zero-initialised residual branches (the ImageNet ResNet trick): with every block
+        # downsampling, the net at initialisation would be the stem and three 1x1 convs, and
+        # it learned markedly slower in a short FER-2013 probe (docs/models.md).
         init_weights(self)
-        # Each block starts as the identity: the net then trains like a shallow one at first,
-        # which tolerates the high learning rates that make from-scratch training short.
-        for m in self.modules():
-            if isinstance(m, BasicBlock):
-                m.zero_init_last()
 
     def get_classifier(self) -> nn.Module:
         return self.head
