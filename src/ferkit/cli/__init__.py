@@ -19,7 +19,7 @@ from ferkit.errors import FerkitError
 log = logging.getLogger("ferkit")
 
 # Command modules, in the order `ferkit --help` lists them.
-COMMANDS = ("data", "models", "train", "evaluate", "predict", "export", "webcam")
+COMMANDS = ("data", "models", "train", "evaluate", "predict", "export", "webcam", "serve")
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -1,0 +1,176 @@
+"""A bounded load test of `ferkit serve` on loopback: latency percentiles, throughput, errors.
+
+    .venv/bin/python benchmarks/serve_load.py [--requests 500] [--concurrency 8]
+        [--model CKPT] [--arch simple_cnn] [--image examples/astronaut.png] [--url URL] [--json]
+
+Starts `ferkit serve` on 127.0.0.1 and a free port in a child process (so the client's threads
+do not share the server's GIL), waits for /v1/health, then sends --requests multipart uploads
+of --image from --concurrency threads, each on its own keep-alive connection, and prints
+p50/p95/p99 latency, requests/s and the error count (goal: 0 errors). --url measures a server
+that is already running instead.
+
+Without --model the shipped model is used; where none is shipped, a random-weight --arch model
+(the speed is the architecture's; its predictions mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTO = ROOT / "examples" / "astronaut.png"
+
+
+def model_path(args, tmp: Path) -> str:
+    """--model, else the shipped model, else a random-weight --arch checkpoint in `tmp`."""
+    if args.model:
+        return args.model
+    from ferkit.errors import CheckpointError
+    from ferkit.inference.model_io import default_checkpoint
+
+    try:
+        return str(default_checkpoint())
+    except CheckpointError:
+        import torch
+
+        from ferkit.models import create_model, get_model_spec, save_checkpoint
+
+        torch.manual_seed(0)
+        spec = get_model_spec(args.arch)
+        path = save_checkpoint(tmp / f"{args.arch}.pt", create_model(args.arch).eval(),
+                               input_size=spec.input_size, mean=spec.mean, std=spec.std,
+                               in_channels=spec.in_channels)  # fmt: skip
+        print(f"no shipped model: random-weight {args.arch}", file=sys.stderr)
+        return str(path)
+
+
+def start_server(model: str, workers: int | None) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "ferkit", "-q", "serve", "--model", model, "--port", str(port)]
+    if workers:
+        cmd += ["--workers", str(workers)]
+    proc = subprocess.Popen(cmd)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"ferkit serve exited with code {proc.returncode}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v1/health")
+            if conn.getresponse().status == 200:
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    sys.exit("ferkit serve did not answer /v1/health within 120 s")
+
+
+def multipart(data: bytes, name: str) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"  # fmt: skip
+
+
+def load(url: str, body: bytes, ctype: str, n: int, concurrency: int) -> dict:
+    """Send `n` requests from `concurrency` threads; latencies (s) and errors."""
+    host = urlsplit(url)
+    local = threading.local()
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def one(_i: int) -> None:
+        if getattr(local, "conn", None) is None:
+            local.conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
+        t0 = time.perf_counter()
+        try:
+            local.conn.request("POST", "/v1/predict", body, {"Content-Type": ctype})
+            resp = local.conn.getresponse()
+            payload = resp.read()
+            if resp.status != 200 or "faces" not in json.loads(payload):
+                errors.append(f"HTTP {resp.status}: {payload[:200]!r}")
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            local.conn = None  # reconnect on the next request
+            return
+        latencies.append(time.perf_counter() - t0)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(n)))
+    return {"seconds": time.perf_counter() - start, "latencies": latencies, "errors": errors}
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else (values or [0.0])[0]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500, help="requests in all (500)")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads (8)")
+    parser.add_argument("--model", help="checkpoint, run folder or .onnx (default: shipped)")
+    parser.add_argument("--arch", default="flagship", help="random-weight arch if none shipped")
+    parser.add_argument("--image", default=str(PHOTO), help="the photo sent (astronaut.png)")
+    parser.add_argument("--workers", type=int, help="server inference workers (default: cores)")
+    parser.add_argument("--url", help="an already running server instead of starting one")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+
+    image = Path(args.image)
+    body, ctype = multipart(image.read_bytes(), image.name)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = None
+        url = args.url
+        if url is None:
+            proc, url = start_server(model_path(args, Path(tmp)), args.workers)
+        try:
+            load(url, body, ctype, min(16, args.requests), args.concurrency)  # warm-up
+            r = load(url, body, ctype, args.requests, args.concurrency)
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
+    lat = [v * 1000 for v in r["latencies"]]
+    report = {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "image": f"{image.name} ({len(body) / 1024:.0f} KiB)",
+        "cpus": os.cpu_count(),
+        "p50_ms": round(percentile(lat, 50), 1),
+        "p95_ms": round(percentile(lat, 95), 1),
+        "p99_ms": round(percentile(lat, 99), 1),
+        "throughput_rps": round(len(lat) / r["seconds"], 1),
+        "errors": len(r["errors"]),
+        "first_errors": r["errors"][:3],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{report['requests']} requests, {report['concurrency']} concurrent, {report['image']}, "
+          f"{report['cpus']} CPUs")  # fmt: skip
+    print(f"latency ms: p50 {report['p50_ms']}  p95 {report['p95_ms']}  p99 {report['p99_ms']}")
+    print(f"throughput: {report['throughput_rps']} requests/s   errors: {report['errors']}")
+    for err in report["first_errors"]:
+        print(f"  {err}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""`ferkit serve`: the REST API and the web page, on http://127.0.0.1:8000 by default.
+
+    ferkit serve --model runs/exp1                 # then open http://127.0.0.1:8000
+    ferkit serve --model model.onnx --port 9000 --max-upload-mb 5 --timeout 10
+    curl -F file=@photo.jpg http://127.0.0.1:8000/v1/predict
+
+It listens on localhost only unless --host says otherwise; there is no authentication, so
+bind to another address only on a network you trust. API reference: /docs, docs/serve.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ferkit.errors import CheckpointError, FerkitError
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ferkit.cli.predict import add_model_options
+
+    p = sub.add_parser(
+        "serve",
+        help="REST API and web page (upload a photo or use the webcam)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (8000)")
+    add_model_options(p)
+    p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
+                   help="largest image accepted, in MiB (10); larger: HTTP 413")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="longest a request may take, in seconds (30); then HTTP 504")  # fmt: skip
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="inferences run at once (default: one per core); others queue")  # fmt: skip
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="PyTorch threads per inference (1): requests, not threads, use the cores")  # fmt: skip
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:  # imported here, so `ferkit --help` does not pay for them
+        import uvicorn
+
+        from ferkit.serve import create_app
+    except ImportError as exc:
+        raise FerkitError(f"`ferkit serve` needs {exc.name}: pip install fastapi uvicorn "
+                          "python-multipart") from None  # fmt: skip
+    import torch
+
+    from ferkit.cli.predict import make_recognizer
+    from ferkit.inference.model_io import default_checkpoint
+
+    if args.model is None:
+        try:
+            default_checkpoint()
+        except CheckpointError:
+            raise CheckpointError(
+                "no model is shipped in this install of ferkit; pass one with "
+                "--model CHECKPOINT|RUN_FOLDER|MODEL.onnx"
+            ) from None
+    if args.threads < 1 or (args.workers is not None and args.workers < 1):
+        raise FerkitError("--threads and --workers must be at least 1")
+    if args.max_upload_mb <= 0 or args.timeout <= 0:
+        raise FerkitError("--max-upload-mb and --timeout must be positive")
+    # Several requests run at once, one per worker; torch's own threads on top of that would
+    # oversubscribe the cores (and spin while waiting), so each inference gets --threads.
+    torch.set_num_threads(args.threads)
+    rec = make_recognizer(args)
+    app = create_app(rec, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
+                     workers=args.workers)  # fmt: skip
+    if args.host not in LOOPBACK:
+        log.warning("listening on %s: anyone who can reach it can use it (no authentication)",
+                    args.host)  # fmt: skip
+    log.info("%r on http://%s:%d (API docs at /docs)", rec, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if not args.quiet
+                else "warning", timeout_graceful_shutdown=5)  # fmt: skip
+    return 0

@@ -1,0 +1,295 @@
+"""The REST API (`ferkit.serve.create_app`) through FastAPI's TestClient, and `ferkit serve`.
+
+Random-weight model (fixed seed): tests check boxes, shapes, limits and error bodies, never
+which emotion wins.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from ferkit.cli import main
+from ferkit.errors import CheckpointError
+from ferkit.inference import EmotionRecognizer
+from ferkit.inference.model_io import default_checkpoint
+from ferkit.labels import EMOTIONS
+from ferkit.serve import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT / "examples" / "astronaut.png"
+ASTRONAUT_FACE = (174, 64, 99, 99)  # the recognizer's box for her face (x, y, w, h)
+
+
+def make_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A random-weight simple_cnn checkpoint with the zoo's preprocessing and a metric."""
+    from ferkit.models import create_model, get_model_spec, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = create_model("simple_cnn").eval()
+    spec = get_model_spec("simple_cnn")
+    save_checkpoint(path, model, input_size=spec.input_size, mean=spec.mean, std=spec.std,
+                    in_channels=spec.in_channels, metrics={"val_acc": 0.5})  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("serve") / "simple.pt")
+
+
+@pytest.fixture(scope="module")
+def rec(checkpoint) -> EmotionRecognizer:
+    return EmotionRecognizer(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def client(rec):
+    with TestClient(create_app(rec, max_upload_mb=1, timeout_s=20, workers=2)) as c:
+        yield c
+
+
+def png_bytes(image: Image.Image | np.ndarray, fmt: str = "PNG", **kw) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def upload(client, data: bytes, name="photo.png", ctype="image/png"):
+    return client.post("/v1/predict", files={"file": (name, data, ctype)})
+
+
+def assert_error(r, status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "detail"} and body["detail"], body
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    if code:
+        assert body["error"] == code, body
+    return body
+
+
+def near(box, ref, tol=4) -> bool:
+    return all(abs(a - b) <= tol for a, b in zip(box, ref, strict=True))
+
+
+# -- the happy path -------------------------------------------------------------------------
+
+
+def test_predict_multipart_matches_the_recognizer(client, rec):
+    r = upload(client, ASTRONAUT.read_bytes())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["image"] == {"width": 512, "height": 512}
+    assert body["labels"] == list(EMOTIONS)
+    (face,) = body["faces"]
+    assert near(face["box"], ASTRONAUT_FACE)
+    assert face["label"] in EMOTIONS and abs(sum(face["emotions"].values()) - 1) < 1e-3
+    direct = rec.predict(str(ASTRONAUT))[0]
+    assert face["label"] == direct.label and list(face["box"]) == list(direct.box)
+    assert set(body["timing_ms"]) == {"queue", "decode", "inference", "total"}
+    assert body["timing_ms"]["total"] >= body["timing_ms"]["inference"] > 0
+
+
+def test_predict_json_base64_data_url_and_raw_body(client):
+    data = ASTRONAUT.read_bytes()
+    b64 = base64.b64encode(data).decode()
+    boxes = []
+    for r in (
+        client.post("/v1/predict", json={"image": b64}),
+        client.post("/v1/predict", json={"image": f"data:image/png;base64,{b64}"}),
+        client.post("/v1/predict", content=data, headers={"content-type": "image/png"}),
+    ):
+        assert r.status_code == 200, r.text
+        boxes.append(r.json()["faces"][0]["box"])
+    assert boxes[0] == boxes[1] == boxes[2]
+
+
+def test_no_face_is_an_empty_list(client):
+    r = upload(client, png_bytes(np.full((240, 320, 3), 128, np.uint8)))
+    assert r.status_code == 200 and r.json()["faces"] == []
+
+
+def test_exif_orientation_is_applied(client):
+    """A phone photo stored sideways: boxes come back in the upright image, as browsers show it."""
+    upright = Image.open(ASTRONAUT).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    r = upload(client, png_bytes(upright.rotate(90, expand=True), "JPEG", quality=95, exif=exif),
+               "phone.jpg", "image/jpeg")  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["image"] == {"width": 512, "height": 512}
+    assert near(r.json()["faces"][0]["box"], ASTRONAUT_FACE, tol=8)
+
+
+def test_health_model_page_and_docs(client):
+    health = client.get("/v1/health").json()
+    assert health["status"] == "ok" and health["arch"] == "simple_cnn"
+    meta = client.get("/v1/model").json()
+    assert "state_dict" not in meta and meta["labels"] == list(EMOTIONS)
+    assert meta["metrics"] == {"val_acc": 0.5} and meta["source"] == "simple.pt"
+    assert meta["input_size"] == [48, 48] and json.loads(json.dumps(meta)) == meta
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>ferkit" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/docs").status_code == 200
+    body = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["requestBody"]
+    assert {"multipart/form-data", "application/json"} <= set(body["content"])
+
+
+# -- limits and errors ----------------------------------------------------------------------
+
+
+def test_upload_over_the_limit_is_413(client):
+    big = b"\x89PNG" + bytes(2 * 1024 * 1024)  # over 1 MiB, by Content-Length
+    assert_error(upload(client, big), 413, "too_large")
+    # a chunked body (no Content-Length) is cut off while it is read
+    chunks = (bytes(256 * 1024) for _ in range(12))
+    r = client.post("/v1/predict", content=chunks, headers={"content-type": "image/png"})
+    assert_error(r, 413, "too_large")
+    # base64 under the body cap whose image is over the limit
+    b64 = base64.b64encode(bytes(1024 * 1024 + 10)).decode()
+    assert_error(client.post("/v1/predict", json={"image": b64}), 413, "too_large")
+
+
+def test_not_an_image_is_415(client):
+    assert_error(upload(client, b"hello", "notes.txt", "text/plain"), 415, "not_an_image")
+    assert_error(upload(client, b"hello" * 100, "x.bin", "application/octet-stream"), 415)
+    r = client.post("/v1/predict", content=b"hi", headers={"content-type": "text/plain"})
+    assert_error(r, 415, "unsupported_media_type")
+
+
+def test_bad_requests_are_422(client):
+    truncated = ASTRONAUT.read_bytes()[:5000]
+    assert_error(upload(client, truncated), 422, "corrupt_image")
+    assert_error(upload(client, b""), 422, "empty")
+    assert_error(client.post("/v1/predict", json={"picture": "x"}), 422, "bad_json")
+    assert_error(client.post("/v1/predict", json={"image": "not base64!"}), 422, "bad_json")
+    r = client.post("/v1/predict", data={"name": "x"}, files={"other": ("a", b"", "text/x")})
+    assert r.status_code in (415, 422)
+    assert_error(client.get("/v1/nope"), 404, "not_found")
+    assert_error(client.get("/v1/predict"), 405)
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A valid all-black gray PNG of any size, built row by row (tiny once compressed)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        body = tag + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    comp, row = zlib.compressobj(9), bytes(width + 1)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")  # fmt: skip
+
+
+def test_huge_dimensions_downscaled_or_refused(client):
+    # a 4096x4096 JPEG: decoded at reduced scale, boxes still in the upload's pixels
+    big = Image.open(ASTRONAUT).convert("RGB").resize((4096, 4096), Image.BILINEAR)
+    r = upload(client, png_bytes(big, "JPEG", quality=70), "big.jpg", "image/jpeg")
+    assert r.status_code == 200, r.text
+    assert r.json()["image"] == {"width": 4096, "height": 4096}
+    (face,) = r.json()["faces"]
+    assert near(face["box"], [8 * v for v in ASTRONAUT_FACE], tol=48)
+    # a 12000x10000 PNG (120 MP, 60 kB compressed) is refused before it is decoded
+    assert_error(upload(client, huge_png(12000, 10000)), 413, "too_many_pixels")
+
+
+class Slow(EmotionRecognizer):
+    """The recognizer, with each predict taking `delay` seconds more; counts overlaps."""
+
+    delay = 0.0
+    fail = False
+
+    def predict(self, images, **kw):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(self.delay)
+            if self.fail:
+                raise RuntimeError("secret internal detail")
+            return super().predict(images, **kw)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@pytest.fixture
+def slow(checkpoint) -> Slow:
+    s = Slow(checkpoint)
+    s.lock, s.running, s.most = threading.Lock(), 0, 0
+    return s
+
+
+def test_timeout_is_504(slow):
+    slow.delay = 1.0
+    with TestClient(create_app(slow, timeout_s=0.2)) as c:
+        assert_error(upload(c, ASTRONAUT.read_bytes()), 504, "timeout")
+
+
+def test_internal_error_leaks_nothing(slow):
+    slow.fail = True
+    with TestClient(create_app(slow), raise_server_exceptions=False) as c:
+        body = assert_error(upload(c, ASTRONAUT.read_bytes()), 500, "internal_error")
+    assert "secret" not in json.dumps(body)
+
+
+def test_concurrent_requests_share_one_model_within_the_worker_limit(slow):
+    slow.delay = 0.05
+    data = ASTRONAUT.read_bytes()
+    with TestClient(create_app(slow, workers=2)) as c, ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: upload(c, data), range(16)))
+    assert [r.status_code for r in results] == [200] * 16
+    assert len({json.dumps(r.json()["faces"]) for r in results}) == 1  # same answer each time
+    assert slow.most == 2  # ran in parallel, never beyond the pool's two workers
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def test_serve_without_a_model_is_one_line(capsys):
+    try:
+        default_checkpoint()
+        pytest.skip("this install ships a model")
+    except CheckpointError:
+        pass
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "--model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_serve_starts_uvicorn_on_localhost(checkpoint, monkeypatch):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.update(threads=n))
+    assert main(["serve", "--model", str(checkpoint), "--port", "8123"]) == 0
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and seen["threads"] == 1
+    with TestClient(seen["app"]) as c:
+        assert c.get("/v1/health").json()["status"] == "ok"
+
+
+def test_help_does_not_import_the_web_stack():
+    code = "import sys; from ferkit.cli import build_parser; build_parser(); print(sorted(m for m in ('fastapi', 'uvicorn') if m in sys.modules))"  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
