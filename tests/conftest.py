@@ -13,7 +13,30 @@ from PIL import Image
 
 from ferkit.labels import EMOTIONS
 
-SHARED_FER = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "fer2013"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FER = ROOT / ".." / "shared" / "data" / "fer2013"
+ASTRONAUT = ROOT / "examples" / "astronaut.png"  # public-domain NASA portrait (scikit-image)
+
+
+def make_checkpoint(path: Path, seed: int = 0, **kwargs) -> Path:
+    """A random-weight simple_cnn checkpoint with the zoo's own preprocessing spec."""
+    import torch
+
+    from ferkit.models import create_model, get_model_spec, save_checkpoint
+
+    torch.manual_seed(seed)
+    model = create_model("simple_cnn").eval()
+    spec = get_model_spec("simple_cnn")
+    save_checkpoint(path, model, input_size=spec.input_size, mean=spec.mean, std=spec.std,
+                    in_channels=spec.in_channels, **kwargs)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """One random-weight simple_cnn checkpoint for the session (tests must not depend on its
+    accuracy)."""
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "simple.pt")
 
 
 @pytest.fixture(autouse=True, scope="session")

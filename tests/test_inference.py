@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import ASTRONAUT, make_checkpoint
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.imaging import ImageError
 from ferkit.inference import EmotionRecognizer, Face, FixedBoxes, HaarDetector, YuNetDetector
@@ -26,26 +26,7 @@ from ferkit.inference.model_io import default_checkpoint, resolve_checkpoint
 from ferkit.inference.video import Smoother, iou
 from ferkit.labels import EMOTIONS
 
-ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT / "examples" / "astronaut.png"
 ASTRONAUT_FACE = (177, 67, 93, 93)  # where the Haar cascade finds her face (x, y, w, h)
-
-
-def make_checkpoint(path: Path, seed: int = 0, **kwargs) -> Path:
-    """A random-weight simple_cnn checkpoint with the zoo's own preprocessing spec."""
-    from ferkit.models import create_model, get_model_spec, save_checkpoint
-
-    torch.manual_seed(seed)
-    model = create_model("simple_cnn").eval()
-    spec = get_model_spec("simple_cnn")
-    save_checkpoint(path, model, input_size=spec.input_size, mean=spec.mean, std=spec.std,
-                    in_channels=spec.in_channels, **kwargs)  # fmt: skip
-    return path
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "simple.pt")
 
 
 @pytest.fixture(scope="module")

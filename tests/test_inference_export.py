@@ -6,28 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
+from conftest import ASTRONAUT
 from ferkit.cli import main
 from ferkit.errors import CheckpointError
 from ferkit.inference import EmotionRecognizer
 from ferkit.inference.export import TOLERANCE, export_onnx, max_abs_diff, quantize_int8
 from ferkit.inference.model_io import load_torch_model, read_onnx_meta
-
-ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT / "examples" / "astronaut.png"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    from ferkit.models import create_model, get_model_spec, save_checkpoint
-
-    torch.manual_seed(1)
-    spec = get_model_spec("simple_cnn")
-    path = tmp_path_factory.mktemp("ckpt") / "simple.pt"
-    save_checkpoint(path, create_model("simple_cnn"), input_size=spec.input_size, mean=spec.mean,
-                    std=spec.std, in_channels=spec.in_channels)  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -24,6 +24,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from conftest import ASTRONAUT, make_checkpoint
 from ferkit.cli import main
 from ferkit.errors import CheckpointError
 from ferkit.inference import EmotionRecognizer
@@ -31,26 +32,12 @@ from ferkit.inference.model_io import default_checkpoint
 from ferkit.labels import EMOTIONS
 from ferkit.serve import create_app
 
-ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT / "examples" / "astronaut.png"
 ASTRONAUT_FACE = (174, 64, 99, 99)  # the recognizer's box for her face (x, y, w, h)
-
-
-def make_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A random-weight simple_cnn checkpoint with the zoo's preprocessing and a metric."""
-    from ferkit.models import create_model, get_model_spec, save_checkpoint
-
-    torch.manual_seed(seed)
-    model = create_model("simple_cnn").eval()
-    spec = get_model_spec("simple_cnn")
-    save_checkpoint(path, model, input_size=spec.input_size, mean=spec.mean, std=spec.std,
-                    in_channels=spec.in_channels, metrics={"val_acc": 0.5})  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("serve") / "simple.pt")
+    return make_checkpoint(tmp_path_factory.mktemp("serve") / "simple.pt", metrics={"val_acc": 0.5})
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import ASTRONAUT, ROOT, make_checkpoint
 from ferkit.labels import EMOTIONS
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT / "examples" / "astronaut.png"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -55,7 +54,6 @@ def server(tmp_path_factory):
     """The app under uvicorn on 127.0.0.1 and a free port; yields its base URL."""
     uvicorn = pytest.importorskip("uvicorn")
     from ferkit.serve import create_app
-    from test_serve import make_checkpoint
 
     app = create_app(make_checkpoint(tmp_path_factory.mktemp("browser") / "m.pt"))
     with socket.socket() as s:

@@ -59,6 +59,9 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
         root.addHandler(handler)
     root.setLevel(level)
     log.setLevel(level)
+    # Lightning adds stream handlers of its own; without this its lines would print twice
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:
