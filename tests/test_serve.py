@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 import zlib
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest

@@ -34,7 +34,9 @@ def to_model_input(
     if x.ndim == 3:
         x = x.unsqueeze(1)
     if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"expected grayscale faces (N, H, W) or (N, 1, H, W), got {tuple(x.shape)}")
+        raise ValueError(
+            f"expected grayscale faces (N, H, W) or (N, 1, H, W), got {tuple(x.shape)}"
+        )
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
     size = tuple(int(s) for s in input_size)
     if tuple(x.shape[-2:]) != size:

@@ -117,7 +117,7 @@ def load_csv(path: Path, *, image_size: int = 48, skip_bad: bool = False) -> FER
             rows[split][1].append(label)
     if not rows:
         why = f" ({len(skipped)} bad, first: {skipped[0]})" if skipped else ""
-        raise DataError(f"{path}: no usable rows{why}; expected lines like 3,\"70 80 ...\",Training")
+        raise DataError(f'{path}: no usable rows{why}; expected lines like 3,"70 80 ...",Training')
     names = ["train", "val", "test"] if usage_col is not None else ["all"]
     splits = {
         name: (
