@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 RIGHT, WRONG = "#1a9850", "#d73027"
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float]):
+    """A Figure and its axes, without pyplot: no global backend or figure registry is touched,
+    so these functions are safe in notebooks, servers and threads."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(nrows, ncols)
 
 
 def _epoch_frame(metrics: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """One row per epoch with the given columns (CSVLogger writes train and val rows apart)."""
     present = [c for c in columns if c in metrics]
-    return metrics.groupby("epoch")[present].mean() if present else pd.DataFrame()
+    if not present:
+        return pd.DataFrame()
+    frame = metrics.dropna(subset=["epoch"]).groupby("epoch")[present].mean()
+    frame.index = frame.index.astype(int)
+    return frame
 
 
 def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
     """Loss and accuracy per epoch, train vs val, from a run's metrics.csv."""
     frame = _epoch_frame(metrics, ["train_loss_epoch", "val_loss", "train_acc", "val_acc"])
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(10, 4))
     for ax, pairs, ylabel in (
         (ax_loss, [("train_loss_epoch", "train"), ("val_loss", "val")], "loss"),
         (ax_acc, [("train_acc", "train"), ("val_acc", "val")], "accuracy"),
@@ -34,6 +41,7 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
                 series = frame[column].dropna()
                 ax.plot(series.index + 1, series.values, marker="o", ms=3, label=label)
         ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     if "val_acc" in frame and frame["val_acc"].notna().any():
@@ -45,13 +53,18 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
 
 
 def lr_curve(metrics: pd.DataFrame) -> Figure:
-    """Learning rate per epoch (one line per parameter group)."""
+    """Learning rate over training (one line per parameter group), in epochs.
+
+    Lightning's LearningRateMonitor logs by step without an epoch; the epoch rows of
+    metrics.csv give the steps per epoch.
+    """
     columns = [c for c in metrics if c.startswith("lr-")]
-    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    frame = _epoch_frame(metrics, columns)
+    fig, ax = _subplots(figsize=(6, 3.5))
+    last_step = metrics.dropna(subset=["epoch"]).groupby("epoch")["step"].max()
+    per_epoch = float(last_step.iloc[0] + 1) if len(last_step) else 1.0
     for column in columns:
-        series = frame[column].dropna()
-        ax.plot(series.index + 1, series.values, marker="o", ms=3, label=column.removeprefix("lr-"))
+        rows = metrics.dropna(subset=[column])
+        ax.plot(rows["step"] / per_epoch, rows[column], label=column.removeprefix("lr-"))
     ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
     ax.grid(alpha=0.3)
     if len(columns) > 1:
@@ -62,7 +75,7 @@ def lr_curve(metrics: pd.DataFrame) -> Figure:
 def confusion_heatmap(matrix: list[list[float]], labels: list[str], title: str = "") -> Figure:
     """Row-normalised confusion matrix: each row shows where a true class's images went."""
     cm = np.asarray(matrix, dtype=float)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5), layout="constrained")
+    fig, ax = _subplots(figsize=(6.5, 5.5))
     sns.heatmap(cm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, square=True,
                 xticklabels=labels, yticklabels=labels, cbar_kws={"shrink": 0.8}, ax=ax)  # fmt: skip
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (row-normalised)")
@@ -73,7 +86,7 @@ def per_class_bars(per_class: dict[str, dict], overall: float, title: str = "") 
     """Accuracy (recall) per class, with the number of images, against overall accuracy."""
     names = list(per_class)
     acc = [per_class[n]["accuracy"] for n in names]
-    fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+    fig, ax = _subplots(figsize=(7, 3.8))
     bars = ax.bar(names, acc, color=sns.color_palette("deep", len(names)))
     for bar, name in zip(bars, names, strict=True):
         ax.annotate(f"{bar.get_height():.0%}\nn={per_class[name]['support']}",
@@ -90,7 +103,7 @@ def prediction_grid(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray,
     """Faces with true and predicted label: green when right, red when wrong."""
     n = len(images)
     rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.45, rows * 1.75), layout="constrained")
+    fig, axes = _subplots(rows, cols, figsize=(cols * 1.45, rows * 1.75))
     for ax in np.atleast_1d(axes).ravel():
         ax.axis("off")
     for ax, image, truth, p in zip(
@@ -107,10 +120,11 @@ def prediction_grid(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray,
 
 def val_accuracy_overlay(curves: dict[str, pd.Series]) -> Figure:
     """Validation accuracy per epoch of several runs on one plot."""
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    fig, ax = _subplots(figsize=(7, 4))
     for name, series in curves.items():
         ax.plot(series.index + 1, series.values, marker="o", ms=3, label=name)
     ax.set(xlabel="epoch", ylabel="val accuracy", title="validation accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -118,4 +132,3 @@ def val_accuracy_overlay(curves: dict[str, pd.Series]) -> Figure:
 
 def save(fig: Figure, path, dpi: int = 110) -> None:
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)

@@ -230,7 +230,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, progress: bool) -> list[Callback
         # the latest epoch, every epoch, for --resume (monitor=None keeps the newest)
         ModelCheckpoint(ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False),
         _CheckpointOnInterrupt(ckpt_dir / "last.ckpt"),
-        LearningRateMonitor(logging_interval="epoch"),
+        LearningRateMonitor(logging_interval="step"),
         _Throughput(),
     ]
     if progress:
