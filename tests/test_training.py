@@ -255,3 +255,18 @@ def test_smoke_run_on_fer2013(shared_fer, tmp_path):
                  "--smoke", "--out", str(run), "--no-progress"]) == 0  # fmt: skip
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val_n"] == 256 and summary["epochs"] == 1
+
+
+def test_toolbox_options_run(tiny_data, tmp_path):
+    """EMA, class weights, balanced sampler, OneCycle, clipping, smoothing, cutmix, erasing, fp32."""
+    run = tmp_path / "toolbox"
+    sets = ["ema=0.99", "class_weights=true", "balanced_sampler=true", "scheduler=onecycle",
+            "grad_clip=1.0", "label_smoothing=0.1", "cutmix=1.0", "erasing=0.5", "precision=32",
+            "crop_scale=0.7", "batch_norm=false"]  # fmt: skip
+    args = tiny_args(tiny_data, run, "--epochs", "1", "--model", "vgg_11_half")
+    assert main([*args, *[x for s in sets for x in ("--set", s)]]) == 0
+    from ferkit.models import load_checkpoint
+
+    model, meta = load_checkpoint(run / "best.pt")
+    assert meta["arch_kwargs"].get("batch_norm") is False
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())

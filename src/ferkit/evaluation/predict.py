@@ -48,7 +48,9 @@ def predict_proba(
     out = []
     for start in range(0, len(images), batch_size):
         x = (
-            torch.from_numpy(np.asarray(images[start : start + batch_size])).unsqueeze(1).float()
+            torch.from_numpy(
+                np.array(images[start : start + batch_size])
+            )  # copy: memmaps are read-only.unsqueeze(1).float()
             / 255
         )
         probs = 0

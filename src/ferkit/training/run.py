@@ -7,6 +7,7 @@ Lightning's CSVLogger), `checkpoints/{best,last}.ckpt` (full training state, for
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -159,7 +160,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
         strategy=cfg.strategy,
         precision=_precision(cfg, accelerator),
         gradient_clip_val=cfg.grad_clip or None,
-        logger=CSVLogger(run_dir, name="", version=""),
+        logger=_loggers(run_dir),
         callbacks=_callbacks(cfg, run_dir, progress),
         deterministic=accelerator == "cpu",
         enable_progress_bar=progress,
@@ -195,6 +196,16 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
     _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started)
     log.info("rank %d finished", trainer.global_rank)
     return run_dir
+
+
+def _loggers(run_dir: Path) -> list:
+    """metrics.csv always; TensorBoard event files too (run_dir/tensorboard) if installed."""
+    loggers = [CSVLogger(run_dir, name="", version="")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(run_dir, name="", version="tensorboard"))
+    return loggers
 
 
 def _set_aside_metrics(run_dir: Path) -> Path | None:
