@@ -47,12 +47,8 @@ def predict_proba(
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = (
-            torch.from_numpy(
-                np.array(images[start : start + batch_size])
-            )  # copy: memmaps are read-only.unsqueeze(1).float()
-            / 255
-        )
+        batch = np.array(images[start : start + batch_size])  # a copy: memmaps are read-only
+        x = torch.from_numpy(batch).unsqueeze(1).float() / 255
         probs = 0
         views = _views(x, tta)
         for view in views:
