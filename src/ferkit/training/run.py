@@ -149,6 +149,9 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
     data.setup()
     counts = list(data.splits["train"].class_counts().values())
     module = FERClassifier(cfg.to_dict(), class_counts=counts)
+    if tuple(module.input_size) != (cfg.data_size, cfg.data_size):
+        log.info("faces are %dx%d; each batch is resized to %s's %dx%d input", cfg.data_size,
+                 cfg.data_size, cfg.model, *module.input_size)  # fmt: skip
     accelerator = _accelerator(cfg)
 
     trainer = L.Trainer(
