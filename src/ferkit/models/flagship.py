@@ -5,25 +5,25 @@ residual blocks and global pooling):
 
     48x48x1  -> 3x3 conv, 32          stem at full resolution: edges, cheap with one input
     48 -> 24 -> 3x3 conv /2, 64       downsample once, early: 48x48 is where compute goes
-    24 -> 12 -> basic block /2, 128   (two 3x3 conv + BN, identity or 1x1 /2 shortcut)
+    24 -> 12 -> basic block /2, 128   (two 3x3 conv + BN; shortcut: 2x2 avg-pool, 1x1 conv)
     12 -> 6  -> basic block /2, 256
     6  -> 3  -> basic block /2, 512
     global average pool -> dropout -> linear
 
-Why this shape (docs/models.md has the measurements):
+Why this shape (docs/models.md has the measurements and a training probe):
 
-* Dense 3x3 convolutions. On a CPU with oneDNN a 3x3 conv runs at 200-450 GFLOP/s in
-  channels-last fp32/bf16; depthwise convolutions (MobileNet, EfficientNet) do few
-  multiply-adds per byte and run many times slower per multiply-add, so they buy nothing here.
-* Compute is spent where it pays. Each 3x3 conv at (64 ch, 24 px), (128, 12), (256, 6)
-  costs the same 21 M multiply-adds, but the deeper ones carry 4x and 16x the parameters; the
-  48x48 level gets one conv from a single channel (0.7 M multiply-adds), where VGG and the FER
-  ResNet-18 spend 85 M per 64-channel conv.
-* About 110 M multiply-adds per face, so a 2-core CPU classifies well over 1,500 faces/s in
-  bf16 and trains several hundred images/s: a FER-2013 epoch in about a minute.
-* About 4.8 M parameters, in the range of the VGG variants that reach 72.7-73.3% on
-  FER-2013; BN, residual blocks with average-pool shortcuts and dropout before the head let
-  it train from scratch with a high learning rate.
+* Dense 3x3 convolutions. On this CPU (AVX-512 BF16, oneDNN, channels-last) every dense 3x3
+  net runs at about 200 G multiply-adds/s in bf16; EfficientNet's depthwise convolutions,
+  at the same multiply-adds, run 3x slower in inference and 7x slower in training.
+* Compute is spent where it buys capacity. A 3x3 conv at (64 ch, 24 px), (128, 12),
+  (256, 6) or (512, 3) costs the same 21 M multiply-adds but carries 1x, 4x, 16x or 64x the
+  weights; the 48x48 level gets one conv from a single channel (0.7 M multiply-adds), where
+  VGG and the FER ResNet-18 spend 85 M per 64-channel conv.
+* 110 M multiply-adds, 4.8 M parameters: vgg_11's depth pattern at a quarter of its cost,
+  about 1,800 faces/s at batch 64 in bf16 on 2 cores and 450 training images/s (a FER-2013
+  epoch in about a minute), with the capacity of the VGGs that reach 72.7-73.3%.
+* Every block downsamples, so each has a projection shortcut; ResNet-D's (average pool, then
+  1x1 conv) keeps all pixels, where a strided 1x1 conv drops three in four.
 """
 
 from __future__ import annotations
