@@ -71,8 +71,12 @@ def _parse_pixels(text: str, side: int | None) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def load_csv(path: Path, *, image_size: int = 48, skip_bad: bool = False) -> FERData:
-    """Parse a FER-2013-format CSV into splits of uint8 arrays, naming bad rows by line."""
+def load_csv(path: Path, *, image_size: int = 48) -> FERData:
+    """Parse a FER-2013-format CSV into splits of uint8 arrays.
+
+    Bad rows are not kept; each is listed in `skipped` with its line and problem, and the
+    loader decides whether that is an error (the default) or skipped (`--skip-bad`).
+    """
     rows: dict[str, tuple[list[np.ndarray], list[int]]] = {}
     skipped: list[str] = []
     resized = 0
@@ -101,10 +105,6 @@ def load_csv(path: Path, *, image_size: int = 48, skip_bad: bool = False) -> FER
                         )
                 pixels = _parse_pixels(row[pix_col], side)
             except _BadRow as exc:
-                if not skip_bad:
-                    raise DataError(
-                        f"{path}, line {line}: {exc} (use --skip-bad to skip such rows)"
-                    ) from None
                 skipped.append(f"{path.name}, line {line}: {exc}")
                 continue
             side = side or math.isqrt(len(pixels))

@@ -85,7 +85,7 @@ def _read_source(
     source: Path, image_size: int, *, strict: bool, skip_bad: bool, workers: int | None
 ) -> FERData:
     if source.is_file():
-        return load_csv(source, image_size=image_size, skip_bad=True)
+        return load_csv(source, image_size=image_size)
     plan = plan_folder(source, strict=strict)
     if not plan.files:
         raise DataError(f"{source}: the class folders hold no images (.jpg, .png, ...)")

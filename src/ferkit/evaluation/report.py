@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ferkit.data import load_dataset
 from ferkit.errors import DataError
 from ferkit.evaluation import plots
 from ferkit.evaluation.evaluate import evaluate
@@ -39,13 +40,11 @@ def make_report(run: str | Path, *, data: str | None = None, n_faces: int = 32,
     run = Path(run)
     metrics = read_metrics(run)
     cfg = run_config(run)
-    result = evaluate(run, data or cfg["data"], split=None, with_probs=True)
+    dataset = load_dataset(data or cfg["data"])
+    result = evaluate(run, dataset, split=None, with_probs=True)
     probs, y_true = result.pop("probs"), result.pop("y_true")
     (run / f"eval_{result['split']}.json").write_text(json.dumps(result, indent=1))
-
-    from ferkit.data import load_dataset
-
-    images = load_dataset(data or cfg["data"]).splits[result["split"]].images
+    images = dataset.splits[result["split"]].images
     pick = np.sort(
         np.random.default_rng(seed).choice(len(y_true), min(n_faces, len(y_true)), replace=False)
     )

@@ -21,6 +21,7 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
@@ -325,6 +326,6 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
 
 
 def _hardware(trainer) -> str:
-    if torch.cuda.is_available() and trainer.accelerator.__class__.__name__ == "CUDAAccelerator":
+    if isinstance(trainer.accelerator, CUDAAccelerator):
         return f"{trainer.world_size} x {torch.cuda.get_device_name(0)}"
     return f"{trainer.world_size} process(es) x CPU ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
