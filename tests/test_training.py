@@ -187,6 +187,15 @@ def test_resume_continues_at_next_epoch(tiny_data, tmp_path):
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
 
 
+def test_max_time_stops_validated(tiny_data, tmp_path):
+    run = tmp_path / "t"
+    assert main(tiny_args(tiny_data, run, "--epochs", "50", "--set", "max_time=0.0001")) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped"] == "max_time"
+    assert summary["epochs"] < 50
+    assert summary["val_accuracy"] is not None and (run / "best.pt").is_file()
+
+
 def test_same_seed_same_metrics(tiny_data, tmp_path):
     for name in ("a", "b"):
         assert main(tiny_args(tiny_data, tmp_path / name, "--epochs", "1")) == 0

@@ -81,6 +81,7 @@ class TrainConfig:
     # --- early stopping and checkpoints
     monitor: str = "val_acc"  # val_acc or val_loss: selects the best checkpoint too
     patience: int = 10  # epochs without improvement before stopping (0: never)
+    max_time: float = 0.0  # stop after this many minutes of training, validated (0: no limit)
     # --- hardware
     device: str = "auto"  # auto, cpu, gpu
     devices: int | str = 1  # processes/GPUs per node (DDP when > 1)

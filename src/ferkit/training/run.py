@@ -14,7 +14,7 @@ import os
 import signal
 import time
 import warnings
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import lightning as L
@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import (
     EMAWeightAveraging,
     LearningRateMonitor,
     ModelCheckpoint,
+    Timer,
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger
@@ -158,6 +159,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_epochs=cfg.epochs,
+        max_time=timedelta(minutes=cfg.max_time) if cfg.max_time else None,
         accelerator=accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
@@ -319,10 +321,17 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         else None,
         "data": cfg.data,
         "n_train": len(data.splits["train"]),
-        "stopped": stopped or ("early" if trainer.should_stop else "max_epochs"),
+        "stopped": stopped or _stop_reason(trainer),
         "hardware": _hardware(trainer),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def _stop_reason(trainer) -> str:
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
+        return "max_time"
+    return "early" if trainer.should_stop else "max_epochs"
 
 
 def _hardware(trainer) -> str:
