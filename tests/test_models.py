@@ -234,6 +234,19 @@ def test_save_refuses_to_overwrite(tmp_path):
     save(path, model, "fer_model0", overwrite=True)
 
 
+def test_half_checkpoint_is_half_the_size_and_loads_as_float32(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("flagship").eval()
+    full = save(tmp_path / "full.pt", model, "flagship")
+    half = save(tmp_path / "half.pt", model, "flagship", half=True)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded, _ = load_checkpoint(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x), atol=5e-3, rtol=5e-3)
+
+
 def test_save_checks_labels_and_model(tmp_path):
     with pytest.raises(CheckpointError, match="3 labels"):
         save(tmp_path / "a.pt", create_model("fer_model0"), "fer_model0", labels=["a", "b", "c"])

@@ -3,6 +3,7 @@
     ferkit export runs/exp1 --format onnx model.onnx
     ferkit export runs/exp1 --format onnx model.onnx --int8 --data ../shared/data/fer2013
     ferkit export runs/exp1 --format pt calibrated.pt --calibrate --data ../shared/data/fer2013
+    ferkit export runs/exp1 --format pt small.pt --half       # float16 weights, half the file
 
 ONNX files have a dynamic batch axis and are compared with PyTorch (max |difference| of the
 logits must stay under 1e-4). `--calibrate` fits a temperature on the validation split of
@@ -37,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="labelled faces (FER-2013 folder/CSV) for --calibrate / --int8")
     p.add_argument("--calibrate", action="store_true", help="fit and store a temperature on --data")
     p.add_argument("--int8", action="store_true", help="also write an int8-quantised OUT.int8.onnx")
+    p.add_argument("--half", action="store_true", help="--format pt: store weights as float16")
     p.add_argument("--limit", type=int, default=None, help="use at most N faces of --data")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -70,21 +72,21 @@ def run(args: argparse.Namespace) -> int:
         meta["temperature"] = report.temperature
         meta["extra"] = {**(meta.get("extra") or {}), "calibration": report.to_dict()}
     if args.format == "pt":
-        _save_pt(model, meta, args.out)
+        _save_pt(model, meta, args.out, half=args.half)
         print(f"wrote {args.out}")
         return 0
     _export_onnx(model, meta, args, faces, labels)
     return 0
 
 
-def _save_pt(model, meta: dict, out: Path) -> None:
+def _save_pt(model, meta: dict, out: Path, half: bool = False) -> None:
     from ferkit.models import save_checkpoint
 
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, model, input_size=tuple(meta["input_size"]), mean=meta["mean"],
                     std=meta["std"], in_channels=meta["in_channels"], labels=tuple(meta["labels"]),
                     metrics=meta.get("metrics"), temperature=meta.get("temperature"),
-                    extra=meta.get("extra"), overwrite=True)  # fmt: skip
+                    extra=meta.get("extra"), overwrite=True, half=half)  # fmt: skip
 
 
 def _export_onnx(model, meta: dict, args, faces, labels) -> None:

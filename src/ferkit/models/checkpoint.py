@@ -51,6 +51,7 @@ def save_checkpoint(
     temperature: float | None = None,
     extra: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    half: bool = False,
 ) -> Path:
     """Write `model` and what inference needs to `path`.
 
@@ -63,6 +64,8 @@ def save_checkpoint(
         metrics, extra: primitives (numbers, strings, lists and dicts of them).
         temperature: logit temperature from calibration, or None.
         overwrite: replace an existing file (refused otherwise).
+        half: store floating-point weights as float16, half the file (a shipped model);
+            `load_checkpoint` loads them back into the float32 model.
 
     Returns:
         The path written.
@@ -111,7 +114,7 @@ def save_checkpoint(
             "metrics": _primitive(dict(metrics or {}), "metrics"),
             "temperature": None if temperature is None else float(temperature),
             "extra": _primitive(dict(extra or {}), "extra"),
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            "state_dict": {k: _stored(v, half) for k, v in model.state_dict().items()},
         }
     except ConfigError as exc:
         raise CheckpointError(f"cannot save {path}: {exc}") from exc
@@ -121,6 +124,11 @@ def save_checkpoint(
     torch.save(ckpt, tmp)
     os.replace(tmp, path)
     return path
+
+
+def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
+    tensor = tensor.detach().cpu().contiguous()
+    return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
 def load_checkpoint(
