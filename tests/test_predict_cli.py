@@ -77,6 +77,15 @@ def test_json_document_csv_and_annotations(checkpoint, tmp_path, capsys):
     assert len(rows) == 1 and rows[0]["file"].endswith("a.jpg") and rows[0]["label"]
     assert (ann / "sub" / "a.jpg").is_file() and (ann / "empty_scene.png").is_file()
 
+    # a second run never replaces those outputs silently, and touches nothing when refused
+    before = out_csv.read_bytes()
+    code, _, err = run_cli(["predict", folder, "--model", checkpoint, "--csv", out_csv,
+                            "--annotate", ann, "--no-progress"], capsys)  # fmt: skip
+    assert code == 2 and "--overwrite" in err and out_csv.read_bytes() == before
+    code, _, _ = run_cli(["predict", folder, "--model", checkpoint, "--csv", out_csv,
+                          "--annotate", ann, "--no-progress", "--overwrite"], capsys)  # fmt: skip
+    assert code == 0
+
 
 def test_jsonl_no_detect_on_crops(checkpoint, tmp_path, capsys):
     for i in range(3):

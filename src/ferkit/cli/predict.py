@@ -69,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--smooth", type=float, default=0.0, metavar="A",
                    help="video: EMA weight of past frames per face, 0..1 (0 = off)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --csv and --annotate outputs that exist (refused otherwise)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -132,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     if video_out and (len(videos) != 1 or images):
         raise ConfigError(f"--annotate {args.annotate} names one video file; give exactly one "
                           "video, or a folder to --annotate")  # fmt: skip
+    if not args.overwrite:
+        _refuse_existing(args, images, videos, video_out)
     rec = make_recognizer(args)
     document: list[dict] = []
     with ExitStack() as stack:
@@ -153,6 +157,28 @@ def run(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
+def _annotated_image(out: Path, rel: Path) -> Path:
+    path = out / rel
+    return path if path.suffix.lower() in (".jpg", ".jpeg", ".png") else path.with_suffix(".png")
+
+
+def _video_out(args, rel: Path, video_out: Path | None) -> Path | None:
+    return video_out or (args.annotate / rel.with_suffix(".mp4") if args.annotate else None)
+
+
+def _refuse_existing(args, images, videos, video_out) -> None:
+    """Outputs are never replaced silently: list those that exist before any work is done."""
+    targets = [args.csv] if args.csv else []
+    if args.annotate:
+        targets += [_annotated_image(args.annotate, rel) for _, rel in images]
+        targets += [_video_out(args, rel, video_out) for _, rel in videos]
+    taken = [str(t) for t in targets if t is not None and t.exists()]
+    if taken:
+        more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+        raise ConfigError(f"{', '.join(taken[:3])}{more} exist(s); pass --overwrite to replace, "
+                          "or choose another --csv/--annotate")  # fmt: skip
+
+
 def _predict_images(rec, chunk, args, rows, document, errors) -> None:
     frames, names = [], []
     for path, rel in chunk:
@@ -172,7 +198,7 @@ def _predict_images(rec, chunk, args, rows, document, errors) -> None:
                 rows.writerow(_row(str(path), "", "", i, face))
         if args.annotate:
             try:
-                _write_image(frame, faces, args.annotate / rel)
+                _write_image(frame, faces, _annotated_image(args.annotate, rel))
             except FerkitError as exc:
                 _report(errors, exc)
 
@@ -200,8 +226,6 @@ def _write_image(frame, faces, out: Path) -> None:
 
     from ferkit.inference.draw import annotate
 
-    if out.suffix.lower() not in (".jpg", ".jpeg", ".png"):
-        out = out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), annotate(frame.image, faces, scale=frame.scale)):
         raise FerkitError(f"{out}: could not write the annotated image")
@@ -210,7 +234,7 @@ def _write_image(frame, faces, out: Path) -> None:
 def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> None:
     from ferkit.inference.video import process_video
 
-    out = video_out or (args.annotate / rel.with_suffix(".mp4") if args.annotate else None)
+    out = _video_out(args, rel, video_out)
     frames: list[dict] = []
 
     def on_frame(r) -> None:
