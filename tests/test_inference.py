@@ -22,7 +22,7 @@ from ferkit.inference import EmotionRecognizer, Face, FixedBoxes, HaarDetector, 
 from ferkit.inference.calibration import calibrate, expected_calibration_error, fit_temperature
 from ferkit.inference.crops import crop_faces, square_box
 from ferkit.inference.faces import make_detector
-from ferkit.inference.model_io import default_checkpoint, resolve_checkpoint
+from ferkit.inference.model_io import resolve_checkpoint
 from ferkit.inference.video import Smoother, iou
 from ferkit.labels import EMOTIONS
 
@@ -286,13 +286,12 @@ def test_run_folder_loads(tmp_path):
     assert EmotionRecognizer(tmp_path).labels == EMOTIONS
 
 
-def test_default_model_missing_says_what_to_pass():
-    try:
-        path = default_checkpoint()
-    except CheckpointError as exc:
-        assert "no model is shipped" in str(exc) and "checkpoint" in str(exc)
-    else:
-        assert path.name == "flagship.pt"
+def test_default_model_missing_says_what_to_pass(monkeypatch):
+    from ferkit.inference import model_io
+
+    monkeypatch.setattr(model_io, "DEFAULT_WEIGHTS", "absent.pt")  # an install without weights
+    with pytest.raises(CheckpointError, match="no model is shipped.*checkpoint"):
+        EmotionRecognizer()
 
 
 def test_import_ferkit_stays_light():

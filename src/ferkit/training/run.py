@@ -278,7 +278,8 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     meta = dict(input_size=list(module.input_size), mean=list(module.mean), std=list(module.std),
                 in_channels=module.in_channels, labels=list(EMOTIONS))  # fmt: skip
     recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
-              "n_train": len(data.splits["train"]), "data": cfg.data}  # fmt: skip
+              "n_train": len(data.splits["train"]), "data": cfg.data,
+              "hardware": _hardware(trainer), "torch": torch.__version__}  # fmt: skip
     scores = {}
     module = module.float().cpu()
     sources = {
