@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/baselines.py                 # 5 minutes of training each
     .venv/bin/python benchmarks/baselines.py --minutes 10 --out runs/baselines-10
     .venv/bin/python benchmarks/baselines.py --table-only    # reprint from finished runs
+    .venv/bin/python benchmarks/baselines.py --table-only --add "flagship, 50 epochs=runs/flagship"
 
 Protocol, the same for every row: each recipe in configs/ as published (its optimizer,
 schedule, augmentation and early stopping), trained on FER-2013 `train` (28,709 images) with
@@ -31,7 +32,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from models import cpu_name, infer_faces_per_s  # benchmarks/models.py
 
 from ferkit.models import load_checkpoint
@@ -80,7 +80,8 @@ def row(name: str, run: Path) -> dict:
         "model": name,
         "params": summary["parameters"],
         "input": "x".join(map(str, summary["input_size"])),
-        "epochs": summary["epochs"],
+        # a time budget ends mid-epoch: count the epochs' worth of images actually seen
+        "epochs": summary["train_images_per_s"] * summary["train_seconds"] / summary["n_train"],
         "train_min": summary["train_seconds"] / 60,
         "val_accuracy": summary["val_accuracy"],
         "val_n": summary["val_n"],
@@ -94,7 +95,7 @@ def markdown(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['input']} | {r['epochs']} "
+            f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['input']} | {r['epochs']:.1f} "
             f"| {r['train_min']:.1f} min | {100 * r['val_accuracy']:.1f}% (n={r['val_n']}) "
             f"| {r['faces_per_s']:,.0f} |"
         )
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fer2013"))
     parser.add_argument("--models", help="comma-separated row names (default: all)")
     parser.add_argument("--table-only", action="store_true", help="only finished runs")
+    parser.add_argument("--add", action="append", default=[], metavar="NAME=RUN",
+                        help="also list this finished run folder as row NAME (repeatable)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     args = parser.parse_args(argv)
     names = args.models.split(",") if args.models else list(RECIPES)
@@ -122,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name] = run
         else:
             runs[name] = train(name, args.out, args.minutes, args.data)
+    for item in args.add:
+        name, sep, run = item.rpartition("=")
+        if not sep or not (Path(run) / "summary.json").exists():
+            parser.error(f"--add {item!r}: expected NAME=RUN with a finished run folder")
+        runs[name] = Path(run)
     torch.set_num_threads(2)
     rows = [row(name, run) for name, run in runs.items()]
     if args.json:

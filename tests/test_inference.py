@@ -290,7 +290,7 @@ def test_default_model_missing_says_what_to_pass(monkeypatch):
     from ferkit.inference import model_io
 
     monkeypatch.setattr(model_io, "DEFAULT_WEIGHTS", "absent.pt")  # an install without weights
-    with pytest.raises(CheckpointError, match="no model is shipped.*checkpoint"):
+    with pytest.raises(CheckpointError, match=r"no model is shipped.*checkpoint"):
         EmotionRecognizer()
 
 
