@@ -81,7 +81,9 @@ def row(name: str, run: Path) -> dict:
         "params": summary["parameters"],
         "input": "x".join(map(str, summary["input_size"])),
         # a time budget ends mid-epoch: count the epochs' worth of images actually seen
-        "epochs": summary["train_images_per_s"] * summary["train_seconds"] / summary["n_train"],
+        "epochs": summary["train_images_per_s"] * summary["train_seconds"] / summary["n_train"]
+        if summary["stopped"] == "max_time"
+        else summary["epochs"],
         "train_min": summary["train_seconds"] / 60,
         "val_accuracy": summary["val_accuracy"],
         "val_n": summary["val_n"],

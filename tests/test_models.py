@@ -247,6 +247,13 @@ def test_half_checkpoint_is_half_the_size_and_loads_as_float32(tmp_path):
         torch.testing.assert_close(loaded(x), model(x), atol=5e-3, rtol=5e-3)
 
 
+def test_str_subclasses_in_metadata_load_safely(tmp_path):
+    # torch.__version__ is a str subclass: stored as a plain str, or weights_only refuses it
+    path = save(tmp_path / "m.pt", create_model("fer_model0"), "fer_model0",
+                extra={"torch": torch.__version__})  # fmt: skip
+    assert load_checkpoint(path)[1]["extra"]["torch"] == str(torch.__version__)
+
+
 def test_save_checks_labels_and_model(tmp_path):
     with pytest.raises(CheckpointError, match="3 labels"):
         save(tmp_path / "a.pt", create_model("fer_model0"), "fer_model0", labels=["a", "b", "c"])

@@ -54,6 +54,9 @@ def test_config_types_and_choices():
         None, parse_set(["lr=0.01", "hflip=false", "image_size=64", "model_kwargs={width: 8}"])
     )
     assert (cfg.lr, cfg.hflip, cfg.image_size, cfg.model_kwargs) == (0.01, False, 64, {"width": 8})
+    recipe = Path(__file__).parents[1] / "configs" / "resnet18_transfer.yaml"
+    assert load_config(recipe, parse_set(["pretrained=null"])).pretrained is None
+    assert load_config(recipe, parse_set(["pretrained=w.pth"])).pretrained == "w.pth"
     with pytest.raises(ConfigError, match="'epochs' expects int"):
         load_config(None, {"epochs": "many"})
     with pytest.raises(ConfigError, match=r"unknown optimizer .adamx..*Did you mean .adam."):

@@ -112,12 +112,17 @@ def _unknown_key(key: str) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(FIELDS)}")
 
 
+NULLS = ("null", "none", "~")
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Check `value` against the field's type; strings from --set are parsed as YAML first."""
     hint = _HINTS[key]
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if isinstance(value, str) and str not in allowed:
         value = yaml.safe_load(value)
+    elif isinstance(value, str) and type(None) in allowed and value.strip().lower() in NULLS:
+        return None  # `--set pretrained=null` unsets an optional key a recipe sets
     for t in allowed:
         if t is type(None) and value is None:
             return None

@@ -279,7 +279,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
                 in_channels=module.in_channels, labels=list(EMOTIONS))  # fmt: skip
     recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
               "n_train": len(data.splits["train"]), "data": cfg.data,
-              "hardware": _hardware(trainer), "torch": torch.__version__}  # fmt: skip
+              "hardware": _hardware(trainer), "torch": str(torch.__version__)}  # fmt: skip
     scores = {}
     module = module.float().cpu()
     sources = {
