@@ -156,7 +156,9 @@ def _primitive(value: Any, where: str) -> Any:
     if isinstance(value, _PRIMITIVES):
         # subclasses (torch.__version__ is a str subclass) would pickle as their own class,
         # which a weights_only load refuses: store the plain type
-        return value if value is None else next(t for t in _PRIMITIVES if isinstance(value, t))(value)
+        return (
+            value if value is None else next(t for t in _PRIMITIVES if isinstance(value, t))(value)
+        )
     if isinstance(value, list | tuple):
         return [_primitive(v, where) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
