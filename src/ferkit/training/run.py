@@ -277,9 +277,10 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     throughput = next(c for c in trainer.callbacks if isinstance(c, _Throughput))
     meta = dict(input_size=list(module.input_size), mean=list(module.mean), std=list(module.std),
                 in_channels=module.in_channels, labels=list(EMOTIONS))  # fmt: skip
+    hardware = _hardware(trainer)
     recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
               "n_train": len(data.splits["train"]), "data": cfg.data,
-              "hardware": _hardware(trainer), "torch": str(torch.__version__)}  # fmt: skip
+              "hardware": hardware, "torch": torch.__version__}  # fmt: skip
     scores = {}
     module = module.float().cpu()
     sources = {
@@ -323,14 +324,15 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         "data": cfg.data,
         "n_train": len(data.splits["train"]),
         "stopped": stopped or _stop_reason(trainer),
-        "hardware": _hardware(trainer),
+        "hardware": hardware,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
 def _stop_reason(trainer) -> str:
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    if timer is not None and timer.time_remaining() is not None and timer.time_remaining() <= 0:
+    remaining = timer.time_remaining() if timer is not None else None
+    if remaining is not None and remaining <= 0:
         return "max_time"
     return "early" if trainer.should_stop else "max_epochs"
 
