@@ -328,3 +328,45 @@ def test_bf16_stays_close_to_fp32(checkpoint):
     fast = EmotionRecognizer(checkpoint, bf16=True, detector=None)
     assert (exact.backend, fast.backend) == ("torch", "torch-bf16")
     np.testing.assert_allclose(fast.classify(crops), exact.classify(crops), atol=2e-3)
+
+
+def test_torch_runner_folds_batch_norm_without_touching_the_model():
+    from ferkit.inference.backends import TorchRunner
+    from ferkit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("flagship")
+    model.train()
+    for m in model.modules():  # non-trivial statistics, so folding has something to fold
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    runner = TorchRunner(model, bf16=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in runner.model.modules())
+    assert model.training  # the caller's model keeps its mode and its batch norms
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(4, 1, 48, 48)
+    with torch.inference_mode():
+        expected = model.eval()(x)
+    torch.testing.assert_close(runner(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_torch_runner_runs_untraceable_models_unfolded():
+    from ferkit.inference.backends import TorchRunner
+
+    class DataDependent(torch.nn.Module):  # control flow on values: torch.fx cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 7, 3)
+            self.bn = torch.nn.BatchNorm2d(7)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x)).mean((2, 3))
+            return y if y.sum() > 0 else -y
+
+    model = DataDependent()
+    runner = TorchRunner(model, bf16=False)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in runner.model.modules())
+    x = torch.randn(2, 1, 8, 8)
+    with torch.inference_mode():
+        torch.testing.assert_close(runner(x), model.eval()(x))

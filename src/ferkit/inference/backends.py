@@ -9,6 +9,7 @@ surprises the program it is imported into.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Protocol
@@ -44,7 +45,7 @@ class TorchRunner:
     """Runs an nn.Module under inference_mode, channels-last, in bfloat16 where that pays.
 
     Args:
-        model: the network (put in eval mode here).
+        model: the network. It is not changed: the runner works on an eval-mode copy.
         bf16: autocast convolutions and matmuls to bfloat16; None (default) turns it on only
             on CPUs with native bf16 (`native_bf16()`). Measured on a 2-core AVX512-BF16 CPU
             with one thread, batch 64: simple_cnn 626 -> 1,171 faces/s, flagship 487 -> 914,
@@ -52,12 +53,22 @@ class TorchRunner:
             slower, hence off there. Logits come back in float32 either way.
         channels_last: NHWC memory layout, which oneDNN's CPU convolutions prefer (simple_cnn
             319 -> 626 faces/s in the same measurement).
+        fold_bn: fold each batch norm into the convolution before it (`torch.fx`'s
+            conv-BN fusion), so inference runs one op where training ran two. The shipped
+            flagship in bf16 at batch 64 went from about 1,250 to 1,650 faces/s on 2 cores
+            (`benchmarks/inference.py`); fp32 results change by float rounding only. Models
+            that torch.fx cannot trace run unfolded, with a debug log line.
     """
 
     def __init__(
-        self, model: torch.nn.Module, *, bf16: bool | None = None, channels_last: bool = True
+        self,
+        model: torch.nn.Module,
+        *,
+        bf16: bool | None = None,
+        channels_last: bool = True,
+        fold_bn: bool = True,
     ):
-        self.model = model.eval()
+        self.model = _folded(model) if fold_bn else copy.deepcopy(model).eval()
         self.bf16 = native_bf16() if bf16 is None else bf16
         self.channels_last = channels_last
         if channels_last:
@@ -69,6 +80,22 @@ class TorchRunner:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             return self.model(x).float()
+
+
+def _folded(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode copy of `model` with conv + batch-norm pairs folded into single convs."""
+    from torch.fx.experimental.optimization import fuse
+
+    was_training = model.training
+    try:
+        return fuse(model.eval())  # works on a deep copy
+    except Exception as err:
+        log.debug(
+            "batch norm left unfolded: torch.fx could not trace %s (%s)", type(model).__name__, err
+        )
+        return copy.deepcopy(model)
+    finally:
+        model.train(was_training)
 
 
 class OnnxRunner:
