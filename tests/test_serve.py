@@ -276,3 +276,32 @@ def test_help_does_not_import_the_web_stack():
     code = "import sys; from ferkit.cli import build_parser; build_parser(); print(sorted(m for m in ('fastapi', 'uvicorn') if m in sys.modules))"  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_overload_is_503_at_once_and_the_queue_drains(slow):
+    slow.delay = 1.0
+    data = ASTRONAUT.read_bytes()
+
+    def timed(_):
+        t = time.perf_counter()
+        return upload(c, data), time.perf_counter() - t
+
+    with TestClient(create_app(slow, workers=1, max_queue=2)) as c, ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(timed, range(4)))
+        assert sorted(r.status_code for r, _ in results) == [200, 200, 503, 503]
+        busy = [(r, s) for r, s in results if r.status_code == 503]
+        assert all(r.headers["retry-after"] == "1" for r, _ in busy)
+        assert busy[0][0].json()["error"] == "busy"
+        assert max(s for _, s in busy) < 0.8  # refused at once, not after waiting their turn
+        assert c.get("/v1/health").json()["pending"] == 0
+        assert upload(c, data).status_code == 200  # the queue has drained
+
+
+def test_timed_out_work_counts_until_it_ends(slow):
+    slow.delay = 0.8
+    data = ASTRONAUT.read_bytes()
+    with TestClient(create_app(slow, workers=1, max_queue=1, timeout_s=0.2)) as c:
+        assert_error(upload(c, data), 504, "timeout")
+        assert_error(upload(c, data), 503, "busy")  # the first inference is still running
+        time.sleep(1.0)
+        assert c.get("/v1/health").json()["pending"] == 0

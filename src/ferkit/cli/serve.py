@@ -38,6 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="longest a request may take, in seconds (30); then HTTP 504")  # fmt: skip
     p.add_argument("--workers", type=int, metavar="N",
                    help="inferences run at once (default: one per core); others queue")  # fmt: skip
+    p.add_argument("--max-queue", type=int, metavar="N",
+                   help="inferences waiting or running at most (16 per worker); then HTTP 503")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="PyTorch threads per inference (1): requests, not threads, use the cores")  # fmt: skip
     p.set_defaults(func=run)
@@ -64,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
                 "no model is shipped in this install of ferkit; pass one with "
                 "--model CHECKPOINT|RUN_FOLDER|MODEL.onnx"
             ) from None
-    if args.threads < 1 or (args.workers is not None and args.workers < 1):
-        raise FerkitError("--threads and --workers must be at least 1")
+    if args.threads < 1 or any(n is not None and n < 1 for n in (args.workers, args.max_queue)):
+        raise FerkitError("--threads, --workers and --max-queue must be at least 1")
     if args.max_upload_mb <= 0 or args.timeout <= 0:
         raise FerkitError("--max-upload-mb and --timeout must be positive")
     # Several requests run at once, one per worker; torch's own threads on top of that would
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     rec = make_recognizer(args)
     app = create_app(rec, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
-                     workers=args.workers)  # fmt: skip
+                     workers=args.workers, max_queue=args.max_queue)  # fmt: skip
     if args.host not in LOOPBACK:
         log.warning("listening on %s: anyone who can reach it can use it (no authentication)",
                     args.host)  # fmt: skip

@@ -81,9 +81,9 @@ _PREDICT_BODY = {
 class ApiError(Exception):
     """An error the client caused, sent as {"error": code, "detail": message} with `status`."""
 
-    def __init__(self, status: int, code: str, detail: str):
+    def __init__(self, status: int, code: str, detail: str, headers: dict | None = None):
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
 def create_app(
@@ -92,6 +92,7 @@ def create_app(
     max_upload_mb: float = 10.0,
     timeout_s: float = 30.0,
     workers: int | None = None,
+    max_queue: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> FastAPI:
     """The ferkit API and page around one model.
@@ -102,6 +103,11 @@ def create_app(
         max_upload_mb: largest image accepted, in MiB (larger: 413).
         timeout_s: longest a prediction may take, upload and queueing included (then 504).
         workers: inferences run at once (default: one per core); more requests wait.
+        max_queue: inferences waiting or running at most (default: 16 per worker); beyond
+            that a request gets 503 with Retry-After at once, rather than a 504 after
+            `timeout_s`. An inference that outlives its request's timeout still counts until
+            it ends: a thread cannot be stopped midway, so this is what keeps an overloaded
+            server from piling up work nobody waits for.
         max_pixels: largest decoded image; bigger JPEGs are decoded at reduced scale, other
             formats refused with 413. Every image is then shrunk to the recognizer's
             `max_side` (1280) before detection.
@@ -109,7 +115,29 @@ def create_app(
     rec = model if isinstance(model, EmotionRecognizer) else EmotionRecognizer(model)
     limit = int(max_upload_mb * MB)
     workers = max(1, workers or os.cpu_count() or 1)
+    max_queue = max(1, max_queue or 16 * workers)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ferkit-serve")
+    pending = 0  # inferences submitted and not yet finished (or cancelled while queued)
+
+    def submit(data: bytes) -> asyncio.Future:
+        nonlocal pending
+        if pending >= max_queue:
+            raise ApiError(503, "busy", f"{pending} images are already being analysed; retry "
+                           "shortly", headers={"Retry-After": "1"})  # fmt: skip
+        pending += 1
+        job = pool.submit(_infer, rec, data, max_pixels, time.perf_counter())
+        loop = asyncio.get_running_loop()
+
+        def done(_job) -> None:  # in the worker thread, or the loop's where cancelled
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(finished)
+
+        job.add_done_callback(done)
+        return asyncio.wrap_future(job)
+
+    def finished() -> None:
+        nonlocal pending
+        pending -= 1
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -136,7 +164,8 @@ def create_app(
     @app.get("/v1/health", summary="Liveness: the model is loaded")
     async def health() -> dict:
         return {"status": "ok", "version": __version__, "arch": rec.meta.get("arch"),
-                "backend": rec.backend, "workers": workers}  # fmt: skip
+                "backend": rec.backend, "workers": workers, "pending": pending,
+                "max_queue": max_queue}  # fmt: skip
 
     @app.get("/v1/model", summary="The model's metadata and metrics (no weights)")
     async def model_info() -> dict:
@@ -152,9 +181,7 @@ def create_app(
                 if len(data) > limit:
                     raise ApiError(413, "too_large", f"the image is {len(data) / MB:.1f} MiB; "
                                    f"the limit is {max_upload_mb:g} MiB")  # fmt: skip
-                loop = asyncio.get_running_loop()
-                job = loop.run_in_executor(pool, _infer, rec, data, max_pixels, time.perf_counter())
-                result = await job
+                result = await submit(data)
         except TimeoutError:
             raise ApiError(
                 504, "timeout", f"the request took longer than {timeout_s:g} s"
@@ -329,14 +356,14 @@ class BodyLimit:
         return await self.app(scope, limited, send)
 
 
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+def _error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_req: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.detail)
+        return _error(exc.status, exc.code, exc.detail, exc.headers)
 
     @app.exception_handler(BodyLimitExceeded)
     async def body_limit(_req: Request, exc: BodyLimitExceeded) -> JSONResponse:
