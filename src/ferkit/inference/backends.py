@@ -54,10 +54,11 @@ class TorchRunner:
         channels_last: NHWC memory layout, which oneDNN's CPU convolutions prefer (simple_cnn
             319 -> 626 faces/s in the same measurement).
         fold_bn: fold each batch norm into the convolution before it (`torch.fx`'s
-            conv-BN fusion), so inference runs one op where training ran two. The shipped
-            flagship in bf16 at batch 64 went from about 1,250 to 1,650 faces/s on 2 cores
-            (`benchmarks/inference.py`); fp32 results change by float rounding only. Models
-            that torch.fx cannot trace run unfolded, with a debug log line.
+            conv-BN fusion), so inference runs one op where training ran two. The trained
+            flagship in bf16 at batch 64 on 2 cores: 1,182-1,318 faces/s unfolded, 1,632-1,659
+            folded (interleaved runs); `benchmarks/inference.py` went from 1,463-1,491 to
+            1,568-1,577. fp32 results change by float rounding only. Models that torch.fx
+            cannot trace run unfolded, with a debug log line.
     """
 
     def __init__(
