@@ -69,7 +69,8 @@ class TorchRunner:
         channels_last: bool = True,
         fold_bn: bool = True,
     ):
-        self.model = _folded(model) if fold_bn else copy.deepcopy(model).eval()
+        own = copy.deepcopy(model).eval()
+        self.model = _fold_bn(own) if fold_bn else own
         self.bf16 = native_bf16() if bf16 is None else bf16
         self.channels_last = channels_last
         if channels_last:
@@ -83,20 +84,17 @@ class TorchRunner:
             return self.model(x).float()
 
 
-def _folded(model: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode copy of `model` with conv + batch-norm pairs folded into single convs."""
+def _fold_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` (in eval mode) with conv + batch-norm pairs folded into single convs."""
     from torch.fx.experimental.optimization import fuse
 
-    was_training = model.training
     try:
-        return fuse(model.eval())  # works on a deep copy
+        return fuse(model, inplace=True)
     except Exception as err:
         log.debug(
             "batch norm left unfolded: torch.fx could not trace %s (%s)", type(model).__name__, err
         )
-        return copy.deepcopy(model)
-    finally:
-        model.train(was_training)
+        return model
 
 
 class OnnxRunner:
