@@ -7,6 +7,7 @@ import json
 import struct
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -179,38 +180,39 @@ def test_webcam_without_gui_says_why(checkpoint, capsys, monkeypatch):
     assert code == 2 and ("no GUI" in err or "no display" in err)
 
 
-def test_webcam_loop_shows_annotated_frames_until_q(checkpoint, clip, capsys, monkeypatch):
-    """The live loop on a real stream (a video file stands in for the camera), GUI calls faked."""
+@pytest.fixture
+def fake_gui(monkeypatch):
+    """A window for `ferkit webcam` where there is none: frames shown are kept, keys scripted."""
     from ferkit.cli import webcam
 
-    shown, keys = [], iter([-1, -1, -1, ord("q")])
+    gui = SimpleNamespace(shown=[], keys=iter(()))
     monkeypatch.setattr(webcam, "gui_problem", lambda: None)
-    monkeypatch.setattr(cv2, "imshow", lambda name, img: shown.append((name, img.copy())))
-    monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
+    monkeypatch.setattr(cv2, "imshow", lambda name, img: gui.shown.append((name, img.copy())))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: next(gui.keys, -1))
     monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    return gui
+
+
+def test_webcam_loop_shows_annotated_frames_until_q(checkpoint, clip, capsys, fake_gui):
+    """The live loop on a real stream (a video file stands in for the camera)."""
+    from ferkit.cli import webcam
+
+    fake_gui.keys = iter([-1, -1, -1, ord("q")])
     code, _, err = run_cli(["webcam", "--camera", clip, "--model", checkpoint], capsys)
     assert code == 0, err
+    shown = fake_gui.shown
     assert len(shown) == 4 and shown[0][0] == webcam.WINDOW
     first = cv2.VideoCapture(str(clip)).read()[1]
     assert shown[0][1].shape == first.shape
     assert np.abs(shown[0][1].astype(int) - first).sum() > 0  # a box and label were drawn
 
 
-def test_webcam_stream_that_ends_says_so(checkpoint, clip, capsys, monkeypatch):
-    from ferkit.cli import webcam
-
-    monkeypatch.setattr(webcam, "gui_problem", lambda: None)
-    monkeypatch.setattr(cv2, "imshow", lambda name, img: None)
-    monkeypatch.setattr(cv2, "waitKey", lambda ms: -1)
-    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+def test_webcam_stream_that_ends_says_so(checkpoint, clip, capsys, fake_gui):
     code, _, err = run_cli(["webcam", "--camera", clip, "--model", checkpoint], capsys)
     assert code == 2 and "stopped sending frames" in err
 
 
-def test_webcam_that_cannot_open_says_which(checkpoint, tmp_path, capsys, monkeypatch):
-    from ferkit.cli import webcam
-
-    monkeypatch.setattr(webcam, "gui_problem", lambda: None)
+def test_webcam_that_cannot_open_says_which(checkpoint, tmp_path, capsys, fake_gui):
     code, _, err = run_cli(["webcam", "--camera", tmp_path / "none.mp4", "--model", checkpoint],
                            capsys)  # fmt: skip
     assert code == 2 and "none.mp4" in err
