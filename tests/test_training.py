@@ -19,6 +19,7 @@ from conftest import write_class_folders
 from ferkit.cli import main
 from ferkit.errors import ConfigError
 from ferkit.labels import EMOTIONS
+from ferkit.models import checkpoint_metadata
 from ferkit.training.augment import BatchAugment
 from ferkit.training.config import TrainConfig, load_config, parse_set
 
@@ -63,6 +64,22 @@ def test_config_types_and_choices():
         load_config(None, {"optimizer": "adamx"})
     with pytest.raises(ConfigError, match="Valid: none, exponential"):
         load_config(None, {"scheduler": "linear"})
+
+
+def test_config_extends_merges_base_under_recipe(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "a.yaml").write_text("model: vgg_13\nlr: 0.1\nepochs: 50\n")
+    (tmp_path / "b.yaml").write_text("extends: base/a.yaml\nlr: 0.02\n")
+    (tmp_path / "c.yaml").write_text("extends: b.yaml\nepochs: 5\n")
+    cfg = load_config(tmp_path / "c.yaml", {"epochs": 7})
+    assert (cfg.model, cfg.lr, cfg.epochs) == ("vgg_13", 0.02, 7)  # chain, then overrides
+    (tmp_path / "loop.yaml").write_text("extends: loop2.yaml\n")
+    (tmp_path / "loop2.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: gone.yaml\n")
+    with pytest.raises(ConfigError, match=r"gone.yaml \(extended by .*orphan.yaml\): no such"):
+        load_config(tmp_path / "orphan.yaml")
 
 
 def test_recipes_load(capsys):
@@ -179,6 +196,19 @@ def test_compare(trained_run, tmp_path, capsys):
         table[0].startswith("run,model,parameters,epochs,best_val_acc,test_acc") and len(table) == 3
     )
     assert Image.open(plot).width > 300
+
+
+def test_stage_from_checkpoint_carries_parent_recipe(trained_run, tiny_data, tmp_path):
+    parent = trained_run / "best.pt"
+    run = tmp_path / "stage2"
+    assert main(tiny_args(tiny_data, run, "--epochs", "1", "--set", f"pretrained={parent}")) == 0
+    recipe = checkpoint_metadata(run / "best.pt")["extra"]["recipe"]
+    assert recipe["config"]["pretrained"] == str(parent)
+    lineage = recipe["parent"]
+    assert lineage["checkpoint"] == str(parent)
+    assert lineage["recipe"] == checkpoint_metadata(parent)["extra"]["recipe"]
+    assert lineage["recipe"]["config"]["mixup"] == 0.2 and "parent" not in lineage["recipe"]
+    assert "val_accuracy" in lineage["metrics"]
 
 
 def test_resume_continues_at_next_epoch(tiny_data, tmp_path):

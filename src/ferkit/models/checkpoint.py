@@ -32,7 +32,7 @@ from ferkit.labels import EMOTIONS
 from ferkit.models._weights import describe_mismatch, is_state_dict, safe_load
 from ferkit.models.registry import _primitive, create_model
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "checkpoint_metadata", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "ferkit"
 FORMAT_VERSION = 1
@@ -129,6 +129,14 @@ def save_checkpoint(
 def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
     tensor = tensor.detach().cpu().contiguous()
     return tensor.half() if half and tensor.is_floating_point() else tensor
+
+
+def checkpoint_metadata(path: str | Path) -> dict[str, Any] | None:
+    """A ferkit checkpoint's metadata (everything but the weights), or None for other files."""
+    ckpt = safe_load(path)
+    if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT:
+        return None
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}
 
 
 def load_checkpoint(

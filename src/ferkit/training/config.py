@@ -1,7 +1,8 @@
 """The training configuration: one flat dataclass, loaded from YAML and `--set key=value`.
 
 Every field has a one-line comment; `ferkit train --help-config` prints them. Unknown keys fail
-with the valid names and close matches; values of the wrong type name the key and the type.
+with the valid names and close matches; values of the wrong type name the key and the type. A
+recipe may start with `extends: base.yaml` and list only the keys it changes.
 """
 
 from __future__ import annotations
@@ -148,19 +149,40 @@ def _check_choices(cfg: TrainConfig) -> None:
             raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
 
 
+EXTENDS = "extends"
+
+
+def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML recipe's keys, with `extends: other.yaml` (relative to the file) merged under them.
+
+    A recipe that extends another states only what it changes; chains are followed, cycles fail.
+    """
+    path = Path(path)
+    if path.resolve() in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
+        raise ConfigError(f"{path}: recipes extend each other in a cycle ({chain})")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        where = f" (extended by {_seen[-1]})" if _seen else ""
+        raise ConfigError(
+            f"{path}{where}: no such config file (see configs/ for recipes)"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value")
+    base = loaded.pop(EXTENDS, None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: {EXTENDS!r} expects the path of another recipe, got {base!r}")
+    return read_recipe(path.parent / base, (*_seen, path.resolve())) | loaded
+
+
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> TrainConfig:
-    """Build a config from a YAML file (optional) and overrides (`--set` and CLI flags)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file (see configs/ for recipes)") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of key: value")
-        values.update(loaded)
+    """Build a config from a YAML recipe (optional) and overrides (`--set` and CLI flags)."""
+    values: dict[str, Any] = read_recipe(path) if path is not None else {}
     values.update(overrides or {})
     for key in values:
         if key not in FIELDS:

@@ -38,7 +38,7 @@ from ferkit.errors import ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.labels import EMOTIONS
-from ferkit.models import count_parameters, save_checkpoint
+from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.training.config import TrainConfig, load_config, save_config
 from ferkit.training.module import FERClassifier, NonFiniteLossError
 
@@ -266,6 +266,19 @@ def _score(module: FERClassifier, split) -> dict:
     return classification_metrics(np.asarray(split.labels), probs, list(EMOTIONS))
 
 
+def _parent(cfg: TrainConfig) -> dict:
+    """{"parent": ...}: the ferkit checkpoint training started from, with its own recipe, so a
+    model trained in stages carries every stage's recipe (nested); {} for any other start."""
+    if not cfg.pretrained or not Path(cfg.pretrained).is_file():
+        return {}
+    meta = checkpoint_metadata(cfg.pretrained)
+    if meta is None:
+        return {}
+    recipe = (meta.get("extra") or {}).get("recipe")
+    return {"parent": {"checkpoint": str(cfg.pretrained), "metrics": meta.get("metrics"),
+                       "recipe": recipe}}  # fmt: skip
+
+
 def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = None) -> None:
     """Export ferkit checkpoints (best.pt, last.pt), scored on val (and test), and summary.json.
 
@@ -280,7 +293,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     hardware = _hardware(trainer)
     recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
               "n_train": len(data.splits["train"]), "data": cfg.data,
-              "hardware": hardware, "torch": torch.__version__}  # fmt: skip
+              "hardware": hardware, "torch": torch.__version__, **_parent(cfg)}  # fmt: skip
     scores = {}
     module = module.float().cpu()
     sources = {
