@@ -19,8 +19,8 @@ then a linear probe of random features, which is what it measures. `fer_model0` 
 data's own 48x48 instead of its published 128x128 (7x the compute for no new pixels).
 
 Runs already finished under --out are not trained again (delete one to redo it). Faces/s:
-the trained model in eval mode, bf16 autocast, channels-last, batch 64, 2 threads (the
-default inference path), median of 10 batches.
+the trained model through ferkit's default inference path (`TorchRunner`: eval mode, batch
+norm folded, bf16 autocast, channels-last), batch 64, 2 threads, median of 10 batches.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import sys
 from pathlib import Path
 
 import torch
-from models import cpu_name, infer_faces_per_s  # benchmarks/models.py
+from models import cpu_name, median_seconds  # benchmarks/models.py
 
+from ferkit.inference.backends import TorchRunner
 from ferkit.models import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,10 +73,8 @@ def train(name: str, out: Path, minutes: float, data: str) -> Path:
 def row(name: str, run: Path) -> dict:
     summary = json.loads((run / "summary.json").read_text())
     model, meta = load_checkpoint(run / "best.pt")
-    model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(64, meta["in_channels"], *meta["input_size"]).to(
-        memory_format=torch.channels_last
-    )
+    runner = TorchRunner(model, bf16=True)  # what EmotionRecognizer runs: BN folded, NHWC
+    x = torch.randn(64, meta["in_channels"], *meta["input_size"])
     return {
         "model": name,
         "params": summary["parameters"],
@@ -87,7 +86,7 @@ def row(name: str, run: Path) -> dict:
         "train_min": summary["train_seconds"] / 60,
         "val_accuracy": summary["val_accuracy"],
         "val_n": summary["val_n"],
-        "faces_per_s": infer_faces_per_s(model, x, bf16=True, warmup=2, repeats=10),
+        "faces_per_s": len(x) / median_seconds(lambda: runner(x), 2, 10),
         "stopped": summary["stopped"],
     }
 
