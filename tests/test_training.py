@@ -77,6 +77,9 @@ def test_config_extends_merges_base_under_recipe(tmp_path):
     (tmp_path / "loop2.yaml").write_text("extends: loop.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_config(tmp_path / "loop.yaml")
+    (tmp_path / "typo.yaml").write_text("extend: b.yaml\n")
+    with pytest.raises(ConfigError, match="Did you mean extends"):
+        load_config(tmp_path / "typo.yaml")
     (tmp_path / "orphan.yaml").write_text("extends: gone.yaml\n")
     with pytest.raises(ConfigError, match=r"gone.yaml \(extended by .*orphan.yaml\): no such"):
         load_config(tmp_path / "orphan.yaml")

@@ -24,7 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train", help="train a model from a config",
         description="Train a model. Precedence: defaults < --config YAML < --set < flags.",
     )  # fmt: skip
-    p.add_argument("--config", help="YAML recipe, e.g. configs/flagship.yaml")
+    p.add_argument(
+        "--config",
+        help="YAML recipe, e.g. configs/flagship.yaml; a recipe may "
+        "start with `extends: base.yaml` and list only what it changes",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable); see --help-config")  # fmt: skip
     for flag, key in FLAGS.items():

@@ -107,8 +107,11 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 
 
+EXTENDS = "extends"  # a recipe's key naming the recipe it builds on (not a config field)
+
+
 def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, FIELDS, n=3)
+    close = difflib.get_close_matches(key, [*FIELDS, EXTENDS], n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(FIELDS)}")
 
@@ -147,9 +150,6 @@ def _check_choices(cfg: TrainConfig) -> None:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
-
-
-EXTENDS = "extends"
 
 
 def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
