@@ -131,12 +131,19 @@ def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
     return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
+def _is_ferkit(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
+
+
+def _metadata(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything in a checkpoint but its weights."""
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
 def checkpoint_metadata(path: str | Path) -> dict[str, Any] | None:
     """A ferkit checkpoint's metadata (everything but the weights), or None for other files."""
     ckpt = safe_load(path)
-    if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT:
-        return None
-    return {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return _metadata(ckpt) if _is_ferkit(ckpt) else None
 
 
 def load_checkpoint(
@@ -161,7 +168,7 @@ def load_checkpoint(
     """
     path = Path(path)
     ckpt = safe_load(path, map_location=map_location)
-    if not isinstance(ckpt, Mapping) or ckpt.get("format") != FORMAT:
+    if not _is_ferkit(ckpt):
         if is_state_dict(ckpt):
             raise CheckpointError(
                 f"{path} is a bare state dict, not a ferkit checkpoint (it does not say its "
@@ -203,5 +210,4 @@ def load_checkpoint(
         )
     model.load_state_dict(state_dict, strict=True)
     model.to(map_location).eval()
-    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return model, meta
+    return model, _metadata(ckpt)
