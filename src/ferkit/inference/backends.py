@@ -70,7 +70,7 @@ class TorchRunner:
         fold_bn: bool = True,
     ):
         own = copy.deepcopy(model).eval()
-        self.model = _fold_bn(own) if fold_bn else own
+        self.model = fold_batch_norm(own) if fold_bn else own
         self.bf16 = native_bf16() if bf16 is None else bf16
         self.channels_last = channels_last
         if channels_last:
@@ -84,7 +84,7 @@ class TorchRunner:
             return self.model(x).float()
 
 
-def _fold_bn(model: torch.nn.Module) -> torch.nn.Module:
+def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
     """`model` (in eval mode) with conv + batch-norm pairs folded into single convs."""
     from torch.fx.experimental.optimization import fuse
 

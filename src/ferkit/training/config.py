@@ -79,6 +79,10 @@ class TrainConfig:
     erasing: float = 0.0  # random erasing probability
     mixup: float = 0.0  # mixup alpha (0: off)
     cutmix: float = 0.0  # cutmix alpha (0: off)
+    # --- knowledge distillation (off unless a teacher is named)
+    teacher: str | list | None = None  # checkpoint or run folder (a list: an ensemble)
+    distill_weight: float = 0.5  # share of the teacher term in the loss (the rest: labels)
+    distill_temperature: float = 2.0  # softens teacher and student logits in the teacher term
     # --- early stopping and checkpoints
     monitor: str = "val_acc"  # val_acc or val_loss: selects the best checkpoint too
     patience: int = 10  # epochs without improvement before stopping (0: never)
@@ -123,8 +127,10 @@ def _coerce(key: str, value: Any) -> Any:
     """Check `value` against the field's type; strings from --set are parsed as YAML first."""
     hint = _HINTS[key]
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if isinstance(value, str) and str not in allowed:
-        value = yaml.safe_load(value)
+    if isinstance(value, str) and (
+        str not in allowed or (list in allowed and value.lstrip().startswith("["))
+    ):
+        value = yaml.safe_load(value)  # `--set teacher=[a.pt, b.pt]` is a list
     elif isinstance(value, str) and type(None) in allowed and value.strip().lower() in NULLS:
         return None  # `--set pretrained=null` unsets an optional key a recipe sets
     for t in allowed:
@@ -150,6 +156,10 @@ def _check_choices(cfg: TrainConfig) -> None:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
+    if not 0 <= cfg.distill_weight <= 1:
+        raise ConfigError(f"distill_weight must be in 0..1, got {cfg.distill_weight}")
+    if cfg.distill_temperature <= 0:
+        raise ConfigError(f"distill_temperature must be > 0, got {cfg.distill_temperature}")
 
 
 def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:

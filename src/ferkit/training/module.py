@@ -21,6 +21,7 @@ from ferkit.models import create_model, get_model_spec, param_groups
 from ferkit.preprocess import to_model_input
 from ferkit.training.augment import BatchAugment, batch_mixer
 from ferkit.training.config import TrainConfig
+from ferkit.training.distill import distill_loss, load_teachers, teacher_probs
 
 
 class NonFiniteLossError(FerkitError):
@@ -52,16 +53,26 @@ class FERClassifier(L.LightningModule):
             counts = torch.tensor(class_counts, dtype=torch.float32).clamp(min=1)
             weight = counts.sum() / (len(counts) * counts)
         self.register_buffer("class_weight", weight, persistent=False)
+        # a plain list: teachers are not part of the student's state dict or checkpoints
+        self.teachers = load_teachers(self.cfg.teacher)
         self.train_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
 
     # --- forward ------------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        return self.to_input(self.faces(images, train))
+
+    def faces(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        """uint8 faces -> float faces in 0..1, augmented when training."""
         x = images.float() / 255.0
         if train and self.augment is not None:
             x = self.augment(x)
-        x = to_model_input(x, input_size=self.input_size, mean=self.mean, std=self.std,
+        return x
+
+    def to_input(self, faces: torch.Tensor) -> torch.Tensor:
+        """Faces in 0..1 -> the model's normalised input."""
+        x = to_model_input(faces, input_size=self.input_size, mean=self.mean, std=self.std,
                            in_channels=self.in_channels)  # fmt: skip
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
@@ -75,12 +86,17 @@ class FERClassifier(L.LightningModule):
     # --- steps --------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         images, target = batch
-        x = self.prepare(images, train=True)
+        faces = self.faces(images, train=True)
         hard = target if target.ndim == 1 else None
         if self.mixer is not None and hard is not None:
-            x, target = self.mixer(x, hard)
-        logits = self(x)
+            faces, target = self.mixer(faces, hard)
+        logits = self(self.to_input(faces))
         loss = self._loss(logits, target)
+        if self.teachers:
+            t, w = self.cfg.distill_temperature, self.cfg.distill_weight
+            soft = distill_loss(logits, teacher_probs(self.teachers, faces, t), t)
+            self.log("train_distill_loss", soft, on_step=False, on_epoch=True)
+            loss = (1 - w) * loss + w * soft
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
@@ -106,6 +122,10 @@ class FERClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         self._eval_step(batch, "test", self.test_acc)
+
+    def on_fit_start(self) -> None:
+        for teacher in self.teachers:
+            teacher.to(self.device)
 
     # --- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):

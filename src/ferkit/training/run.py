@@ -294,6 +294,8 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
               "n_train": len(data.splits["train"]), "data": cfg.data,
               "hardware": hardware, "torch": torch.__version__, **_parent(cfg)}  # fmt: skip
+    if module.teachers:
+        recipe["teachers"] = [t.record() for t in module.teachers]
     scores = {}
     module = module.float().cpu()
     sources = {

@@ -1,0 +1,117 @@
+"""Knowledge distillation: a student learns from the labels and from teachers' soft predictions.
+
+The loss (Hinton, Vinyals & Dean 2015) is
+
+    (1 - w) * cross_entropy(student, labels) + w * T^2 * KL(teacher_T || student_T)
+
+where `_T` is a softmax at temperature T (`distill_temperature`) and w is `distill_weight`.
+The T^2 keeps the soft term's gradients on the scale of the hard one's as T changes.
+
+Teachers are ferkit checkpoints of any architecture, input size or normalisation: each one sees
+the same augmented (and mixed) batch through its own preprocessing, so a 112x112 RGB ResNet can
+teach a 48x48 gray student. Several teachers are averaged in probability space (an ensemble).
+They run frozen, in eval mode, with batch norm folded into the convolutions, under the
+trainer's autocast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ferkit.errors import ConfigError
+from ferkit.inference.backends import fold_batch_norm
+from ferkit.inference.model_io import resolve_checkpoint
+from ferkit.labels import EMOTIONS
+from ferkit.models import load_checkpoint
+from ferkit.preprocess import to_model_input
+
+__all__ = ["Teacher", "distill_loss", "load_teachers", "teacher_probs"]
+
+
+@dataclass
+class Teacher:
+    """A frozen model and the preprocessing its checkpoint asks for."""
+
+    model: nn.Module
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_channels: int
+    path: str
+    metrics: dict = field(default_factory=dict)
+
+    def logits(self, faces: torch.Tensor) -> torch.Tensor:
+        """Logits for gray faces (N, 1, H, W) in 0..1."""
+        x = to_model_input(faces, input_size=self.input_size, mean=self.mean, std=self.std,
+                           in_channels=self.in_channels)  # fmt: skip
+        return self.model(x.to(memory_format=torch.channels_last))
+
+    def to(self, device: torch.device | str) -> Teacher:
+        self.model.to(device)
+        return self
+
+    def record(self) -> dict:
+        """What a student's recipe stores about this teacher."""
+        return {"checkpoint": self.path, "metrics": self.metrics}
+
+
+def teacher_paths(teacher: str | Sequence[str] | None) -> list[str]:
+    """The config's `teacher` (one path or a list) as a list of paths."""
+    if teacher is None:
+        return []
+    paths = [teacher] if isinstance(teacher, str) else list(teacher)
+    bad = [p for p in paths if not isinstance(p, str) or not p]
+    if bad:
+        raise ConfigError(
+            f"config key 'teacher' expects checkpoint paths or run folders, got {bad!r}"
+        )
+    return paths
+
+
+def load_teachers(teacher: str | Sequence[str] | None) -> list[Teacher]:
+    """Load the teachers a config names (checkpoint files or run folders), frozen.
+
+    Raises:
+        ConfigError: a teacher cannot be found or loaded, or predicts other classes than
+            ferkit's seven in ferkit's order.
+    """
+    teachers = []
+    for path in teacher_paths(teacher):
+        try:
+            path = resolve_checkpoint(path)
+            model, meta = load_checkpoint(path)
+        except Exception as exc:  # CheckpointError and its causes: say which teacher
+            raise ConfigError(f"teacher: {exc}") from None
+        labels = list(meta.get("labels") or [])
+        if labels != list(EMOTIONS):
+            raise ConfigError(
+                f"teacher {path} predicts {labels}, not ferkit's {list(EMOTIONS)}: a teacher "
+                "must have the student's classes in the same order"
+            )
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model = fold_batch_norm(model.eval()).to(memory_format=torch.channels_last)
+        teachers.append(
+            Teacher(model, tuple(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]),
+                    int(meta["in_channels"]), str(path), dict(meta.get("metrics") or {}))
+        )  # fmt: skip
+    return teachers
+
+
+@torch.no_grad()
+def teacher_probs(teachers: Sequence[Teacher], faces: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The teachers' mean softmax at `temperature` for faces (N, 1, H, W) in 0..1, float32."""
+    probs = [F.softmax(t.logits(faces).float() / temperature, dim=1) for t in teachers]
+    return torch.stack(probs).mean(0)
+
+
+def distill_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor,
+                 temperature: float) -> torch.Tensor:  # fmt: skip
+    """T^2 * KL(soft_targets || softmax(student / T)), averaged over the batch."""
+    log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
+    return F.kl_div(log_student, soft_targets, reduction="batchmean") * temperature**2
