@@ -104,7 +104,9 @@ def load_teachers(teacher: str | Sequence[str] | None) -> list[Teacher]:
 
 
 @torch.no_grad()
-def teacher_probs(teachers: Sequence[Teacher], faces: torch.Tensor, temperature: float) -> torch.Tensor:
+def teacher_probs(
+    teachers: Sequence[Teacher], faces: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """The teachers' mean softmax at `temperature` for faces (N, 1, H, W) in 0..1, float32."""
     probs = [F.softmax(t.logits(faces).float() / temperature, dim=1) for t in teachers]
     return torch.stack(probs).mean(0)
