@@ -16,6 +16,14 @@ from torch import nn
 
 from ferkit.errors import CheckpointError
 
+FORMAT = "ferkit"  # a ferkit checkpoint's "format" entry (models/checkpoint.py writes them)
+
+
+def is_ferkit_checkpoint(obj: Any) -> bool:
+    """Whether a loaded file is a ferkit checkpoint (a dict with "format": "ferkit")."""
+    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
+
+
 _SHOW_KEYS = 5  # mismatching keys named in a message; the rest are counted
 
 
@@ -68,7 +76,7 @@ def is_state_dict(obj: Any) -> bool:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in `path`: a bare state dict, or the weights of a ferkit checkpoint."""
     obj = safe_load(path)
-    if isinstance(obj, Mapping) and obj.get("format") == "ferkit":
+    if is_ferkit_checkpoint(obj):
         obj = obj.get("state_dict")
     if not is_state_dict(obj):
         raise CheckpointError(

@@ -29,12 +29,17 @@ from torch import nn
 
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.labels import EMOTIONS
-from ferkit.models._weights import describe_mismatch, is_state_dict, safe_load
+from ferkit.models._weights import (
+    FORMAT,
+    describe_mismatch,
+    is_ferkit_checkpoint,
+    is_state_dict,
+    safe_load,
+)
 from ferkit.models.registry import _primitive, create_model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "checkpoint_metadata", "load_checkpoint", "save_checkpoint"]
 
-FORMAT = "ferkit"
 FORMAT_VERSION = 1
 
 
@@ -131,10 +136,6 @@ def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
     return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
-def _is_ferkit(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and obj.get("format") == FORMAT
-
-
 def _metadata(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     """Everything in a checkpoint but its weights."""
     return {k: v for k, v in ckpt.items() if k != "state_dict"}
@@ -143,7 +144,7 @@ def _metadata(ckpt: Mapping[str, Any]) -> dict[str, Any]:
 def checkpoint_metadata(path: str | Path) -> dict[str, Any] | None:
     """A ferkit checkpoint's metadata (everything but the weights), or None for other files."""
     ckpt = safe_load(path)
-    return _metadata(ckpt) if _is_ferkit(ckpt) else None
+    return _metadata(ckpt) if is_ferkit_checkpoint(ckpt) else None
 
 
 def load_checkpoint(
@@ -168,7 +169,7 @@ def load_checkpoint(
     """
     path = Path(path)
     ckpt = safe_load(path, map_location=map_location)
-    if not _is_ferkit(ckpt):
+    if not is_ferkit_checkpoint(ckpt):
         if is_state_dict(ckpt):
             raise CheckpointError(
                 f"{path} is a bare state dict, not a ferkit checkpoint (it does not say its "
