@@ -150,6 +150,13 @@ def test_other_num_classes_and_rgb_input(name):
         assert model(x).shape == (2, 3)
 
 
+def test_model_input_stays_on_the_batch_device():
+    # GPU batches must not meet CPU mean/std tensors; the meta device stands in for a GPU here
+    faces = torch.rand(2, 1, 48, 48, device="meta")
+    x = to_model_input(faces, input_size=(48, 48), mean=(0.5,), std=(0.5,), in_channels=3)
+    assert x.device.type == "meta" and x.shape == (2, 3, 48, 48)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_checkpoint_round_trip_gives_identical_outputs(name, tmp_path):
     model = create_model(name).eval()

@@ -43,6 +43,6 @@ def to_model_input(
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
     if in_channels == 3:
         x = x.expand(-1, 3, -1, -1)
-    m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return ((x - m) / s).contiguous()
