@@ -60,4 +60,4 @@ def test_publictest_accuracy_as_the_model_card_says(shared_fer, tmp_path):
     assert main(["evaluate", "--data", str(shared_fer), "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["n"] == PUBLIC_TEST_N and result["split"] == "val"
-    assert result["accuracy"] >= 0.685  # docs/MODEL_CARD.md: 68.8% without TTA
+    assert result["accuracy"] >= 0.70  # docs/MODEL_CARD.md: 70.3% without TTA
