@@ -192,6 +192,36 @@ def test_tta_and_temperature(checkpoint, photo):
         EmotionRecognizer(checkpoint, temperature=-1.0)
 
 
+@pytest.mark.parametrize("tta", ["flip", "tencrop"])
+def test_recognizer_tta_matches_evaluation(checkpoint, tta):
+    """The recognizer batches all views of its faces into one pass; it must average the same
+    views as `ferkit evaluate --tta` (which runs one pass per view)."""
+    from ferkit.evaluation.predict import predict_proba
+    from ferkit.models import load_checkpoint
+
+    crops = np.random.default_rng(1).integers(0, 256, (7, 48, 48), dtype=np.uint8)
+    rec = EmotionRecognizer(checkpoint, tta=tta, bf16=False, temperature=1.0, batch_size=30)
+    calls = []
+    runner = rec.runner
+    rec.runner = lambda x: calls.append(len(x)) or runner(x)
+    ours = rec.classify(crops)
+    model, meta = load_checkpoint(checkpoint)
+    theirs = predict_proba(model, crops, input_size=meta["input_size"], mean=meta["mean"],
+                           std=meta["std"], tta=tta)  # fmt: skip
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    views = {"flip": 2, "tencrop": 10}[tta]
+    assert calls == [views * k for k in ([7] if tta == "flip" else [3, 3, 1])]
+    plain = EmotionRecognizer(checkpoint, bf16=False, temperature=1.0).classify(crops)
+    assert not np.allclose(ours, plain)  # the views did change the probabilities
+
+
+def test_tta_modes_are_checked(checkpoint):
+    assert EmotionRecognizer(checkpoint, tta=True).tta == "flip"
+    assert EmotionRecognizer(checkpoint, tta=None).tta == "none"
+    with pytest.raises(ConfigError, match="tencrop"):
+        EmotionRecognizer(checkpoint, tta="tencorp")
+
+
 def test_bad_inputs_name_the_file(rec, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not an image")

@@ -62,6 +62,19 @@ def test_predict_example_photo(checkpoint, capsys):
     assert code == 0 and "astronaut.png: 1 face" in out
 
 
+def test_tta_option(checkpoint, capsys):
+    scores = {}
+    for tta in ([], ["--tta"], ["--tta", "tencrop"]):
+        code, out, _ = run_cli(
+            ["predict", ASTRONAUT, "--model", checkpoint, "--json", *tta], capsys
+        )
+        assert code == 0
+        scores[" ".join(tta)] = json.loads(out)[0]["faces"][0]["emotions"]
+    assert len({json.dumps(s, sort_keys=True) for s in scores.values()}) == 3  # three views
+    code, _, err = run_cli(["predict", ASTRONAUT, "--tta", "fivecrop"], capsys)
+    assert code == 2 and "tencrop" in err
+
+
 def test_json_document_csv_and_annotations(checkpoint, tmp_path, capsys):
     folder = tmp_path / "photos"
     (folder / "sub").mkdir(parents=True)

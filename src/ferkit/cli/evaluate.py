@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ferkit.errors import FerkitError
+from ferkit.tta import TTA_MODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="FER-2013 CSV, Kaggle folder, or class folders")
     p.add_argument("--split", choices=("train", "val", "test", "all"),
                    help="split to score (default: val, else test, else the only one)")  # fmt: skip
-    p.add_argument("--tta", choices=("none", "flip", "tencrop"), default="none",
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="test-time augmentation")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", metavar="OUT", nargs="?", const="-",

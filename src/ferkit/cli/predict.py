@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ferkit.errors import ConfigError, FerkitError
+from ferkit.tta import TTA_MODES
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect-side", type=int, metavar="PX",
                    help="shrink images to PX on the longer side for detection (haar 320, yunet "
                    "640); raise it to find small faces in group photos")  # fmt: skip
-    p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_MODES,
+                   help="test-time augmentation: flip (the default when given alone: each face "
+                   "and its mirror image, 2x the compute) or tencrop (10 crops, 10x)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64, help="faces per forward pass (64)")
 
 

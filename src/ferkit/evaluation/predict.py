@@ -6,23 +6,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from ferkit.preprocess import to_model_input
+from ferkit.tta import check_tta, tta_views
 
-TTA_MODES = ("none", "flip", "tencrop")
-
-
-def _views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
-    """Test-time views of a float batch (N, 1, H, W) in 0..1."""
-    if tta == "none":
-        return [x]
-    if tta == "flip":
-        return [x, x.flip(-1)]
-    # ten-crop: four corners + centre at 7/8 of the side, and their mirror images
-    h, w = x.shape[-2:]
-    crops = TF.ten_crop(x, [round(h * 7 / 8), round(w * 7 / 8)])
-    return list(crops)
+__all__ = ["predict_proba"]
 
 
 @torch.inference_mode()
@@ -42,15 +30,14 @@ def predict_proba(
 
     TTA averages the probabilities of the views; `temperature` divides the logits first.
     """
-    if tta not in TTA_MODES:
-        raise ValueError(f"unknown tta {tta!r}; valid: {', '.join(TTA_MODES)}")
+    tta = check_tta(tta)
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         batch = np.array(images[start : start + batch_size])  # a copy: memmaps are read-only
         x = torch.from_numpy(batch).unsqueeze(1).float() / 255
         probs = 0
-        views = _views(x, tta)
+        views = tta_views(x, tta)
         for view in views:
             inp = to_model_input(
                 view, input_size=input_size, mean=mean, std=std, in_channels=in_channels

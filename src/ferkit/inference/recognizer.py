@@ -33,6 +33,7 @@ from ferkit.inference.crops import DEFAULT_MARGIN, crop_faces
 from ferkit.inference.faces import Box, Detector, FixedBoxes, clip_box, make_detector
 from ferkit.inference.frames import DEFAULT_MAX_SIDE, Frame, load_frame
 from ferkit.preprocess import to_model_input
+from ferkit.tta import TTA_VIEWS, check_tta, tta_views
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ class EmotionRecognizer:
             "onnx" for .onnx files, else "torch".
         detector: "haar" (default), "none" (every image is one face), or any object with
             `detect(image) -> [(x, y, w, h), ...]` (see `ferkit.inference.faces`).
-        tta: average the probabilities of each face and its mirror image.
+        tta: test-time augmentation, averaging the probabilities of several views of each
+            face: "flip" (or True) the face and its mirror image, 2x the compute; "tencrop"
+            four corner crops and a centre crop at 7/8 of the side and their mirror images,
+            10x the compute (the most accurate; see docs/MODEL_CARD.md); "none" (or False).
         temperature: divide logits by this before the softmax; None uses the checkpoint's
             calibrated temperature (1.0 if it has none).
         batch_size: faces per forward pass.
@@ -102,7 +106,7 @@ class EmotionRecognizer:
         *,
         backend: str | None = None,
         detector: str | Detector | None = "haar",
-        tta: bool = False,
+        tta: bool | str = False,
         temperature: float | None = None,
         batch_size: int = 64,
         margin: float | None = None,
@@ -148,7 +152,7 @@ class EmotionRecognizer:
         self.labels: tuple[str, ...] = tuple(meta["labels"])
         self.input_size: tuple[int, int] = tuple(int(v) for v in meta["input_size"])  # type: ignore[assignment]
         self.detector = make_detector(detector)
-        self.tta = tta
+        self.tta = check_tta(tta)
         t = temperature if temperature is not None else meta.get("temperature")
         self.temperature = float(t) if t else 1.0
         if self.temperature <= 0:
@@ -181,35 +185,33 @@ class EmotionRecognizer:
         faces = np.asarray(faces)
         out = np.empty((len(faces), len(self.labels)), np.float32)
         for i in range(0, len(faces), self.batch_size):
-            x = self._input(faces[i : i + self.batch_size])
+            x = self._input(torch.from_numpy(np.ascontiguousarray(faces[i : i + self.batch_size])))
             out[i : i + len(x)] = self.runner(x).numpy()
         return out
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for uint8 gray faces (N, H, W) of any size.
 
-        With TTA each batch holds faces and their mirror images side by side, so the model
-        still runs `batch_size` inputs per pass.
+        With TTA each batch holds all views of its faces side by side, so the model still
+        runs about `batch_size` inputs per pass.
         """
         faces = np.asarray(faces)
         if faces.ndim != 3:
             raise ValueError(f"expected gray faces (N, H, W), got shape {faces.shape}")
         out = np.empty((len(faces), len(self.labels)), np.float32)
-        step = max(1, self.batch_size // 2) if self.tta else self.batch_size
+        views = TTA_VIEWS[self.tta]
+        step = max(1, self.batch_size // views)
         for i in range(0, len(faces), step):
-            chunk = faces[i : i + step]
+            chunk = torch.from_numpy(np.ascontiguousarray(faces[i : i + step])).unsqueeze(1)
             k = len(chunk)
-            if self.tta:
-                chunk = np.concatenate([chunk, chunk[:, :, ::-1]])
-            probs = torch.softmax(self.runner(self._input(chunk)) / self.temperature, dim=1)
-            if self.tta:
-                probs = (probs[:k] + probs[k:]) / 2
-            out[i : i + k] = probs.numpy()
+            batch = torch.cat(tta_views(chunk.float() / 255, self.tta))
+            probs = torch.softmax(self.runner(self._input(batch)) / self.temperature, dim=1)
+            out[i : i + k] = probs.view(views, k, -1).mean(0).numpy()
         return out
 
-    def _input(self, faces: np.ndarray) -> torch.Tensor:
+    def _input(self, faces: torch.Tensor) -> torch.Tensor:
         return to_model_input(
-            np.ascontiguousarray(faces),
+            faces,
             input_size=self.input_size,
             mean=self.meta["mean"],
             std=self.meta["std"],
