@@ -185,7 +185,7 @@ class EmotionRecognizer:
         faces = np.asarray(faces)
         out = np.empty((len(faces), len(self.labels)), np.float32)
         for i in range(0, len(faces), self.batch_size):
-            x = self._input(torch.from_numpy(np.ascontiguousarray(faces[i : i + self.batch_size])))
+            x = self._input(_as_tensor(faces[i : i + self.batch_size]))
             out[i : i + len(x)] = self.runner(x).numpy()
         return out
 
@@ -202,7 +202,7 @@ class EmotionRecognizer:
         views = TTA_VIEWS[self.tta]
         step = max(1, self.batch_size // views)
         for i in range(0, len(faces), step):
-            chunk = torch.from_numpy(np.ascontiguousarray(faces[i : i + step])).unsqueeze(1)
+            chunk = _as_tensor(faces[i : i + step]).unsqueeze(1)
             k = len(chunk)
             batch = torch.cat(tta_views(chunk.float() / 255, self.tta))
             probs = torch.softmax(self.runner(self._input(batch)) / self.temperature, dim=1)
@@ -352,6 +352,11 @@ def _to_input_pixels(box: Box, frame: Frame) -> Box:
         return box
     scaled = tuple(round(v * s) for v in box)
     return clip_box(scaled, *frame.size)
+
+
+def _as_tensor(faces: np.ndarray) -> torch.Tensor:
+    """uint8 faces as a tensor sharing memory where it can (flipped or strided views are copied)."""
+    return torch.from_numpy(np.ascontiguousarray(faces))
 
 
 def _is_stack(crops) -> bool:
