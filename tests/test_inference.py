@@ -47,6 +47,14 @@ def scene(photo: np.ndarray, at: tuple[int, int], size=(480, 640)) -> np.ndarray
     return canvas
 
 
+def batch_sizes(rec: EmotionRecognizer) -> list[int]:
+    """A list that records the batch size of every forward pass `rec` makes from now on."""
+    sizes: list[int] = []
+    runner = rec.runner
+    rec.runner = lambda x: sizes.append(len(x)) or runner(x)
+    return sizes
+
+
 def overlap(box, expected) -> float:
     return iou(box, expected)
 
@@ -161,9 +169,7 @@ def test_batching_matches_one_by_one(rec, photo):
 
 def test_all_faces_share_forward_passes(checkpoint, photo):
     rec = EmotionRecognizer(checkpoint, batch_size=64)
-    calls = []
-    runner = rec.runner
-    rec.runner = lambda x: calls.append(len(x)) or runner(x)
+    calls = batch_sizes(rec)
     out = rec.predict([scene(photo, (40 * i, 20 * i)) for i in range(6)])
     assert sum(len(fs) for fs in out) == 6
     assert calls == [6]  # six faces of six images: one forward pass
@@ -201,9 +207,7 @@ def test_recognizer_tta_matches_evaluation(checkpoint, tta):
 
     crops = np.random.default_rng(1).integers(0, 256, (7, 48, 48), dtype=np.uint8)
     rec = EmotionRecognizer(checkpoint, tta=tta, bf16=False, temperature=1.0, batch_size=30)
-    calls = []
-    runner = rec.runner
-    rec.runner = lambda x: calls.append(len(x)) or runner(x)
+    calls = batch_sizes(rec)
     ours = rec.classify(crops)
     model, meta = load_checkpoint(checkpoint)
     theirs = predict_proba(model, crops, input_size=meta["input_size"], mean=meta["mean"],
