@@ -18,6 +18,7 @@ from PIL import Image
 from conftest import write_class_folders
 from ferkit.cli import main
 from ferkit.errors import ConfigError
+from ferkit.evaluation.plots import training_curves
 from ferkit.labels import EMOTIONS
 from ferkit.models import checkpoint_metadata
 from ferkit.training.augment import BatchAugment
@@ -380,8 +381,14 @@ def test_distillation_run_records_teachers_and_keeps_them_out_of_weights(
     assert record["metrics"] == checkpoint_metadata(teacher)["metrics"]
     student = torch.load(run / "best.pt", weights_only=True)["state_dict"]
     assert student.keys() == torch.load(teacher, weights_only=True)["state_dict"].keys()
-    distill = pd.read_csv(run / "metrics.csv")["train_distill_loss"].dropna()
-    assert len(distill) == 1 and distill.iloc[0] > 0
+    metrics = pd.read_csv(run / "metrics.csv")
+    distill, labels = metrics["train_distill_loss"].dropna(), metrics["train_label_loss"].dropna()
+    assert len(distill) == 1 and distill.iloc[0] > 0 and len(labels) == 1
+    combined = metrics["train_loss_epoch"].dropna().iloc[0]
+    assert combined == pytest.approx(0.3 * labels.iloc[0] + 0.7 * distill.iloc[0], rel=1e-4)
+    loss_axes = training_curves(metrics).axes[0]
+    assert [line.get_label() for line in loss_axes.get_lines()] == [
+        "train (labels)", "train (teachers, T²·KL)", "val"]  # fmt: skip
     missing = tiny_args(tiny_data, tmp_path / "none", "--set", "teacher=nowhere/best.pt")
     assert main(missing) == 2
     err = capsys.readouterr().err

@@ -29,11 +29,22 @@ def _epoch_frame(metrics: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
-    """Loss and accuracy per epoch, train vs val, from a run's metrics.csv."""
-    frame = _epoch_frame(metrics, ["train_loss_epoch", "val_loss", "train_acc", "val_acc"])
+    """Loss and accuracy per epoch, train vs val, from a run's metrics.csv.
+
+    A distillation run's training loss mixes the label loss with the teachers' KL term, which
+    is not on the validation loss's scale, so its two parts are plotted apart instead.
+    """
+    columns = ["train_loss_epoch", "train_label_loss", "train_distill_loss", "val_loss",
+               "train_acc", "val_acc"]  # fmt: skip
+    frame = _epoch_frame(metrics, columns)
+    if "train_label_loss" in frame:
+        train_losses = [("train_label_loss", "train (labels)"),
+                        ("train_distill_loss", "train (teachers, T²·KL)")]  # fmt: skip
+    else:
+        train_losses = [("train_loss_epoch", "train")]
     fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(10, 4))
     for ax, pairs, ylabel in (
-        (ax_loss, [("train_loss_epoch", "train"), ("val_loss", "val")], "loss"),
+        (ax_loss, [*train_losses, ("val_loss", "val")], "loss"),
         (ax_acc, [("train_acc", "train"), ("val_acc", "val")], "accuracy"),
     ):
         for column, label in pairs:

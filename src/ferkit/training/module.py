@@ -95,6 +95,7 @@ class FERClassifier(L.LightningModule):
         if self.teachers:
             t, w = self.cfg.distill_temperature, self.cfg.distill_weight
             soft = distill_loss(logits, teacher_probs(self.teachers, faces, t), t)
+            self.log("train_label_loss", loss, on_step=False, on_epoch=True)
             self.log("train_distill_loss", soft, on_step=False, on_epoch=True)
             loss = (1 - w) * loss + w * soft
         if not torch.isfinite(loss):
