@@ -1,4 +1,4 @@
-"""`ferkit data info|convert`: look at a data set, or export it."""
+"""`ferkit data info|convert|crop`: look at a data set, export it, or cut faces out of photos."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from ferkit.cli.predict import add_detector_options, detector_from_args
 from ferkit.data import load_dataset
 from ferkit.data.convert import to_csv, to_npy
+from ferkit.errors import DataError
+from ferkit.inference.crops import DEFAULT_MARGIN
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
@@ -33,6 +36,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     convert.add_argument("out", type=Path, help="output folder (npy) or .csv file (csv)")
     convert.add_argument("--overwrite", action="store_true", help="replace existing files")
     convert.set_defaults(func=cmd_convert)
+
+    crop = data_sub.add_parser(
+        "crop",
+        help="cut the largest face out of every photo, into a copy of the folder tree",
+        description="Find the largest face in every image under PATH (recursively) and write it "
+        "as a SIZExSIZE grayscale PNG at the same place under OUT, framed as `ferkit predict` "
+        "frames faces. OUT/crops.csv lists every image: its face box, or why it has none. Use "
+        "it on photos or video frames before `ferkit train`/`evaluate`, which resize each "
+        "image whole.",
+    )
+    crop.add_argument("path", type=Path, help="folder of photos (class folders, any layout)")
+    crop.add_argument("out", type=Path, help="output folder (outside PATH)")
+    crop.add_argument("--size", type=int, default=48, help="side of the square crops (48)")
+    crop.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                      help=f"added on each side, as a fraction of the face box ({DEFAULT_MARGIN})")  # fmt: skip
+    add_detector_options(crop, crops=False)
+    crop.add_argument("--workers", type=int, help="images at once (default: one per core)")
+    crop.add_argument("--overwrite", action="store_true", help="replace crops that exist")
+    crop.add_argument("--json", action="store_true", help="print the summary as JSON")
+    crop.set_defaults(func=cmd_crop)
 
 
 def _load(args: argparse.Namespace):
@@ -89,3 +112,39 @@ def cmd_convert(args: argparse.Namespace) -> int:
         n = to_csv(data, args.out, overwrite=args.overwrite)
         print(f"wrote {n:,} rows to {args.out}")
     return 0
+
+
+def cmd_crop(args: argparse.Namespace) -> int:
+    from ferkit.data.face_crops import crop_face_folder
+
+    summary = crop_face_folder(args.path, args.out, size=args.size, margin=args.margin,
+                               detector=detector_from_args(args), overwrite=args.overwrite,
+                               workers=args.workers)  # fmt: skip
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(format_crop_summary(summary))
+    if not summary["ok"]:
+        raise DataError(f"no face found in any of the {summary['images']:,} images under "
+                        f"{summary['source']}; see {summary['log']}")  # fmt: skip
+    return 2 if summary["unreadable"] else 0
+
+
+def format_crop_summary(s: dict) -> str:
+    """What `ferkit data crop` did, per folder, with what to check."""
+    width = max(len("folder"), *(len(k) for k in s["folders"]))
+    lines = [
+        f"cropped {s['ok']:,} of {s['images']:,} images into {s['output']} "
+        f"({s['size']}x{s['size']} gray PNG, margin {s['margin']})",
+        "",
+        f"{'folder':<{width}} {'faces':>8} {'no face':>8} {'unreadable':>11}",
+    ]
+    for name, c in s["folders"].items():
+        lines.append(f"{name:<{width}} {c['ok']:>8,} {c['no_face']:>8,} {c['unreadable']:>11,}")
+    if s["several_faces"]:
+        lines.append(f"\nnote: {s['several_faces']:,} image(s) showed several faces; the "
+                     "largest was kept")  # fmt: skip
+    for error in s["errors"]:
+        lines.append(f"error: {error}")
+    lines.append(f"\nevery image, its face box or why it has none: {s['log']}")
+    return "\n".join(lines)

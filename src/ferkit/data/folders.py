@@ -42,7 +42,7 @@ def _subdirs(folder: Path) -> dict[str, Path]:
     return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_dir()}
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
@@ -72,7 +72,7 @@ def _scan_classes(split_dir: Path, plan: FolderPlan, strict: bool) -> list[tuple
         log.warning("%s: %d file(s) outside class folders ignored (e.g. %s)",
                     split_dir, len(loose), loose[0])  # fmt: skip
     return [(f, known[p.name]) for p in classes.values() if p.name in known
-            for f in _image_files(p)]  # fmt: skip
+            for f in image_files(p)]  # fmt: skip
 
 
 def _msambare_split(name: str) -> str:

@@ -18,18 +18,22 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from ferkit.errors import ConfigError
 
+if TYPE_CHECKING:
+    from ferkit.inference.frames import Frame
+
 log = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 
 DETECTORS = ("haar", "yunet", "none")
+MIN_FACE_SIDE = 12  # an image smaller than this cannot hold a detectable face
 
 
 @runtime_checkable
@@ -212,6 +216,17 @@ class FixedBoxes:
     def detect(self, image: np.ndarray) -> list[Box]:
         h, w = image.shape[:2]
         return [b for b in (clip_box(b, w, h) for b in self.boxes) if b[2] > 0 and b[3] > 0]
+
+
+def find_faces(detector: Detector, frame: Frame) -> list[Box]:
+    """Face boxes in a Frame's working pixels, largest first: colour for detectors that want
+    it (`color = True`), gray for the others; none (with a warning) in a too-small image."""
+    h, w = frame.gray.shape[:2]
+    if min(h, w) < MIN_FACE_SIDE:
+        log.warning("%s: %dx%d is too small to hold a face; none reported", frame.source, w, h)
+        return []
+    wants_color = getattr(detector, "color", False) and frame.image.ndim == 3
+    return detector.detect(frame.image if wants_color else frame.gray)
 
 
 def clip_box(box: Sequence[int], width: int, height: int) -> Box:

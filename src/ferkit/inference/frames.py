@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ferkit.imaging import ColorOrder, ImageError, read_image, to_gray
+from ferkit.inference.faces import Box, clip_box
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,12 @@ class Frame:
     scale: float
     source: str
     size: tuple[int, int]
+
+    def to_input(self, box: Box) -> Box:
+        """A box in the working copy's pixels, in the input's own pixels."""
+        if self.scale == 1.0:
+            return box
+        return clip_box(tuple(round(v * self.scale) for v in box), *self.size)
 
 
 def load_frame(

@@ -30,14 +30,12 @@ from ferkit.imaging import ColorOrder, resize_gray
 from ferkit.inference import model_io
 from ferkit.inference.backends import OnnxRunner, Runner, TorchRunner, check_backend
 from ferkit.inference.crops import DEFAULT_MARGIN, crop_faces
-from ferkit.inference.faces import Box, Detector, FixedBoxes, clip_box, make_detector
+from ferkit.inference.faces import Box, Detector, FixedBoxes, clip_box, find_faces, make_detector
 from ferkit.inference.frames import DEFAULT_MAX_SIDE, Frame, load_frame
 from ferkit.preprocess import to_model_input
 from ferkit.tta import TTA_VIEWS, check_tta, tta_views
 
 log = logging.getLogger(__name__)
-
-MIN_FACE_SIDE = 12  # an image smaller than this cannot hold a detectable face
 
 
 @dataclass(frozen=True)
@@ -238,14 +236,10 @@ class EmotionRecognizer:
 
     def detect(self, frame: Frame) -> list[Box]:
         """Face boxes in a Frame's working pixels, largest first (the whole frame if no detector)."""
-        h, w = frame.gray.shape[:2]
         if self.detector is None:
+            h, w = frame.gray.shape[:2]
             return [(0, 0, w, h)]
-        if min(h, w) < MIN_FACE_SIDE:
-            log.warning("%s: %dx%d is too small to hold a face; none reported", frame.source, w, h)
-            return []
-        wants_color = getattr(self.detector, "color", False) and frame.image.ndim == 3
-        return self.detector.detect(frame.image if wants_color else frame.gray)
+        return find_faces(self.detector, frame)
 
     def predict(self, images, *, color: ColorOrder = "bgr", boxes=None):
         """Faces and their emotions in one image, or in each image of a list.
@@ -284,7 +278,7 @@ class EmotionRecognizer:
         for f, bx in zip(frames, found, strict=True):
             p = probs[start : start + len(bx)]
             start += len(bx)
-            results.append(self._faces(p, [_to_input_pixels(b, f) for b in bx]))
+            results.append(self._faces(p, [f.to_input(b) for b in bx]))
         return results[0] if single else results
 
     def predict_faces(self, crops, *, color: ColorOrder = "bgr") -> list[Face]:
@@ -344,14 +338,6 @@ class EmotionRecognizer:
 def _whole(frame: Frame, size: tuple[int, int]) -> np.ndarray:
     """A pre-cropped face: the whole frame resized to the model's input, (1, H, W)."""
     return resize_gray(frame.gray, size)[None]
-
-
-def _to_input_pixels(box: Box, frame: Frame) -> Box:
-    s = frame.scale
-    if s == 1.0:
-        return box
-    scaled = tuple(round(v * s) for v in box)
-    return clip_box(scaled, *frame.size)
 
 
 def _as_tensor(faces: np.ndarray) -> torch.Tensor:

@@ -1,0 +1,180 @@
+"""Cut the faces out of a folder of photos, so it can be trained and scored on like FER-2013.
+
+ferkit's loaders resize each image whole to 48x48. That is right for face crops (FER-2013,
+FER+, aligned RAF-DB) and wrong for photos or video frames (CK+, a folder of your own
+pictures), where the face is a small part of the image. `crop_face_folder` finds the largest
+face in each image with the recognizer's detector and cuts it out with the recognizer's
+margin, so a model trained or scored on the crops sees faces framed as `ferkit predict` frames
+them:
+
+    ferkit data crop photos/ photos-faces/
+    ferkit evaluate --data photos-faces/
+
+The folder tree is copied as it is (class folders, `train/`/`test/`, file-name prefixes), with
+one grayscale PNG per image in which a face was found. Nothing is written into the source
+folder. `crops.csv` in the output lists every image: where its face was, or why it has none.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from ferkit.data.folders import image_files
+from ferkit.errors import DataError
+from ferkit.imaging import ImageError
+from ferkit.inference.crops import DEFAULT_MARGIN, crop_faces
+from ferkit.inference.faces import Detector, find_faces, make_detector
+from ferkit.inference.frames import load_frame
+
+LOG_NAME = "crops.csv"
+STATUSES = ("ok", "no_face", "unreadable")
+
+
+@dataclass
+class Crop:
+    """What became of one source image."""
+
+    source: str  # relative to the source folder
+    status: str  # one of STATUSES
+    output: str = ""  # relative to the output folder; empty unless status is "ok"
+    faces: int = 0  # faces found; the largest is the one cut out
+    box: tuple[int, int, int, int] | None = None  # that face, (x, y, w, h) in the image's pixels
+    error: str = ""
+
+
+def crop_face_folder(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    size: int = 48,
+    margin: float = DEFAULT_MARGIN,
+    detector: str | Detector = "haar",
+    detector_model: str | Path | None = None,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Write the largest face of every image under `src` to the same place under `dst`.
+
+    Args:
+        src: a folder of images, in any layout (searched recursively).
+        dst: the output folder; created. Must not be inside `src`, nor `src` inside it.
+        size: side of the square grayscale crops, in pixels.
+        margin: fraction of the face box's longer side added on every side (the recognizer's).
+        detector: "haar", "yunet" (with `detector_model`) or a Detector object.
+        overwrite: replace crops and the log that already exist (refused otherwise).
+        workers: images processed at once (default: one per core).
+        progress: show a progress bar.
+
+    Returns:
+        A summary: counts per status, per folder, the output and log paths.
+
+    Raises:
+        DataError: a missing or empty source, an output that overlaps it, outputs that exist.
+    """
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    files = _check_folders(src, dst)
+    if size < 8:
+        raise DataError(f"crop size must be at least 8 pixels (got {size})")
+    finder = make_detector(detector, model_path=detector_model)
+    if finder is None:
+        raise DataError("cropping faces needs a face detector (haar or yunet), not 'none'")
+    targets = _outputs(src, files)
+    existing = [t for t in [*targets, Path(LOG_NAME)] if (dst / t).exists()]
+    if existing and not overwrite:
+        raise DataError(f"{dst}: {len(existing)} output file(s) already exist (first: "
+                        f"{dst / existing[0]}); pass --overwrite to replace them, or choose "
+                        "another output folder")  # fmt: skip
+
+    def one(job: tuple[Path, Path]) -> Crop:
+        return _crop_one(job[0], src, dst, job[1], finder, size, margin)
+
+    threads = workers or os.cpu_count() or 1
+    if not getattr(finder, "thread_safe", False):
+        threads = 1
+    with ThreadPoolExecutor(threads) as pool:
+        jobs = pool.map(one, zip(files, targets, strict=True))
+        crops = list(tqdm(jobs, total=len(files), desc="cropping faces", unit=" img",
+                          disable=not progress or None, leave=False))  # fmt: skip
+    _write_log(dst / LOG_NAME, crops)
+    return _summary(src, dst, crops, size, margin)
+
+
+def _check_folders(src: Path, dst: Path) -> list[Path]:
+    if not src.is_dir():
+        raise DataError(f"{src}: no such folder; expected a folder of images (class folders)")
+    if dst == src or dst.is_relative_to(src) or src.is_relative_to(dst):
+        raise DataError(f"{dst}: the output folder must be outside the source folder {src} "
+                        "(and not contain it): nothing is written into the data")  # fmt: skip
+    files = image_files(src)
+    if not files:
+        raise DataError(f"{src}: no image files found (looked for "
+                        "*.jpg, *.png, ... in it and its subfolders)")  # fmt: skip
+    return files
+
+
+def _outputs(src: Path, files: list[Path]) -> list[Path]:
+    """Each source's output path, relative: its own path with a .png suffix (`a.jpg` ->
+    `a.png`), or its full name plus .png where two sources would share one (`a.jpg.png`)."""
+    plain = [f.relative_to(src).with_suffix(".png") for f in files]
+    shared = {p for p, n in Counter(plain).items() if n > 1}
+    return [
+        p.with_name(f.name + ".png") if p in shared and f.suffix.lower() != ".png" else p
+        for f, p in zip(files, plain, strict=True)
+    ]
+
+
+def _crop_one(
+    path: Path, src: Path, dst: Path, target: Path, finder, size: int, margin: float
+) -> Crop:
+    rel = path.relative_to(src).as_posix()
+    try:
+        frame = load_frame(path)
+    except ImageError as exc:
+        return Crop(rel, "unreadable", error=str(exc))
+    boxes = find_faces(finder, frame)
+    if not boxes:
+        return Crop(rel, "no_face")
+    face = crop_faces(frame.gray, boxes[:1], (size, size), margin)[0]
+    out = dst / target
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(face).save(out)
+    return Crop(rel, "ok", target.as_posix(), len(boxes), frame.to_input(boxes[0]))
+
+
+def _write_log(path: Path, crops: list[Crop]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "status", "output", "faces", "x", "y", "w", "h", "error"])
+        for c in crops:
+            w.writerow([c.source, c.status, c.output, c.faces, *(c.box or [""] * 4), c.error])
+    tmp.replace(path)
+
+
+def _summary(src: Path, dst: Path, crops: list[Crop], size: int, margin: float) -> dict:
+    counts = Counter(c.status for c in crops)
+    folders: dict[str, Counter] = {}
+    for c in crops:
+        folders.setdefault(str(Path(c.source).parent.as_posix()), Counter())[c.status] += 1
+    return {
+        "source": str(src),
+        "output": str(dst),
+        "log": str(dst / LOG_NAME),
+        "images": len(crops),
+        **{s: counts[s] for s in STATUSES},
+        "several_faces": sum(c.faces > 1 for c in crops),
+        "size": size,
+        "margin": margin,
+        "folders": {k: {s: v[s] for s in STATUSES} for k, v in sorted(folders.items())},
+        "errors": [c.error for c in crops if c.status == "unreadable"],
+    }

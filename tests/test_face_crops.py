@@ -1,0 +1,127 @@
+"""`ferkit data crop`: faces cut out of a folder of photos, framed as the recognizer frames them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ASTRONAUT
+from ferkit.cli import main
+from ferkit.data import load_dataset
+from ferkit.data.face_crops import crop_face_folder
+from ferkit.errors import DataError
+from ferkit.inference import EmotionRecognizer
+from ferkit.inference.video import iou
+
+ASTRONAUT_FACE = (177, 67, 93, 93)  # where the Haar cascade finds her face (x, y, w, h)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """An msambare-style tree of photos: faces, a blank image, a corrupt file, a name clash."""
+    src = tmp_path / "photos"
+    for folder in ("train/happy", "train/sad", "test/happy"):
+        (src / folder).mkdir(parents=True)
+    shutil.copy(ASTRONAUT, src / "train/happy/a.png")
+    Image.open(ASTRONAUT).convert("RGB").save(src / "train/happy/a.jpg", quality=95)
+    big = Image.open(ASTRONAUT).convert("RGB").resize((2048, 2048))  # shrunk for detection
+    big.save(src / "test/happy/PublicTest_1.jpg", quality=95)
+    Image.fromarray(np.full((200, 300), 120, np.uint8)).save(src / "train/sad/blank.png")
+    (src / "train/sad/bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return src
+
+
+def log_rows(out):
+    with open(out / "crops.csv", newline="") as f:
+        return {row["source"]: row for row in csv.DictReader(f)}
+
+
+def test_tree_copied_with_one_crop_per_face_and_a_log(photos, tmp_path):
+    out = tmp_path / "faces"
+    before = sorted(p.relative_to(photos) for p in photos.rglob("*"))
+    s = crop_face_folder(photos, out, progress=False)
+    assert (s["images"], s["ok"], s["no_face"], s["unreadable"]) == (5, 3, 1, 1)
+    assert s["folders"]["train/sad"] == {"ok": 0, "no_face": 1, "unreadable": 1}
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["test/happy/PublicTest_1.png", "train/happy/a.jpg.png", "train/happy/a.png"]
+    for path in out.rglob("*.png"):
+        img = Image.open(path)
+        assert img.mode == "L" and img.size == (48, 48)
+    rows = log_rows(out)
+    assert rows["train/sad/blank.png"]["status"] == "no_face"
+    assert rows["train/sad/bad.jpg"]["status"] == "unreadable"
+    assert "bad.jpg" in rows["train/sad/bad.jpg"]["error"]
+    box = [int(rows["train/happy/a.png"][k]) for k in "xywh"]
+    assert iou(box, ASTRONAUT_FACE) > 0.8
+    big = [int(rows["test/happy/PublicTest_1.jpg"][k]) for k in "xywh"]  # in the file's pixels
+    assert iou(big, [v * 4 for v in ASTRONAUT_FACE]) > 0.7
+    assert sorted(p.relative_to(photos) for p in photos.rglob("*")) == before  # source untouched
+    data = load_dataset(out)  # the Kaggle layout and its PublicTest rule survive
+    assert len(data["train"]) == 2 and len(data["val"]) == 1
+
+
+def test_crops_are_what_the_recognizer_classifies(photos, tmp_path, checkpoint):
+    out = tmp_path / "faces"
+    crop_face_folder(photos, out, progress=False)
+    rec = EmotionRecognizer(checkpoint)
+    [face] = rec.predict(photos / "train/happy/a.png")
+    crop = np.asarray(Image.open(out / "train/happy/a.png"))
+    [same] = rec.predict_faces(crop[None])
+    np.testing.assert_allclose(list(same.scores.values()), list(face.scores.values()),
+                               atol=1e-6)  # fmt: skip
+    assert [int(log_rows(out)["train/happy/a.png"][k]) for k in "xywh"] == list(face.box)
+
+
+def test_size_and_margin(photos, tmp_path):
+    out = tmp_path / "faces"
+    crop_face_folder(photos, out, size=96, margin=0.3, progress=False)
+    assert Image.open(out / "train/happy/a.png").size == (96, 96)
+
+
+def test_existing_outputs_refused_then_replaced_with_overwrite(photos, tmp_path):
+    out = tmp_path / "faces"
+    (out / "train/happy").mkdir(parents=True)
+    mine = out / "train/happy/a.png"
+    mine.write_bytes(b"the user's file")
+    with pytest.raises(DataError, match="--overwrite"):
+        crop_face_folder(photos, out, progress=False)
+    assert mine.read_bytes() == b"the user's file"
+    crop_face_folder(photos, out, overwrite=True, progress=False)
+    assert Image.open(mine).size == (48, 48)
+
+
+@pytest.mark.parametrize("where", ["inside", "same", "around"])
+def test_output_overlapping_the_source_refused(photos, where):
+    out = {"inside": photos / "faces", "same": photos, "around": photos.parent}[where]
+    with pytest.raises(DataError, match="outside the source"):
+        crop_face_folder(photos, out, progress=False)
+
+
+def test_missing_or_empty_source(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        crop_face_folder(tmp_path / "missing", tmp_path / "out", progress=False)
+    (tmp_path / "empty/happy").mkdir(parents=True)
+    with pytest.raises(DataError, match="no image files"):
+        crop_face_folder(tmp_path / "empty", tmp_path / "out", progress=False)
+
+
+def test_cli_json_and_exit_codes(photos, tmp_path, capsys):
+    out = tmp_path / "faces"
+    assert main(["data", "crop", str(photos), str(out), "--json"]) == 2  # one unreadable file
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] == 3 and summary["log"] == str(out / "crops.csv")
+    (photos / "train/sad/bad.jpg").unlink()
+    assert main(["data", "crop", str(photos), str(tmp_path / "again")]) == 0
+    table = capsys.readouterr().out
+    assert "cropped 3 of 4 images" in table and "train/sad" in table
+    blank = tmp_path / "blank/sad"
+    blank.mkdir(parents=True)
+    shutil.copy(photos / "train/sad/blank.png", blank)
+    assert main(["data", "crop", str(blank.parent), str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no face found in any of the 1 images" in err[0]
