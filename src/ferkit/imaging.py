@@ -23,6 +23,10 @@ ColorOrder = Literal["bgr", "rgb", "gray"]
 MAX_PIXELS = 30_000 * 30_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
+# The file types read as images wherever folders are searched (data sets, `ferkit predict`).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                            ".pgm", ".ppm", ".pbm", ".pnm"})  # fmt: skip
+
 
 class ImageError(DataError):
     """An image file or array cannot be read or is not usable (empty, corrupt, truncated)."""

@@ -25,9 +25,6 @@ from ferkit.tta import TTA_MODES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm", ".pnm"}
-)
 FILES_PER_BATCH = 32  # images whose faces share forward passes
 
 
@@ -107,6 +104,7 @@ def make_recognizer(args: argparse.Namespace):
 
 def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
     """(file, path relative to its root) for every input; bad paths go to `errors`."""
+    from ferkit.imaging import IMAGE_SUFFIXES
     from ferkit.inference.video import VIDEO_SUFFIXES
 
     found = []

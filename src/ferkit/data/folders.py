@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferkit.errors import DataError
+from ferkit.imaging import IMAGE_SUFFIXES
 from ferkit.labels import EMOTIONS, map_class_names
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm",
-                    ".ppm", ".pbm"}  # fmt: skip
 VAL_FOLDERS = ("validation", "val", "valid")
 
 
@@ -47,7 +46,7 @@ def image_files(folder: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
         found += [Path(dirpath, f) for f in sorted(filenames)
-                  if Path(f).suffix.lower() in IMAGE_EXTENSIONS and not f.startswith(".")]  # fmt: skip
+                  if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]  # fmt: skip
     return found
 
 
