@@ -102,6 +102,12 @@ def test_output_overlapping_the_source_refused(photos, where):
         crop_face_folder(photos, out, progress=False)
 
 
+def test_output_that_is_a_file_refused(photos, tmp_path):
+    (tmp_path / "faces").write_text("a file")
+    with pytest.raises(DataError, match="must be a folder"):
+        crop_face_folder(photos, tmp_path / "faces", progress=False)
+
+
 def test_missing_or_empty_source(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
         crop_face_folder(tmp_path / "missing", tmp_path / "out", progress=False)

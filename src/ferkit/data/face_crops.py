@@ -114,6 +114,8 @@ def _check_folders(src: Path, dst: Path) -> list[Path]:
     if dst == src or dst.is_relative_to(src) or src.is_relative_to(dst):
         raise DataError(f"{dst}: the output folder must be outside the source folder {src} "
                         "(and not contain it): nothing is written into the data")  # fmt: skip
+    if dst.exists() and not dst.is_dir():
+        raise DataError(f"{dst}: is a file; the output must be a folder (it is created)")
     files = image_files(src)
     if not files:
         raise DataError(f"{src}: no image files found (looked for "
