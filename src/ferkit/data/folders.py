@@ -42,6 +42,8 @@ def _subdirs(folder: Path) -> dict[str, Path]:
 
 
 def image_files(folder: Path) -> list[Path]:
+    """The image files under `folder` and its subfolders, in a stable (sorted) order; hidden
+    files are skipped."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
