@@ -67,6 +67,9 @@ def test_export_cli_onnx_int8_and_calibrated_pt(checkpoint, msambare, tmp_path, 
     text = capsys.readouterr().out
     assert "max |onnx - torch|" in text and "accuracy on" in text and "int8" in text
     assert out.is_file() and out.with_suffix(".int8.onnx").is_file()
+    out.unlink()  # the int8 file is an output too: refused before anything is written
+    assert main(["export", str(checkpoint), str(out), "--int8", "--data", str(msambare)]) == 2
+    assert "m.int8.onnx already exists" in capsys.readouterr().err and not out.exists()
 
     pt = tmp_path / "calibrated.pt"
     args = [

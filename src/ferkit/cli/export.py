@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.errors import CheckpointError, ConfigError
+from ferkit.outputs import refuse_existing
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ def run(args: argparse.Namespace) -> int:
         # Dynamic quantisation (no data) leaves convolutions in float and runs ~5x slower
         # than fp32 on CNNs; static quantisation needs a few hundred real faces.
         raise ConfigError("--int8 needs --data: a few hundred labelled faces to calibrate on")
-    if args.out.exists() and not args.overwrite:
-        raise ConfigError(f"{args.out} exists; pass --overwrite to replace it")
+    if not args.overwrite:
+        int8 = _int8_path(args.out) if args.int8 else None
+        refuse_existing([args.out, int8], error=ConfigError, hint="pass --overwrite to replace")
     model, meta = load_torch_model(args.checkpoint)
     faces = labels = None
     if args.data:
@@ -102,11 +104,15 @@ def _export_onnx(model, meta: dict, args, faces, labels) -> None:
     if not args.int8:
         return
     x = _inputs(meta, faces[:: max(1, len(faces) // 512)][:512])  # spread over the classes
-    int8 = quantize_int8(out, out.with_suffix(".int8.onnx"), calibration=x)
+    int8 = quantize_int8(out, _int8_path(out), calibration=x)
     print(f"wrote {int8}: int8 (static, calibrated on {len(x)} faces of --data)")
     acc32, acc8, agree = compare_accuracy(out, int8, meta, faces, labels)
     print(f"accuracy on {len(labels)} faces: fp32 {acc32:.2%}, int8 {acc8:.2%} "
           f"(change {acc8 - acc32:+.2%}); same label on {agree:.2%} of faces")  # fmt: skip
+
+
+def _int8_path(out: Path) -> Path:
+    return out.with_suffix(".int8.onnx")
 
 
 def _inputs(meta: dict, faces: np.ndarray) -> np.ndarray:

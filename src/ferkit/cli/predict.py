@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ferkit.errors import ConfigError, FerkitError
+from ferkit.outputs import refuse_existing
 from ferkit.tta import TTA_MODES
 
 log = logging.getLogger(__name__)
@@ -187,11 +188,11 @@ def _refuse_existing(args, images, videos, video_out) -> None:
     if args.annotate:
         targets += [_annotated_image(args.annotate, rel) for _, rel in images]
         targets += [_video_out(args, rel, video_out) for _, rel in videos]
-    taken = [str(t) for t in targets if t is not None and t.exists()]
-    if taken:
-        more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
-        raise ConfigError(f"{', '.join(taken[:3])}{more} exist(s); pass --overwrite to replace, "
-                          "or choose another --csv/--annotate")  # fmt: skip
+    refuse_existing(
+        targets,
+        error=ConfigError,
+        hint="pass --overwrite to replace them, or choose another --csv/--annotate",
+    )
 
 
 def _predict_images(rec, chunk, args, rows, document, errors) -> None:

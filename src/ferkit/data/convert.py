@@ -8,13 +8,7 @@ import numpy as np
 
 from ferkit.data.csv_source import write_csv
 from ferkit.data.types import FERData
-from ferkit.errors import DataError
-
-
-def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not overwrite:
-        raise DataError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace")
+from ferkit.outputs import refuse_existing, replaced_atomically
 
 
 def to_npy(data: FERData, out: Path, *, overwrite: bool = False) -> list[Path]:
@@ -22,19 +16,23 @@ def to_npy(data: FERData, out: Path, *, overwrite: bool = False) -> list[Path]:
     for every non-empty split; returns the files written."""
     splits = {name: s for name, s in data.splits.items() if len(s)}
     targets = [out / f"{name}_{kind}.npy" for name in splits for kind in ("images", "labels")]
-    _refuse_existing(targets, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
+    if not overwrite:
+        refuse_existing(targets)
     for name, split in splits.items():
-        np.save(out / f"{name}_images.npy", np.ascontiguousarray(split.images))
-        np.save(out / f"{name}_labels.npy", np.asarray(split.labels, np.int64))
+        _save(out / f"{name}_images.npy", np.ascontiguousarray(split.images))
+        _save(out / f"{name}_labels.npy", np.asarray(split.labels, np.int64))
     return targets
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    # Through a file object: np.save would add ".npy" to the temporary name.
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 def to_csv(data: FERData, out: Path, *, overwrite: bool = False) -> int:
     """Write the fer2013.csv format; returns the number of rows written."""
-    _refuse_existing([out], overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    n = write_csv(data, tmp)
-    tmp.replace(out)
-    return n
+    if not overwrite:
+        refuse_existing([out])
+    with replaced_atomically(out) as tmp:
+        return write_csv(data, tmp)

@@ -33,6 +33,7 @@ from ferkit.imaging import ImageError
 from ferkit.inference.crops import DEFAULT_MARGIN, crop_faces
 from ferkit.inference.faces import Detector, find_faces, make_detector
 from ferkit.inference.frames import load_frame
+from ferkit.outputs import refuse_existing, replaced_atomically
 
 LOG_NAME = "crops.csv"
 STATUSES = ("ok", "no_face", "unreadable")
@@ -88,11 +89,11 @@ def crop_face_folder(
     if finder is None:
         raise DataError("cropping faces needs a face detector (haar or yunet), not 'none'")
     targets = _outputs(src, files)
-    existing = [t for t in [*targets, Path(LOG_NAME)] if (dst / t).exists()]
-    if existing and not overwrite:
-        raise DataError(f"{dst}: {len(existing)} output file(s) already exist (first: "
-                        f"{dst / existing[0]}); pass --overwrite to replace them, or choose "
-                        "another output folder")  # fmt: skip
+    if not overwrite:
+        refuse_existing(
+            (dst / t for t in [*targets, Path(LOG_NAME)]),
+            hint="pass --overwrite to replace them, or choose another output folder",
+        )
 
     def one(job: tuple[Path, Path]) -> Crop:
         return _crop_one(job[0], src, dst, job[1], finder, size, margin)
@@ -153,14 +154,11 @@ def _crop_one(
 
 
 def _write_log(path: Path, crops: list[Crop]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w", newline="") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["source", "status", "output", "faces", "x", "y", "w", "h", "error"])
         for c in crops:
             w.writerow([c.source, c.status, c.output, c.faces, *(c.box or [""] * 4), c.error])
-    tmp.replace(path)
 
 
 def _summary(src: Path, dst: Path, crops: list[Crop], size: int, margin: float) -> dict:

@@ -23,6 +23,7 @@ import torch
 
 from ferkit.errors import CheckpointError
 from ferkit.inference.model_io import ONNX_META_KEY
+from ferkit.outputs import replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ def _jsonable(value):
 def export_onnx(model: torch.nn.Module, meta: dict, out: str | Path, *, opset: int = OPSET) -> Path:
     """Write `model` as ONNX to `out` (see `onnx_bytes`) and return the path."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(onnx_bytes(model, meta, opset=opset))
+    with replaced_atomically(out) as tmp:
+        tmp.write_bytes(onnx_bytes(model, meta, opset=opset))
     log.info("wrote %s", out)
     return out
 

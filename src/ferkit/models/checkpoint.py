@@ -19,7 +19,6 @@ weights into it strictly.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from ferkit.models._weights import (
     safe_load,
 )
 from ferkit.models.registry import _primitive, create_model
+from ferkit.outputs import refuse_existing, replaced_atomically
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "checkpoint_metadata", "load_checkpoint", "save_checkpoint"]
 
@@ -79,8 +79,8 @@ def save_checkpoint(
         CheckpointError: the file exists, or the model or metadata do not fit together.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise CheckpointError(f"{path} exists; pass overwrite=True to replace it")
+    if not overwrite:
+        refuse_existing([path], error=CheckpointError, hint="pass overwrite=True to replace it")
     arch = getattr(model, "ferkit_arch", None)
     kwargs = dict(getattr(model, "ferkit_kwargs", None) or {})
     if arch is None:
@@ -123,11 +123,8 @@ def save_checkpoint(
         }
     except ConfigError as exc:
         raise CheckpointError(f"cannot save {path}: {exc}") from exc
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a crash mid-write never leaves a truncated checkpoint behind.
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        torch.save(ckpt, tmp)
     return path
 
 

@@ -1,0 +1,53 @@
+"""Writing a user's outputs: never replace one silently, never leave half a file behind.
+
+Every command that writes files (data convert, data crop, predict, export, checkpoints) checks
+its outputs with `refuse_existing` before any work starts, and writes each finished file
+through `replaced_atomically`, so an error or a crash mid-write keeps the old file whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ferkit.errors import DataError, FerkitError
+
+SHOWN = 3  # existing outputs named in the message; the rest are counted
+
+
+def refuse_existing(
+    paths: Iterable[Path | None],
+    *,
+    hint: str = "pass --overwrite to replace them",
+    error: type[FerkitError] = DataError,
+) -> None:
+    """Raise `error` if any of `paths` exists, naming the first few and counting the rest.
+
+    Args:
+        paths: the outputs a command is about to write; None entries are skipped.
+        hint: what the user can do, appended to the message.
+        error: the error type to raise (the caller's domain).
+    """
+    taken = [str(p) for p in paths if p is not None and Path(p).exists()]
+    if taken:
+        more = f" and {len(taken) - SHOWN} more" if len(taken) > SHOWN else ""
+        verb = "exists" if len(taken) == 1 else "exist"
+        raise error(f"{', '.join(taken[:SHOWN])}{more} already {verb}; {hint}")
+
+
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; when the block ends without an error,
+    the temporary file replaces `path` in one step. On an error it is removed and `path` is
+    left as it was. The folder is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
