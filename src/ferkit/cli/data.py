@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ferkit.cli.predict import add_detector_options, detector_from_args
+from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
 from ferkit.data import load_dataset
 from ferkit.data.convert import to_csv, to_npy
 from ferkit.errors import DataError

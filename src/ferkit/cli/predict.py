@@ -20,49 +20,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
+from ferkit.cli.recognizer_options import add_model_options, make_recognizer
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.outputs import refuse_existing
-from ferkit.tta import TTA_MODES
 
 log = logging.getLogger(__name__)
 
 FILES_PER_BATCH = 32  # images whose faces share forward passes
-
-
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """--model/--backend/--detector/... shared by `predict` and `webcam`."""
-    p.add_argument("--model", "-m", help="checkpoint, run folder or .onnx (default: shipped model)")
-    p.add_argument(
-        "--backend", choices=("torch", "onnx"), help="default: onnx for .onnx, else torch"
-    )
-    add_detector_options(p)
-    p.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_MODES,
-                   help="test-time augmentation: flip (the default when given alone: each face "
-                   "and its mirror image, 2x the compute) or tencrop (10 crops, 10x)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=64, help="faces per forward pass (64)")
-
-
-def add_detector_options(p: argparse.ArgumentParser, *, crops: bool = True) -> None:
-    """--detector/--detector-model/--detect-side; `crops`: offer "none" (inputs are crops)."""
-    names = ("haar", "yunet", "none") if crops else ("haar", "yunet")
-    none = "; none = inputs are face crops" if crops else ""
-    p.add_argument("--detector", choices=names, default="haar",
-                   help=f"face detector (default haar{none})")  # fmt: skip
-    p.add_argument("--detector-model", help="YuNet .onnx file, or a Haar cascade XML")
-    p.add_argument("--detect-side", type=int, metavar="PX",
-                   help="shrink images to PX on the longer side for detection (haar 320, yunet "
-                   "640); raise it to find small faces in group photos")  # fmt: skip
-
-
-def detector_from_args(args: argparse.Namespace):
-    """The detector the options of `add_detector_options` name (None for "none")."""
-    from ferkit.inference.faces import make_detector
-
-    name = "none" if getattr(args, "no_detect", False) else args.detector
-    detector = make_detector(name, model_path=args.detector_model)
-    if args.detect_side and detector is not None:
-        detector.max_side = args.detect_side
-    return detector
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,15 +56,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace --csv and --annotate outputs that exist (refused otherwise)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
-
-
-def make_recognizer(args: argparse.Namespace):
-    """An EmotionRecognizer from the shared model options."""
-    from ferkit.inference.recognizer import EmotionRecognizer
-
-    detector = detector_from_args(args)
-    return EmotionRecognizer(args.model, backend=args.backend, detector=detector, tta=args.tta,
-                             batch_size=args.batch_size)  # fmt: skip
 
 
 def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:

@@ -21,7 +21,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ferkit.cli.predict import add_model_options
+    from ferkit.cli.recognizer_options import add_model_options
 
     p = sub.add_parser(
         "serve",
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                           "python-multipart") from None  # fmt: skip
     import torch
 
-    from ferkit.cli.predict import make_recognizer
+    from ferkit.cli.recognizer_options import make_recognizer
     from ferkit.inference.model_io import default_checkpoint
 
     if args.model is None:

@@ -21,7 +21,7 @@ WINDOW = "ferkit webcam (q to quit)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ferkit.cli.predict import add_model_options
+    from ferkit.cli.recognizer_options import add_model_options
 
     p = sub.add_parser("webcam", help="live emotions from a camera, in a window")
     p.add_argument("--camera", default="0", help="camera index or stream URL/device path (0)")
@@ -50,7 +50,7 @@ def gui_problem() -> str | None:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from ferkit.cli.predict import make_recognizer
+    from ferkit.cli.recognizer_options import make_recognizer
     from ferkit.inference.draw import annotate
     from ferkit.inference.video import Smoother
 
