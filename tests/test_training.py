@@ -280,10 +280,12 @@ def test_interrupt_leaves_resumable_checkpoint(tiny_data, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_ddp_two_cpu_processes(tiny_data, tmp_path):
+def test_ddp_two_cpu_processes_with_a_teacher(tiny_data, trained_run, tmp_path):
+    """Two ranks, each with its own frozen copy of the teacher (distillation under DDP)."""
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "ferkit", *tiny_args(tiny_data, run, "--epochs", "1"),
-           "--device", "cpu", "--devices", "2", "--strategy", "ddp"]  # fmt: skip
+           "--device", "cpu", "--devices", "2", "--strategy", "ddp",
+           "--set", f"teacher={trained_run}"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -292,6 +294,8 @@ def test_ddp_two_cpu_processes(tiny_data, tmp_path):
     ]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+    columns = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train_distill_loss" in columns  # the teacher took part on both ranks
 
 
 @pytest.mark.shared_data
