@@ -20,7 +20,7 @@ SHOWN = 3  # existing outputs named in the message; the rest are counted
 def refuse_existing(
     paths: Iterable[Path | None],
     *,
-    hint: str = "pass --overwrite to replace them",
+    hint: str = "pass --overwrite to replace",
     error: type[FerkitError] = DataError,
 ) -> None:
     """Raise `error` if any of `paths` exists, naming the first few and counting the rest.

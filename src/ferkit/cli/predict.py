@@ -146,7 +146,7 @@ def _refuse_existing(args, images, videos, video_out) -> None:
     refuse_existing(
         targets,
         error=ConfigError,
-        hint="pass --overwrite to replace them, or choose another --csv/--annotate",
+        hint="pass --overwrite to replace, or choose another --csv/--annotate",
     )
 
 
