@@ -170,7 +170,13 @@ def test_evaluate_json(trained_run, tiny_data, tmp_path, capsys):
     assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--split", "test",
                  "--tta", "tencrop", "--json"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["n"] == 14
+    before = out.read_bytes()
     assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--json", str(out)]) == 2
+    assert "eval.json already exists; choose another --json file" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    # refused before any work: a data set that does not exist is not even looked at
+    assert main(["evaluate", str(trained_run), "--data", "nowhere", "--json", str(out)]) == 2
+    assert "eval.json already exists" in capsys.readouterr().err
 
 
 def test_evaluate_other_data_set_through_aliases(trained_run, tmp_path):

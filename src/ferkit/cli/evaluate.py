@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ferkit.errors import FerkitError
+from ferkit.outputs import refuse_existing, replaced_atomically
 from ferkit.tta import TTA_MODES
 
 
@@ -41,17 +42,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ferkit.evaluation.evaluate import evaluate
 
+    out = None if args.json in (None, "-") else Path(args.json)
+    refuse_existing([out], error=FerkitError, hint="choose another --json file")  # before work
     result = evaluate(args.checkpoint, args.data, split=args.split, tta=args.tta,
                       batch_size=args.batch_size)  # fmt: skip
     if args.json:
         text = json.dumps(result, indent=1)
-        if args.json == "-":
+        if out is None:
             print(text)
         else:
-            out = Path(args.json)
-            if out.exists():
-                raise FerkitError(f"{out} already exists; choose another --json file")
-            out.write_text(text)
+            with replaced_atomically(out) as tmp:
+                tmp.write_text(text)
     if args.json != "-":
         print(f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
               f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
