@@ -207,6 +207,16 @@ def test_compare(trained_run, tmp_path, capsys):
     )
     assert Image.open(plot).width > 300
 
+    before = plot.read_bytes()  # an existing plot is refused before any work, and kept
+    assert main(["compare", str(trained_run), "--plot", str(plot)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and plot.read_bytes() == before
+    assert main(["compare", str(trained_run), "--plot", str(plot), "--overwrite"]) == 0
+    svg = tmp_path / "cmp.svg"  # the format follows the suffix, not the temporary file's
+    assert main(["compare", str(trained_run), "--plot", str(svg)]) == 0
+    assert svg.read_text().lstrip().startswith("<?xml")
+    assert main(["compare", str(trained_run), "--no-plot", "--format", "csv"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.png", "cmp.svg"]
+
 
 def test_stage_from_checkpoint_carries_parent_recipe(trained_run, tiny_data, tmp_path):
     parent = trained_run / "best.pt"

@@ -35,7 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compare", help="compare runs: a table and a val-accuracy plot")
     c.add_argument("runs", nargs="+", type=Path, help="run folders")
     c.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
-    c.add_argument("--plot", type=Path, default=Path("compare_val_acc.png"), help="plot file")
+    c.add_argument("--plot", type=Path, default=Path("compare_val_acc.png"),
+                   help="validation-accuracy plot to write (default: %(default)s)")  # fmt: skip
+    c.add_argument("--no-plot", action="store_true", help="print the table only")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing plot file")
     c.set_defaults(func=cmd_compare)
 
 
@@ -75,6 +78,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ferkit.evaluation import plots
     from ferkit.evaluation.report import compare_runs
 
+    plot = None if args.no_plot else args.plot
+    if not args.overwrite:
+        refuse_existing([plot], error=FerkitError,
+                        hint="pass --overwrite to replace it, --plot FILE or --no-plot")  # fmt: skip
     table, fig = compare_runs(args.runs)
     if args.format == "csv":
         print(table.to_csv(index=False), end="")
@@ -82,7 +89,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(_markdown(table))
     else:
         print(table.to_string(index=False))
-    plots.save(fig, args.plot)
+    if plot is not None:
+        with replaced_atomically(plot) as tmp:
+            plots.save(fig, tmp, format=plot.suffix.lstrip(".") or "png")
     return 0
 
 

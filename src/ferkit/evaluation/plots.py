@@ -141,5 +141,6 @@ def val_accuracy_overlay(curves: dict[str, pd.Series]) -> Figure:
     return fig
 
 
-def save(fig: Figure, path, dpi: int = 110) -> None:
-    fig.savefig(path, dpi=dpi)
+def save(fig: Figure, path, dpi: int = 110, format: str | None = None) -> None:
+    """Write `fig` to `path`; `format` (png, pdf, svg, ...) defaults to the path's suffix."""
+    fig.savefig(path, dpi=dpi, format=format)
