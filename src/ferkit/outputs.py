@@ -1,9 +1,9 @@
 """Writing a user's outputs: never replace one silently, never leave half a file behind.
 
 Every command that writes a user's files (data convert, data crop, predict, export, evaluate
---json, compare --plot, checkpoints) checks its outputs with `refuse_existing` before any work starts, and
-writes each finished file through `replaced_atomically`, so an error or a crash mid-write keeps
-the old file whole.
+--json, compare --plot, checkpoints) checks its outputs with `refuse_existing` before any work
+starts, and writes each finished file through `replaced_atomically`, so an error or a crash
+mid-write keeps the old file whole.
 """
 
 from __future__ import annotations
