@@ -61,6 +61,24 @@ def test_int8_runs_with_metadata(onnx_file, tmp_path, static):
     assert probs.shape == (3, 7) and np.allclose(probs.sum(1), 1, atol=1e-5)
 
 
+def test_int8_failure_keeps_the_old_file(onnx_file, tmp_path, monkeypatch):
+    """A failure after quantisation has written its model (here: restoring the metadata)
+    leaves an earlier export whole and no temporary file behind."""
+    import ferkit.inference.export as export
+
+    def fail(src, dst):
+        assert Path(dst).stat().st_size > 1000  # the int8 model was written by then
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "_copy_metadata", fail)
+    out = tmp_path / "m.int8.onnx"
+    out.write_bytes(b"an earlier int8 export")
+    with pytest.raises(RuntimeError, match="disk full"):
+        quantize_int8(onnx_file, out)
+    assert out.read_bytes() == b"an earlier int8 export"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.int8.onnx"]
+
+
 def test_export_cli_onnx_int8_and_calibrated_pt(checkpoint, msambare, tmp_path, capsys):
     out = tmp_path / "m.onnx"
     assert main(["export", str(checkpoint), str(out), "--int8", "--data", str(msambare)]) == 0

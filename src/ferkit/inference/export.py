@@ -131,7 +131,17 @@ def quantize_int8(
             static quantisation (activations too, QDQ format, per-channel weights), which is
             what makes convolutions fast; without, dynamic quantisation, which only covers
             MatMul/Gemm weights.
+
+    The int8 file is written beside `onnx_out` and replaces it only once it is complete.
     """
+    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
+    with replaced_atomically(onnx_out) as tmp:
+        _quantize(onnx_in, tmp, calibration)
+        _copy_metadata(onnx_in, tmp)
+    return onnx_out
+
+
+def _quantize(onnx_in: Path, onnx_out: Path, calibration: np.ndarray | None) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -141,7 +151,6 @@ def quantize_int8(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     prepared = onnx_out.with_suffix(".prep.onnx")
     # onnxruntime.quantization logs one INFO line per tensor on the root logger; silence INFO
     # for the duration of the call only (restored in `finally`).
@@ -175,8 +184,6 @@ def quantize_int8(
     finally:
         logging.disable(previous)
         prepared.unlink(missing_ok=True)
-    _copy_metadata(onnx_in, onnx_out)
-    return onnx_out
 
 
 def _copy_metadata(src: Path, dst: Path) -> None:
