@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import logging
 import math
@@ -129,7 +130,7 @@ def create_app(
         loop = asyncio.get_running_loop()
 
         def done(_job) -> None:  # in the worker thread, or the loop's where cancelled
-            if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed: the server is gone
                 loop.call_soon_threadsafe(finished)
 
         job.add_done_callback(done)
