@@ -207,9 +207,11 @@ def test_compare(trained_run, tmp_path, capsys):
     )
     assert Image.open(plot).width > 300
 
-    before = plot.read_bytes()  # an existing plot is refused before any work, and kept
-    assert main(["compare", str(trained_run), "--plot", str(plot)]) == 2
+    before = plot.read_bytes()  # an existing plot is refused before any run is read, and kept
+    assert main(["compare", str(tmp_path / "no-such-run"), "--plot", str(plot)]) == 2
     assert "--overwrite" in capsys.readouterr().err and plot.read_bytes() == before
+    assert main(["compare", str(tmp_path / "no-such-run"), "--plot", "cmp.txt"]) == 2
+    assert "cannot write a plot as .txt; use one of" in capsys.readouterr().err
     assert main(["compare", str(trained_run), "--plot", str(plot), "--overwrite"]) == 0
     svg = tmp_path / "cmp.svg"  # the format follows the suffix, not the temporary file's
     assert main(["compare", str(trained_run), "--plot", str(svg)]) == 0

@@ -79,6 +79,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ferkit.evaluation.report import compare_runs
 
     plot = None if args.no_plot else args.plot
+    plot_format = _plot_format(plot) if plot is not None else None
     if not args.overwrite:
         refuse_existing([plot], error=FerkitError,
                         hint="pass --overwrite to replace it, --plot FILE or --no-plot")  # fmt: skip
@@ -91,8 +92,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(table.to_string(index=False))
     if plot is not None:
         with replaced_atomically(plot) as tmp:
-            plots.save(fig, tmp, format=plot.suffix.lstrip(".") or "png")
+            plots.save(fig, tmp, format=plot_format)
     return 0
+
+
+def _plot_format(path: Path) -> str:
+    """The image format named by `path`'s suffix (png without one), checked before any work."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        raise FerkitError(f"{path}: cannot write a plot as .{fmt}; use one of "
+                          f"{', '.join('.' + f for f in sorted(formats))}")  # fmt: skip
+    return fmt
 
 
 def _markdown(table) -> str:
