@@ -27,6 +27,7 @@ def test_refuse_existing_raises_the_callers_error_with_its_hint(tmp_path):
 def test_replaced_atomically_replaces_only_when_the_write_succeeds(tmp_path):
     out = tmp_path / "sub" / "results.csv"
     with replaced_atomically(out) as tmp:
+        assert tmp.suffix == ".csv"  # writers that go by the suffix see the real one
         tmp.write_text("first")
         assert not out.exists()  # nothing visible until the block ends
     assert out.read_text() == "first"

@@ -213,7 +213,7 @@ def test_compare(trained_run, tmp_path, capsys):
     assert main(["compare", str(tmp_path / "no-such-run"), "--plot", "cmp.txt"]) == 2
     assert "cannot write a plot as .txt; use one of" in capsys.readouterr().err
     assert main(["compare", str(trained_run), "--plot", str(plot), "--overwrite"]) == 0
-    svg = tmp_path / "cmp.svg"  # the format follows the suffix, not the temporary file's
+    svg = tmp_path / "cmp.svg"  # the format follows the suffix, which the temporary file keeps
     assert main(["compare", str(trained_run), "--plot", str(svg)]) == 0
     assert svg.read_text().lstrip().startswith("<?xml")
     assert main(["compare", str(trained_run), "--no-plot", "--format", "csv"]) == 0

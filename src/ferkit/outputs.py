@@ -42,11 +42,13 @@ def refuse_existing(
 def replaced_atomically(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write to; when the block ends without an error,
     the temporary file replaces `path` in one step. On an error it is removed and `path` is
-    left as it was. The folder is created if needed.
+    left as it was. The folder is created if needed. The temporary file is hidden and keeps
+    the suffix (`.partial-plot.png` for `plot.png`, none for a name without one), so writers
+    that go by it (np.save, matplotlib) write what the name asks for.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f".partial-{path.name}")
     try:
         yield tmp
         os.replace(tmp, path)

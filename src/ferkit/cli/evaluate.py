@@ -97,7 +97,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _plot_format(path: Path) -> str:
-    """The image format named by `path`'s suffix (png without one), checked before any work."""
+    """The image format `path`'s suffix names (png without one), checked before any work.
+    Passed on explicitly: matplotlib would add ".png" to a name without a suffix."""
     from matplotlib.backend_bases import FigureCanvasBase
 
     fmt = path.suffix.lstrip(".").lower() or "png"

@@ -25,9 +25,8 @@ def to_npy(data: FERData, out: Path, *, overwrite: bool = False) -> list[Path]:
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    # Through a file object: np.save would add ".npy" to the temporary name.
-    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, array)
+    with replaced_atomically(path) as tmp:
+        np.save(tmp, array)
 
 
 def to_csv(data: FERData, out: Path, *, overwrite: bool = False) -> int:
