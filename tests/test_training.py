@@ -369,6 +369,28 @@ def test_teacher_with_its_own_input_size_and_channels(tmp_path):
     assert probs.shape == (5, 7) and torch.allclose(probs.sum(1), torch.ones(5))
 
 
+def test_teacher_tta_averages_the_views_of_the_batch(tmp_path):
+    from ferkit.models import create_model, save_checkpoint
+    from ferkit.training.distill import load_teachers, teacher_probs
+    from ferkit.tta import tta_views
+
+    torch.manual_seed(0)
+    path = tmp_path / "t.pt"
+    save_checkpoint(path, create_model("simple_cnn").eval(), input_size=(48, 48), mean=(0.5,),
+                    std=(0.5,), in_channels=1)  # fmt: skip
+    [teacher] = load_teachers(str(path))
+    faces = torch.rand(4, 1, 48, 48)
+    views = tta_views(faces, "tencrop")
+    expected = torch.stack([teacher_probs([teacher], v, 2.0) for v in views]).mean(0)
+    tencrop = teacher_probs([teacher], faces, 2.0, tta="tencrop")
+    assert torch.allclose(tencrop, expected, atol=1e-6)
+    assert not torch.allclose(tencrop, teacher_probs([teacher], faces, 2.0), atol=1e-4)
+    with pytest.raises(ConfigError, match=r"unknown teacher_tta 'tencrops'.*Valid: none, flip"):
+        load_config(None, {"teacher": "t.pt", "teacher_tta": "tencrops"})
+    with pytest.raises(ConfigError, match="teacher_tta 'flip' needs a teacher"):
+        load_config(None, {"teacher_tta": "flip"})
+
+
 def test_teacher_errors_name_the_problem(tmp_path):
     from ferkit.models import create_model, save_checkpoint
     from ferkit.training.distill import load_teachers

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ferkit.errors import ConfigError
+from ferkit.tta import TTA_MODES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "exponential", "step", "cosine", "onecycle", "plateau")
@@ -83,6 +84,7 @@ class TrainConfig:
     teacher: str | list | None = None  # checkpoint or run folder (a list: an ensemble)
     distill_weight: float = 0.5  # share of the teacher term in the loss (the rest: labels)
     distill_temperature: float = 2.0  # softens teacher and student logits in the teacher term
+    teacher_tta: str = "none"  # teachers average their views: none, flip, tencrop (10x cost)
     # --- early stopping and checkpoints
     monitor: str = "val_acc"  # val_acc or val_loss: selects the best checkpoint too
     patience: int = 10  # epochs without improvement before stopping (0: never)
@@ -150,7 +152,8 @@ def _coerce(key: str, value: Any) -> Any:
 
 def _check_choices(cfg: TrainConfig) -> None:
     for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                         ("precision", PRECISIONS), ("monitor", MONITORS)):  # fmt: skip
+                         ("precision", PRECISIONS), ("monitor", MONITORS),
+                         ("teacher_tta", TTA_MODES)):  # fmt: skip
         value = getattr(cfg, key)
         if value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
@@ -158,6 +161,8 @@ def _check_choices(cfg: TrainConfig) -> None:
             raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
     if not 0 <= cfg.distill_weight <= 1:
         raise ConfigError(f"distill_weight must be in 0..1, got {cfg.distill_weight}")
+    if cfg.teacher_tta != "none" and not cfg.teacher:
+        raise ConfigError(f"teacher_tta {cfg.teacher_tta!r} needs a teacher: set teacher=PATH")
     if cfg.distill_temperature <= 0:
         raise ConfigError(f"distill_temperature must be > 0, got {cfg.distill_temperature}")
 

@@ -11,7 +11,9 @@ Teachers are ferkit checkpoints of any architecture, input size or normalisation
 the same augmented (and mixed) batch through its own preprocessing, so a 112x112 RGB ResNet can
 teach a 48x48 gray student. Several teachers are averaged in probability space (an ensemble).
 They run frozen, in eval mode, with batch norm folded into the convolutions, under the
-trainer's autocast.
+trainer's autocast. With `teacher_tta` each teacher's softmax is also averaged over the TTA views
+of the batch (`ferkit.tta`): a ten-crop teacher is a stronger teacher than the same network on
+one view, and the student learns to give the averaged answer from one view.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ferkit.inference.model_io import resolve_checkpoint
 from ferkit.labels import EMOTIONS
 from ferkit.models import load_checkpoint
 from ferkit.preprocess import to_model_input
+from ferkit.tta import tta_views
 
 __all__ = ["Teacher", "distill_loss", "load_teachers", "teacher_probs"]
 
@@ -105,11 +108,14 @@ def load_teachers(teacher: str | Sequence[str] | None) -> list[Teacher]:
 
 @torch.no_grad()
 def teacher_probs(
-    teachers: Sequence[Teacher], faces: torch.Tensor, temperature: float
+    teachers: Sequence[Teacher], faces: torch.Tensor, temperature: float, tta: str = "none"
 ) -> torch.Tensor:
-    """The teachers' mean softmax at `temperature` for faces (N, 1, H, W) in 0..1, float32."""
-    probs = [F.softmax(t.logits(faces).float() / temperature, dim=1) for t in teachers]
-    return torch.stack(probs).mean(0)
+    """The teachers' mean softmax at `temperature` for faces (N, 1, H, W) in 0..1, float32,
+    averaged over the views of `tta` (a `ferkit.tta` mode) too."""
+    views = tta_views(faces, tta)
+    batch = torch.cat(views)  # one forward pass per teacher for all the views
+    probs = [F.softmax(t.logits(batch).float() / temperature, dim=1) for t in teachers]
+    return torch.cat([p.reshape(len(views), len(faces), -1) for p in probs]).mean(0)
 
 
 def distill_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor,

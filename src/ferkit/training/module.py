@@ -94,7 +94,8 @@ class FERClassifier(L.LightningModule):
         loss = self._loss(logits, target)
         if self.teachers:
             t, w = self.cfg.distill_temperature, self.cfg.distill_weight
-            soft = distill_loss(logits, teacher_probs(self.teachers, faces, t), t)
+            soft_targets = teacher_probs(self.teachers, faces, t, self.cfg.teacher_tta)
+            soft = distill_loss(logits, soft_targets, t)
             self.log("train_label_loss", loss, on_step=False, on_epoch=True)
             self.log("train_distill_loss", soft, on_step=False, on_epoch=True)
             loss = (1 - w) * loss + w * soft
