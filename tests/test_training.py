@@ -67,6 +67,18 @@ def test_config_types_and_choices():
         load_config(None, {"scheduler": "linear"})
 
 
+def test_help_config_lists_every_key_with_its_default_and_comment(capsys):
+    from ferkit.training.config import FIELDS
+
+    assert main(["train", "--help-config"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(FIELDS)
+    undocumented = [line.split()[0] for line in lines if len(line.split()) < 3]
+    assert undocumented == [], "every config key needs a one-line comment in TrainConfig"
+    [tta] = [line for line in lines if line.startswith("teacher_tta ")]
+    assert "'none'" in tta and "tencrop" in tta
+
+
 def test_config_extends_merges_base_under_recipe(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "a.yaml").write_text("model: vgg_13\nlr: 0.1\nepochs: 50\n")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
-from ferkit.training.config import FIELDS, TrainConfig, load_config, parse_set
+from ferkit.training.config import FIELDS, TrainConfig, field_comments, load_config, parse_set
 
 # Flags for the common settings: flag -> config key.
 FLAGS = {
@@ -49,9 +48,11 @@ def _comment(key: str) -> str:
 
 
 def _config_help() -> str:
-    defaults = TrainConfig()
+    defaults, comments = TrainConfig(), field_comments()
+    rows = [(name, repr(getattr(defaults, name))) for name in FIELDS]
+    width = max(len(default) for _, default in rows)
     return "\n".join(
-        f"{f.name:<18} {getattr(defaults, f.name)!r}" for f in dataclasses.fields(TrainConfig)
+        f"{name:<20} {default:<{width}}  {comments[name]}".rstrip() for name, default in rows
     )
 
 

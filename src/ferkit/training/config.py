@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,26 +44,26 @@ class TrainConfig:
     model: str = "flagship"  # a name from `ferkit models`
     model_kwargs: dict = field(default_factory=dict)  # extra keyword arguments of the model
     image_size: int | None = None  # model input side; None: the model's default
-    pretrained: str | None = None  # transfer models: "imagenet" or a local state-dict file
+    pretrained: str | None = None  # weights to start from: a checkpoint, or "imagenet" (transfer)
     freeze: str | None = None  # transfer models: none, head, last_stage
     body_lr_scale: float = 1.0  # learning-rate factor of a pretrained body (head at lr)
     batch_norm: bool | None = None  # ablation: None keeps the model's default
     dropout: float | None = None  # ablation: None keeps the model's default, 0 disables
     # --- optimisation
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
+    epochs: int = 30  # training epochs (the schedule's length)
+    batch_size: int = 64  # images per step (per process under DDP)
+    lr: float = 1e-3  # peak learning rate
     optimizer: str = "adamw"  # sgd, adam, adamw
     momentum: float = 0.9  # sgd
     nesterov: bool = False  # sgd
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-4  # L2 penalty of the optimizer
     scheduler: str = "cosine"  # none, exponential, step, cosine, onecycle, plateau
     warmup_epochs: float = 0.0  # linear warm-up before cosine
     gamma: float = 0.95  # exponential/step decay factor
     step_size: int = 10  # step: epochs between decays
     plateau_patience: int = 3  # plateau: epochs without improvement before decay
     plateau_factor: float = 0.5  # plateau: decay factor
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.0  # cross-entropy label smoothing, e.g. 0.1
     class_weights: bool = False  # weight the loss by inverse class frequency
     balanced_sampler: bool = False  # draw classes equally often instead
     grad_clip: float = 0.0  # clip the gradient norm (0: off)
@@ -69,7 +71,7 @@ class TrainConfig:
     channels_last: bool = True  # faster convolutions on CPU (oneDNN) and GPU
     ema: float = 0.0  # exponential moving average of weights, e.g. 0.999 (0: off)
     # --- augmentation (training batches only; `augment: false` switches all off)
-    augment: bool = True
+    augment: bool = True  # false switches every augmentation below off
     hflip: bool = True  # horizontal flip, p=0.5
     rotation: float = 10.0  # max degrees
     shift: float = 0.1  # max translation, fraction of the side
@@ -92,7 +94,7 @@ class TrainConfig:
     # --- hardware
     device: str = "auto"  # auto, cpu, gpu
     devices: int | str = 1  # processes/GPUs per node (DDP when > 1)
-    num_nodes: int = 1
+    num_nodes: int = 1  # machines (multi-node DDP)
     strategy: str = "auto"  # auto, ddp, ddp_spawn, ...
     smoke: bool = False  # shrink to seconds: 1 epoch, 256 images per split
 
@@ -111,6 +113,16 @@ class TrainConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
+
+
+def field_comments() -> dict[str, str]:
+    """Each config key's one-line comment in `TrainConfig`'s source ("" where it has none)."""
+    comments = dict.fromkeys(FIELDS, "")
+    for line in inspect.getsource(TrainConfig).splitlines():
+        match = re.match(r"\s+(\w+): [^#]*#\s*(.*)$", line)
+        if match and match[1] in comments:
+            comments[match[1]] = match[2]
+    return comments
 
 
 EXTENDS = "extends"  # a recipe's key naming the recipe it builds on (not a config field)
