@@ -77,6 +77,8 @@ def test_help_config_lists_every_key_with_its_default_and_comment(capsys):
     assert undocumented == [], "every config key needs a one-line comment in TrainConfig"
     [tta] = [line for line in lines if line.startswith("teacher_tta ")]
     assert "'none'" in tta and "tencrop" in tta
+    assert main(["train", "--help"]) == 0
+    assert "peak learning rate [config key lr, default 0.001]" in capsys.readouterr().out
 
 
 def test_config_extends_merges_base_under_recipe(tmp_path):

@@ -30,8 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable); see --help-config")  # fmt: skip
+    comments = field_comments()
     for flag, key in FLAGS.items():
-        p.add_argument(flag, dest=f"flag_{key}", metavar=key.upper(), help=_comment(key))
+        p.add_argument(flag, dest=f"flag_{key}", metavar=key.upper(),
+                       help=f"{comments[key]} [config key {key}, default {FIELDS[key].default}]")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="shrink to seconds: 1 epoch, 256 images")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="reuse an existing --out folder")
@@ -40,11 +42,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON at the end")
     p.set_defaults(func=cmd_train)
-
-
-def _comment(key: str) -> str:
-    default = FIELDS[key].default
-    return f"config key {key} (default {default})"
 
 
 def _config_help() -> str:

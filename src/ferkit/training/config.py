@@ -50,7 +50,7 @@ class TrainConfig:
     batch_norm: bool | None = None  # ablation: None keeps the model's default
     dropout: float | None = None  # ablation: None keeps the model's default, 0 disables
     # --- optimisation
-    epochs: int = 30  # training epochs (the schedule's length)
+    epochs: int = 30  # training epochs, the length of the schedule
     batch_size: int = 64  # images per step (per process under DDP)
     lr: float = 1e-3  # peak learning rate
     optimizer: str = "adamw"  # sgd, adam, adamw
@@ -71,7 +71,7 @@ class TrainConfig:
     channels_last: bool = True  # faster convolutions on CPU (oneDNN) and GPU
     ema: float = 0.0  # exponential moving average of weights, e.g. 0.999 (0: off)
     # --- augmentation (training batches only; `augment: false` switches all off)
-    augment: bool = True  # false switches every augmentation below off
+    augment: bool = True  # false switches all augmentation off
     hflip: bool = True  # horizontal flip, p=0.5
     rotation: float = 10.0  # max degrees
     shift: float = 0.1  # max translation, fraction of the side
