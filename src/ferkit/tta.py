@@ -6,6 +6,7 @@ One definition for `ferkit evaluate --tta`, `EmotionRecognizer(tta=...)` and `fe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ferkit.errors import ConfigError
@@ -13,7 +14,7 @@ from ferkit.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TTA_MODES", "TTA_VIEWS", "check_tta", "tta_views"]
+__all__ = ["TTA_MODES", "TTA_VIEWS", "check_tta", "tta_mean", "tta_views"]
 
 TTA_VIEWS = {"none": 1, "flip": 2, "tencrop": 10}  # views per face
 TTA_MODES = tuple(TTA_VIEWS)
@@ -49,3 +50,17 @@ def tta_views(faces: torch.Tensor, tta: str | bool | None) -> list[torch.Tensor]
 
     h, w = faces.shape[-2:]
     return list(TF.ten_crop(faces, [round(h * 7 / 8), round(w * 7 / 8)]))
+
+
+def tta_mean(
+    probs: Callable[[torch.Tensor], torch.Tensor], faces: torch.Tensor, tta: str | bool | None
+) -> torch.Tensor:
+    """The mean of `probs` over the TTA views of faces (N, 1, H, W): (N, C).
+
+    `probs` maps a batch of faces to (batch, C) probabilities; it runs once, on all the views
+    stacked into one batch (the views of `tencrop` keep their crop size, so they share one).
+    """
+    import torch
+
+    views = tta_views(faces, tta)
+    return probs(torch.cat(views)).reshape(len(views), len(faces), -1).mean(0)

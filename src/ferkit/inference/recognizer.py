@@ -33,7 +33,7 @@ from ferkit.inference.crops import DEFAULT_MARGIN, crop_faces
 from ferkit.inference.faces import Box, Detector, FixedBoxes, clip_box, find_faces, make_detector
 from ferkit.inference.frames import DEFAULT_MAX_SIDE, Frame, load_frame
 from ferkit.preprocess import to_model_input
-from ferkit.tta import TTA_VIEWS, check_tta, tta_views
+from ferkit.tta import TTA_VIEWS, check_tta, tta_mean
 
 log = logging.getLogger(__name__)
 
@@ -200,12 +200,14 @@ class EmotionRecognizer:
         views = TTA_VIEWS[self.tta]
         step = max(1, self.batch_size // views)
         for i in range(0, len(faces), step):
-            chunk = _as_tensor(faces[i : i + step]).unsqueeze(1)
-            k = len(chunk)
-            batch = torch.cat(tta_views(chunk.float() / 255, self.tta))
-            probs = torch.softmax(self.runner(self._input(batch)) / self.temperature, dim=1)
-            out[i : i + k] = probs.view(views, k, -1).mean(0).numpy()
+            chunk = _as_tensor(faces[i : i + step]).unsqueeze(1).float() / 255
+            probs = tta_mean(self._probs, chunk, self.tta)
+            out[i : i + len(chunk)] = probs.numpy()
         return out
+
+    def _probs(self, faces: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities for gray faces (N, 1, H, W) in 0..1."""
+        return torch.softmax(self.runner(self._input(faces)) / self.temperature, dim=1)
 
     def _input(self, faces: torch.Tensor) -> torch.Tensor:
         return to_model_input(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
 import re
 import types
@@ -115,6 +116,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 
 
+@functools.cache
 def field_comments() -> dict[str, str]:
     """Each config key's one-line comment in `TrainConfig`'s source ("" where it has none)."""
     comments = dict.fromkeys(FIELDS, "")

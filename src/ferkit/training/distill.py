@@ -31,7 +31,7 @@ from ferkit.inference.model_io import resolve_checkpoint
 from ferkit.labels import EMOTIONS
 from ferkit.models import load_checkpoint
 from ferkit.preprocess import to_model_input
-from ferkit.tta import tta_views
+from ferkit.tta import tta_mean
 
 __all__ = ["Teacher", "distill_loss", "load_teachers", "teacher_probs"]
 
@@ -112,10 +112,11 @@ def teacher_probs(
 ) -> torch.Tensor:
     """The teachers' mean softmax at `temperature` for faces (N, 1, H, W) in 0..1, float32,
     averaged over the views of `tta` (a `ferkit.tta` mode) too."""
-    views = tta_views(faces, tta)
-    batch = torch.cat(views)  # one forward pass per teacher for all the views
-    probs = [F.softmax(t.logits(batch).float() / temperature, dim=1) for t in teachers]
-    return torch.cat([p.reshape(len(views), len(faces), -1) for p in probs]).mean(0)
+    probs = [
+        tta_mean(lambda x, t=t: F.softmax(t.logits(x).float() / temperature, dim=1), faces, tta)
+        for t in teachers
+    ]
+    return torch.stack(probs).mean(0)
 
 
 def distill_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor,
