@@ -1,0 +1,247 @@
+"""`Result`: what was found in one image (or one video frame), and every way to write it out.
+
+    result = EmotionRecognizer().predict("photo.jpg")
+    result.top_emotion()            # ("happy", 0.91) for the largest face, None without a face
+    result.to_dict()                # {"file", "image": {"width", "height"}, "faces", "timing_ms"}
+    result.rows()                   # one dict per face: the CSV / DataFrame row
+    result.to_pandas()              # those rows as a pandas DataFrame
+    result.save("annotated.png")    # result.plot() is the annotated image as an array
+
+JSON, CSV rows, drawings and the command line's text all come from here, so `ferkit predict`,
+`ferkit serve` and Python report the same facts in the same words.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+
+if TYPE_CHECKING:
+    from ferkit.inference.recognizer import Face
+
+DIGITS = 4  # decimals of probabilities in JSON and CSV (1e-4 is far below any model's noise)
+
+
+def columns(labels: Sequence[str]) -> list[str]:
+    """The columns of `Result.rows()`, for images and video frames alike.
+
+    `frame`, `time_s` and `track` are empty for still images; `face` is the face's place in
+    its image (0 = largest); `score` is the detector's confidence (empty when the detector
+    gives none, or when boxes were given).
+    """
+    return [
+        "file",
+        "frame",
+        "time_s",
+        "face",
+        "track",
+        "x",
+        "y",
+        "w",
+        "h",
+        "score",
+        "label",
+        "confidence",
+        *labels,
+    ]
+
+
+@dataclass
+class Result:
+    """The faces found in one image or video frame, largest first.
+
+    A Result is a sequence of its faces (`len(result)`, `result[0]`, `for face in result`), so
+    code written when `predict` returned a list of faces keeps working.
+
+    Attributes:
+        source: the file name, or "<array>" / "<PIL image>" / "<bytes>".
+        size: the input's (width, height) in its own pixels; face boxes are in these pixels.
+        faces: the faces, largest first (empty when there is none).
+        labels: the model's emotion names, in its order (the keys of each face's scores).
+        timings: milliseconds spent on this image: "decode", "detect" and "classify" (the
+            model's time for a batch is shared among its images by their number of faces).
+        image: the picture faces were found in, as analysed (BGR or gray uint8, at most the
+            recognizer's `max_side` on its longer side); what `plot` draws on.
+        scale: input pixels per pixel of `image`.
+        frame, time_s: the frame index and its time in seconds, for video frames.
+        analysed: False for a video frame skipped by `every`: it carries the faces of the
+            last analysed frame (so an annotated video shows them) and adds no table rows.
+    """
+
+    source: str
+    size: tuple[int, int]
+    faces: list[Face]
+    labels: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    image: np.ndarray | None = field(default=None, repr=False)
+    scale: float = 1.0
+    frame: int | None = None
+    time_s: float | None = None
+    analysed: bool = True
+
+    # -- a sequence of faces ----------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __iter__(self) -> Iterator[Face]:
+        return iter(self.faces)
+
+    def __getitem__(self, i):
+        return self.faces[i]
+
+    def top_emotion(self) -> tuple[str, float] | None:
+        """(label, probability) of the largest face, or None when no face was found."""
+        if not self.faces:
+            return None
+        return self.faces[0].label, self.faces[0].confidence
+
+    # -- machine-readable -------------------------------------------------------------------
+
+    def to_dict(self, digits: int | None = DIGITS) -> dict[str, Any]:
+        """JSON-ready: {"file", "image": {"width", "height"}, "faces": [...], "timing_ms"},
+        plus "frame" and "time_s" for a video frame. Each face is `Face.to_dict(digits)`.
+        """
+        out: dict[str, Any] = {"file": self.source}
+        if self.frame is not None:
+            out["frame"] = self.frame
+            out["time_s"] = round(self.time_s, 3) if self.time_s is not None else None
+        out["image"] = {"width": self.size[0], "height": self.size[1]}
+        out["faces"] = [f.to_dict(digits) for f in self.faces]
+        out["timing_ms"] = {k: round(v, 2) for k, v in self.timings.items()}
+        return out
+
+    def to_json(self, indent: int | None = None, digits: int | None = DIGITS) -> str:
+        """`to_dict()` as a JSON string."""
+        return json.dumps(self.to_dict(digits), indent=indent)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per face with the keys of `columns(labels)`: the table form of the result."""
+        out = []
+        for i, face in enumerate(self.faces):
+            x, y, w, h = face.box
+            out.append(
+                {
+                    "file": self.source,
+                    "frame": self.frame,
+                    "time_s": self.time_s,
+                    "face": i,
+                    "track": getattr(face, "track", None),
+                    "x": x,
+                    "y": y,
+                    "w": w,
+                    "h": h,
+                    "score": getattr(face, "score", None),
+                    "label": face.label,
+                    "confidence": face.confidence,
+                    **face.scores,
+                }
+            )
+        return out
+
+    def to_csv(self, path: str | Path | IO[str]) -> None:
+        """Write `rows()` as CSV (with a header) to a file name or an open text file."""
+        write_csv(self.rows(), self.labels, path)
+
+    def to_pandas(self):
+        """`rows()` as a pandas DataFrame (pandas must be installed)."""
+        return to_dataframe(self.rows(), self.labels)
+
+    # -- for people -------------------------------------------------------------------------
+
+    def plot(self, *, bars: bool = True) -> np.ndarray:
+        """The image with each face's box, label and probability bars (BGR uint8)."""
+        from ferkit.inference.draw import annotate
+
+        if self.image is None:
+            raise FerkitError(f"{self.source}: this result holds no image to draw on")
+        return annotate(self.image, self.faces, scale=self.scale, bars=bars)
+
+    def save(self, path: str | Path, *, bars: bool = True) -> Path:
+        """Write `plot()` to `path` (the suffix picks the format: .png, .jpg, ...); returns it.
+
+        The file is replaced in one step, so a failed write leaves an existing file whole.
+        """
+        import cv2
+
+        from ferkit.outputs import replaced_atomically
+
+        path = Path(path)
+        image = self.plot(bars=bars)
+        with replaced_atomically(path) as tmp:
+            try:
+                ok = cv2.imwrite(str(tmp), image)
+            except cv2.error:
+                ok = False
+            if not ok:
+                raise FerkitError(f"{path}: could not write the image there (use .png or .jpg)")
+        return path
+
+    def text(self) -> str:
+        """What `ferkit predict` prints: "FILE: N faces", then a line per face."""
+        n = len(self.faces)
+        lines = [f"{self.source}: {n} face{'' if n == 1 else 's'}"]
+        for face in self.faces:
+            track = f"  track {face.track}" if getattr(face, "track", None) is not None else ""
+            lines.append(f"  {face.label:<9} {face.confidence:6.1%}  box {tuple(face.box)}{track}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+# -- tables of many results ------------------------------------------------------------------
+
+
+def rows_of(results: Iterable[Result]) -> list[dict[str, Any]]:
+    """The rows of several results, in order (a folder of photos, a video's frames)."""
+    return [row for r in results for row in r.rows()]
+
+
+def _cell(key: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}" if key == "time_s" else f"{value:.{DIGITS}f}"
+    return value
+
+
+class CsvRows:
+    """A CSV writer for result rows: the header of `columns(labels)` first, then `write(rows)`."""
+
+    def __init__(self, file: IO[str], labels: Sequence[str]) -> None:
+        self._writer = csv.DictWriter(file, fieldnames=columns(labels), extrasaction="ignore")
+        self._writer.writeheader()
+
+    def write(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
+            self._writer.writerow({k: _cell(k, v) for k, v in row.items()})
+
+
+def write_csv(rows: Iterable[dict], labels: Sequence[str], path: str | Path | IO[str]) -> None:
+    """Write result rows as CSV to a file name or an open text file."""
+    if isinstance(path, str | Path):
+        with open(path, "w", newline="") as f:
+            CsvRows(f, labels).write(rows)
+    else:
+        CsvRows(path, labels).write(rows)
+
+
+def to_dataframe(rows: Sequence[dict], labels: Sequence[str]):
+    """Result rows as a pandas DataFrame with the columns of `columns(labels)`."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise FerkitError(
+            "to_pandas() needs pandas, which is not installed: pip install pandas "
+            "(or use rows() / to_csv())"
+        ) from None
+    return pd.DataFrame(list(rows), columns=columns(labels))
