@@ -1,0 +1,50 @@
+"""What a new user meets first: numbers as people write them, the README's examples as written,
+a quick `--help`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from ferkit.cli import main
+from ferkit.training.config import load_config, parse_set
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_command(prefix: str) -> list[str]:
+    """The README's own example that starts with `prefix`, split as a shell would, comment cut."""
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if line.startswith(prefix):
+            return shlex.split(line, comments=True)
+    raise AssertionError(f"README.md has no example starting with {prefix!r}")
+
+
+def test_numbers_in_scientific_notation_are_numbers(tmp_path, capsys):
+    # YAML 1.1 (PyYAML) reads 3e-4 as a string, in recipes as in --set
+    (tmp_path / "r.yaml").write_text("lr: 3e-4\nweight_decay: 5E-4\nepochs: 1e1\n")
+    cfg = load_config(tmp_path / "r.yaml", parse_set(["momentum=9e-1", "max_time=1e1"]))
+    assert (cfg.lr, cfg.weight_decay, cfg.epochs) == (3e-4, 5e-4, 10)
+    assert isinstance(cfg.epochs, int) and (cfg.momentum, cfg.max_time) == (0.9, 10.0)
+    assert main(["train", "--lr", "3e-4", "--set", "ema=1e-3", "--dry-run"]) == 0
+    resolved = json.loads(capsys.readouterr().out)
+    assert (resolved["lr"], resolved["ema"]) == (3e-4, 1e-3)
+    with pytest.raises(Exception, match="'epochs' expects int"):
+        load_config(None, parse_set(["epochs=2.5"]))
+    with pytest.raises(Exception, match="'lr' expects float"):
+        load_config(None, parse_set(["lr=inf"]))
+
+
+def test_readme_train_example_runs_as_written(fer_csv, monkeypatch, capsys):
+    argv = readme_command("ferkit train --model simple_cnn --data fer2013.csv")
+    assert argv[0] == "ferkit" and "3e-4" in argv
+    monkeypatch.chdir(fer_csv.parent)  # the example names fer2013.csv in the current folder
+    assert main(argv[1:]) == 0, capsys.readouterr().err
+    [run] = (fer_csv.parent / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 10 and (run / "best.pt").is_file()
+    assert re.search(r"lr: 0\.0003\b", (run / "config.yaml").read_text())
