@@ -21,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from ferkit.data.ferplus import LABEL_MODES
 from ferkit.errors import ConfigError
 from ferkit.tta import TTA_MODES
 
@@ -43,9 +42,6 @@ class TrainConfig:
     val_fraction: float = 0.1  # held out of train when the source has no val split
     limit: int | None = None  # use at most this many images per split (smoke runs)
     num_workers: int = 0  # DataLoader workers (0: in-process; batches are memory-mapped)
-    ferplus: str | None = None  # FER+ label file (fer2013new.csv[.gz]) for the CSV data: 8 classes
-    ferplus_labels: str = "votes"  # with ferplus: votes (soft labels for train) or majority
-    hard_label_weight: float = 0.0  # soft labels: share of the majority label mixed into them
     # --- model
     model: str = "flagship"  # a name from `ferkit models`
     model_kwargs: dict = field(default_factory=dict)  # extra keyword arguments of the model
@@ -86,14 +82,6 @@ class TrainConfig:
     brightness: float = 0.2  # max brightness change, fraction
     contrast: float = 0.2  # max contrast change, fraction
     erasing: float = 0.0  # random erasing probability
-    autocontrast: float = 0.0  # p of stretching contrast to 0-255 (as the folder copy is)
-    equalize: float = 0.0  # p of histogram equalisation
-    blur: float = 0.0  # p of Gaussian blur with sigma from blur_sigma
-    blur_sigma: list = field(default_factory=lambda: [0.3, 1.2])  # [min, max] in pixels
-    downscale: float = 0.0  # p of shrinking the face and scaling it back (small faces)
-    downscale_side: list = field(default_factory=lambda: [12, 32])  # [min, max] shrunk side
-    jpeg: float = 0.0  # p of JPEG compression with a quality from jpeg_quality
-    jpeg_quality: list = field(default_factory=lambda: [30, 90])  # [min, max] JPEG quality
     mixup: float = 0.0  # mixup alpha (0: off)
     cutmix: float = 0.0  # cutmix alpha (0: off)
     # --- knowledge distillation (off unless a teacher is named)
@@ -208,29 +196,6 @@ def _check_choices(cfg: TrainConfig) -> None:
         raise ConfigError(f"teacher_tta {cfg.teacher_tta!r} needs a teacher: set teacher=PATH")
     if cfg.distill_temperature <= 0:
         raise ConfigError(f"distill_temperature must be > 0, got {cfg.distill_temperature}")
-    if cfg.ferplus_labels not in LABEL_MODES:
-        raise ConfigError(
-            f"unknown ferplus_labels {cfg.ferplus_labels!r}; valid: {', '.join(LABEL_MODES)}"
-        )
-    for key in ("hard_label_weight", "autocontrast", "equalize", "blur", "downscale", "jpeg"):
-        if not 0 <= getattr(cfg, key) <= 1:
-            raise ConfigError(f"{key} must be in 0..1, got {getattr(cfg, key)}")
-    _check_range(cfg, "blur_sigma", 0.05, 10.0)
-    _check_range(cfg, "downscale_side", 2, 1024, whole=True)
-    _check_range(cfg, "jpeg_quality", 1, 100, whole=True)
-
-
-def _check_range(cfg: TrainConfig, key: str, low: float, high: float, whole: bool = False) -> None:
-    """A [min, max] key: two numbers (integers if `whole`) with low <= min <= max <= high."""
-    value = getattr(cfg, key)
-    numbers = all(
-        isinstance(v, int if whole else int | float) and not isinstance(v, bool) for v in value
-    )
-    if len(value) != 2 or not numbers or not low <= value[0] <= value[1] <= high:
-        kind = "integers" if whole else "numbers"
-        raise ConfigError(
-            f"{key} must be [min, max], {kind} with {low} <= min <= max <= {high}; got {value!r}"
-        )
 
 
 def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
