@@ -1,7 +1,10 @@
-"""Find and open the model an `EmotionRecognizer` runs: a checkpoint, a run folder, or ONNX.
+"""Find and open the model a command runs: every kind ferkit writes, by one resolver.
 
-- `resolve_checkpoint(path)`: a checkpoint file as it is; in a training run folder `best.pt`,
-  then `last.pt`, then the only `*.pt` (also looked for in a `checkpoints/` subfolder).
+- `resolve_model(spec)`: the model file that `spec` names. Kinds: a ferkit checkpoint (`.pt`,
+  `.pth`), a Lightning training checkpoint (`runs/X/checkpoints/best.ckpt`), an ONNX export
+  (`.onnx`, `.int8.onnx`), a training run folder, or a shipped model by name (`flagship`);
+  None is the shipped default.
+- `load_torch_model(spec)`: (nn.Module, meta) of any kind but ONNX.
 - `default_checkpoint()`: the model shipped in the package (`ferkit/weights/flagship.pt`).
 - `read_onnx_meta(path)`: the checkpoint metadata an exported ONNX file carries with it.
 """
@@ -19,25 +22,40 @@ from ferkit.errors import CheckpointError
 log = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+MODEL_SUFFIXES = (*CHECKPOINT_SUFFIXES, ".onnx")
+# In a run folder (or its checkpoints/ subfolder), in this order; then a single *.pt file
 PREFERRED_NAMES = ("best.pt", "last.pt")
-DEFAULT_WEIGHTS = "flagship.pt"
+TRAINING_STATE_NAMES = ("best.ckpt", "last.ckpt")  # a run stopped before it wrote best.pt
+SHIPPED = {"flagship": "flagship.pt"}  # models in ferkit/weights, by the name a user types
+DEFAULT_WEIGHTS = SHIPPED["flagship"]
 ONNX_META_KEY = "ferkit_meta"  # metadata_props key holding the checkpoint's meta as JSON
+KINDS = (
+    "a run folder, a .pt checkpoint, a Lightning .ckpt, an .onnx export or a shipped model "
+    f"by name ({', '.join(SHIPPED)})"
+)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """The checkpoint file that `path` names: a file as it is, or the best one of a run folder.
+def resolve_model(spec: str | Path | None) -> Path:
+    """The model file that `spec` names (see the module docstring for the kinds).
 
-    In a folder (or its `checkpoints/` subfolder): `best.pt`, then `last.pt`, then the single
-    `*.pt` file. Several candidates and no `best.pt`/`last.pt` is an error listing them.
+    A run folder gives, from the folder or its `checkpoints/` subfolder: `best.pt`, then
+    `last.pt`, then the single `*.pt` file, then Lightning's `best.ckpt`, then `last.ckpt`.
+    A shipped name counts only where no file or folder of that name exists.
 
     Raises:
-        CheckpointError: nothing there, or no single checkpoint to choose.
+        CheckpointError: nothing there, a file of another kind, or no single model to choose.
     """
-    path = Path(path)
+    if spec is None:
+        return default_checkpoint()
+    path = Path(spec)
+    if not path.exists() and str(spec) in SHIPPED:
+        return _shipped(SHIPPED[str(spec)])
     if path.is_file():
+        if path.suffix.lower() not in MODEL_SUFFIXES:
+            raise CheckpointError(f"{path}: not a model file ferkit reads; pass {KINDS}")
         return path
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file or run folder")
+        raise CheckpointError(f"{path}: no such model file or run folder; pass {KINDS}")
     for folder in (path, path / "checkpoints"):
         for name in PREFERRED_NAMES:
             if (folder / name).is_file():
@@ -51,14 +69,32 @@ def resolve_checkpoint(path: str | Path) -> Path:
                 f"{folder} holds several checkpoints ({names}) and no best.pt or last.pt; "
                 "pass the file you want"
             )
-    hint = "pass a checkpoint file"
-    if any((path / "checkpoints").glob("*.ckpt")):
-        # A run stopped before it exported best.pt/last.pt holds only Lightning's state.
-        hint = "its checkpoints/*.ckpt are training state: `ferkit train --resume RUN` finishes it"
+    for name in TRAINING_STATE_NAMES:
+        if (path / "checkpoints" / name).is_file():
+            return path / "checkpoints" / name
     raise CheckpointError(
-        f"{path} holds no checkpoint (looked for best.pt, last.pt or one *.pt, also in "
-        f"{path / 'checkpoints'}); {hint}"
+        f"{path} holds no model (looked for best.pt, last.pt or one *.pt, also in "
+        f"{path / 'checkpoints'}, and checkpoints/best.ckpt or last.ckpt); pass {KINDS}"
     )
+
+
+resolve_checkpoint = resolve_model  # the name before ONNX, .ckpt and shipped names resolved
+
+
+def is_onnx(path: str | Path) -> bool:
+    """Whether `path` is an ONNX export (by its suffix: .onnx, .int8.onnx)."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def _shipped(name: str) -> Path:
+    ref = resources.files("ferkit").joinpath("weights", name)
+    if not ref.is_file():
+        raise CheckpointError(
+            f"no model is shipped in this install of ferkit (ferkit/weights/{name} "
+            "is missing); pass a checkpoint file or training run folder, e.g. "
+            "EmotionRecognizer('runs/exp1') or `ferkit predict --model runs/exp1 ...`"
+        )
+    return Path(str(ref))
 
 
 def default_checkpoint() -> Path:
@@ -67,23 +103,33 @@ def default_checkpoint() -> Path:
     Raises:
         CheckpointError: this install ships no model (yet); the message says what to pass.
     """
-    ref = resources.files("ferkit").joinpath("weights", DEFAULT_WEIGHTS)
-    if not ref.is_file():
+    return _shipped(DEFAULT_WEIGHTS)
+
+
+def load_torch_model(spec: str | Path | None) -> tuple[Any, dict]:
+    """(nn.Module in eval mode, meta) of a model of any kind `resolve_model` takes but ONNX.
+
+    Raises:
+        CheckpointError: an ONNX export (PyTorch cannot load one back), or a file that does
+            not load.
+    """
+    path = resolve_model(spec)
+    if is_onnx(path):
         raise CheckpointError(
-            f"no model is shipped in this install of ferkit (ferkit/weights/{DEFAULT_WEIGHTS} "
-            "is missing); pass a checkpoint file or training run folder, e.g. "
-            "EmotionRecognizer('runs/exp1') or `ferkit predict --model runs/exp1 ...`"
+            f"{path} is an ONNX export, which PyTorch cannot load back; pass the checkpoint "
+            "or run folder it was exported from"
         )
-    return Path(str(ref))
+    if path.suffix.lower() == ".ckpt":
+        # Lightning's training state: the training module knows its config (imported late:
+        # Lightning is heavy)
+        from ferkit.training.module import load_training_checkpoint
 
+        model, meta = load_training_checkpoint(path)
+    else:
+        from ferkit.models import load_checkpoint  # imported late: torch and the zoo are heavy
 
-def load_torch_model(path: str | Path) -> tuple[Any, dict]:
-    """(nn.Module in eval mode, meta) from a checkpoint file or run folder."""
-    from ferkit.models import load_checkpoint  # imported late: torch and the zoo are heavy
-
-    ckpt = resolve_checkpoint(path)
-    model, meta = load_checkpoint(ckpt)
-    log.debug("loaded %s (%s, input %s)", ckpt, meta.get("arch"), meta.get("input_size"))
+        model, meta = load_checkpoint(path)
+    log.debug("loaded %s (%s, input %s)", path, meta.get("arch"), meta.get("input_size"))
     return model.eval(), dict(meta)
 
 

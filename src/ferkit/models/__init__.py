@@ -11,7 +11,12 @@ and `flagship` (ours). docs/models.md compares them.
 
 # Importing the family modules registers their models.
 from ferkit.models import efficientnet, flagship, resnet, simple_cnn, vgg  # noqa: F401
-from ferkit.models.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
+from ferkit.models.checkpoint import (
+    checkpoint_dict,
+    checkpoint_metadata,
+    load_checkpoint,
+    save_checkpoint,
+)
 from ferkit.models.complexity import count_macs, count_parameters
 from ferkit.models.freeze import FREEZE_POLICIES, freeze, param_groups
 from ferkit.models.registry import (
@@ -25,6 +30,7 @@ from ferkit.models.registry import (
 __all__ = [
     "FREEZE_POLICIES",
     "ModelSpec",
+    "checkpoint_dict",
     "checkpoint_metadata",
     "count_macs",
     "count_parameters",

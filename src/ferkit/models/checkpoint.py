@@ -38,7 +38,14 @@ from ferkit.models._weights import (
 from ferkit.models.registry import _primitive, create_model
 from ferkit.outputs import refuse_existing, replaced_atomically
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "checkpoint_metadata", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "checkpoint_dict",
+    "checkpoint_metadata",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 FORMAT_VERSION = 1
 
@@ -81,31 +88,71 @@ def save_checkpoint(
     path = Path(path)
     if not overwrite:
         refuse_existing([path], error=CheckpointError, hint="pass overwrite=True to replace it")
+    ckpt = checkpoint_dict(
+        model,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        in_channels=in_channels,
+        labels=labels,
+        metrics=metrics,
+        temperature=temperature,
+        extra=extra,
+        half=half,
+        what=f"cannot save {type(model).__name__} to {path}",
+    )
+    with replaced_atomically(path) as tmp:
+        torch.save(ckpt, tmp)
+    return path
+
+
+def checkpoint_dict(
+    model: nn.Module,
+    *,
+    input_size: Sequence[int],
+    mean: Sequence[float],
+    std: Sequence[float],
+    in_channels: int,
+    labels: Sequence[str] = EMOTIONS,
+    metrics: Mapping[str, Any] | None = None,
+    temperature: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+    half: bool = False,
+    what: str = "cannot make a checkpoint",
+) -> dict[str, Any]:
+    """The checkpoint dict `save_checkpoint` writes (arguments as there), checked.
+
+    `what` starts the error messages, e.g. "cannot save Net to best.pt".
+    """
     arch = getattr(model, "ferkit_arch", None)
     kwargs = dict(getattr(model, "ferkit_kwargs", None) or {})
     if arch is None:
         raise CheckpointError(
-            f"cannot save {type(model).__name__} to {path}: it was not built by "
-            "ferkit.models.create_model, so a checkpoint could not rebuild it"
+            f"{what}: it was not built by ferkit.models.create_model, so a checkpoint could "
+            "not rebuild it"
         )
     num_classes = int(kwargs.pop("num_classes", 7))
     model_channels = int(kwargs.pop("in_channels", 1))
     labels = [str(label) for label in labels]
     if len(labels) != num_classes:
         raise CheckpointError(
-            f"{len(labels)} labels ({', '.join(labels)}) for a model with {num_classes} outputs"
+            f"{what}: {len(labels)} labels ({', '.join(labels)}) for a model with "
+            f"{num_classes} outputs"
         )
     if in_channels != model_channels:
         raise CheckpointError(
-            f"in_channels={in_channels}, but the {arch} model was built for {model_channels}"
+            f"{what}: in_channels={in_channels}, but the {arch} model was built for "
+            f"{model_channels}"
         )
     mean, std = [float(m) for m in mean], [float(s) for s in std]
     if len(mean) != in_channels or len(std) != in_channels:
-        raise CheckpointError(f"need {in_channels} mean and std value(s); got {mean} and {std}")
+        raise CheckpointError(
+            f"{what}: need {in_channels} mean and std value(s); got {mean} and {std}"
+        )
     if len(input_size) != 2:
-        raise CheckpointError(f"input_size must be (height, width); got {input_size}")
+        raise CheckpointError(f"{what}: input_size must be (height, width); got {input_size}")
     try:
-        ckpt = {
+        return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "arch": arch,
@@ -122,10 +169,7 @@ def save_checkpoint(
             "state_dict": {k: _stored(v, half) for k, v in model.state_dict().items()},
         }
     except ConfigError as exc:
-        raise CheckpointError(f"cannot save {path}: {exc}") from exc
-    with replaced_atomically(path) as tmp:
-        torch.save(ckpt, tmp)
-    return path
+        raise CheckpointError(f"{what}: {exc}") from exc
 
 
 def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:

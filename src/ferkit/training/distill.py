@@ -27,9 +27,8 @@ from torch import nn
 
 from ferkit.errors import ConfigError
 from ferkit.inference.backends import fold_batch_norm
-from ferkit.inference.model_io import resolve_checkpoint
+from ferkit.inference.model_io import load_torch_model, resolve_model
 from ferkit.labels import EMOTIONS
-from ferkit.models import load_checkpoint
 from ferkit.preprocess import to_model_input
 from ferkit.tta import tta_mean
 
@@ -86,8 +85,8 @@ def load_teachers(teacher: str | Sequence[str] | None) -> list[Teacher]:
     teachers = []
     for path in teacher_paths(teacher):
         try:
-            path = resolve_checkpoint(path)
-            model, meta = load_checkpoint(path)
+            path = resolve_model(path)
+            model, meta = load_torch_model(path)
         except Exception as exc:  # CheckpointError and its causes: say which teacher
             raise ConfigError(f"teacher: {exc}") from None
         labels = list(meta.get("labels") or [])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -15,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from ferkit.errors import FerkitError
-from ferkit.labels import NUM_CLASSES
+from ferkit.errors import CheckpointError, FerkitError
+from ferkit.labels import EMOTIONS, NUM_CLASSES
 from ferkit.models import create_model, get_model_spec, param_groups
 from ferkit.preprocess import to_model_input
 from ferkit.training.augment import BatchAugment, batch_mixer
-from ferkit.training.config import TrainConfig
+from ferkit.training.config import FIELDS, TrainConfig
 from ferkit.training.distill import distill_loss, load_teachers, teacher_probs
 
 
@@ -78,6 +79,16 @@ class FERClassifier(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def inference_meta(self) -> dict:
+        """What inference needs to feed the model: `save_checkpoint`'s input arguments."""
+        return dict(
+            input_size=list(self.input_size),
+            mean=list(self.mean),
+            std=list(self.std),
+            in_channels=self.in_channels,
+            labels=list(EMOTIONS),
+        )
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), target, weight=self.class_weight,
@@ -190,3 +201,43 @@ class FERClassifier(L.LightningModule):
         kind, keys, pos, has_gauss, cached = rng["numpy"]
         np.random.set_state((kind, np.array(keys, np.uint32), pos, has_gauss, cached))
         random.setstate((rng["python_version"], tuple(rng["python"]), None))
+
+
+def load_training_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """The network in a Lightning checkpoint of `ferkit train` (runs/X/checkpoints/best.ckpt).
+
+    Returns:
+        (model in eval mode, metadata as `load_checkpoint` gives it for a ferkit checkpoint;
+        `metrics` holds the epoch, `extra["recipe"]["config"]` the run's config).
+
+    Raises:
+        CheckpointError: another kind of Lightning checkpoint, or weights that do not fit.
+    """
+    from ferkit.models import checkpoint_dict
+    from ferkit.models._weights import describe_mismatch, safe_load
+
+    ckpt = safe_load(path)
+    cfg = ((ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}).get("cfg")
+    if not isinstance(cfg, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise CheckpointError(
+            f"{path} is not a training checkpoint of `ferkit train` (no hyper_parameters.cfg "
+            "and state_dict); pass a ferkit .pt checkpoint, a run folder or an .onnx export"
+        )
+    known = {k: v for k, v in cfg.items() if k in FIELDS}
+    # the weights come from the file: no pretrained start, no teachers to load
+    known.update(pretrained=None, teacher=None, teacher_tta="none")
+    module = FERClassifier(known)
+    problem = describe_mismatch(module.state_dict(), ckpt["state_dict"])
+    if problem:
+        raise CheckpointError(f"{path}: the weights do not fit its own config: {problem}")
+    module.load_state_dict(ckpt["state_dict"])
+    model = module.model.float().eval()
+    meta = checkpoint_dict(
+        model,
+        **module.inference_meta(),
+        metrics={"epoch": int(ckpt.get("epoch", -1)) + 1},
+        extra={"recipe": {"config": cfg}},
+        what=f"cannot read {path}",
+    )
+    meta.pop("state_dict")
+    return model, meta
