@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 
 from conftest import ASTRONAUT, make_checkpoint
+from ferkit.detection.crops import Framing, crop_faces, square_box
+from ferkit.detection.registry import make_detector
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.imaging import ImageError
 from ferkit.inference import EmotionRecognizer, Face, FixedBoxes, HaarDetector, YuNetDetector
 from ferkit.inference.calibration import calibrate, expected_calibration_error, fit_temperature
-from ferkit.inference.crops import crop_faces, square_box
-from ferkit.inference.faces import make_detector
 from ferkit.inference.model_io import resolve_checkpoint
 from ferkit.inference.video import Smoother, iou
 from ferkit.labels import EMOTIONS
@@ -257,9 +257,19 @@ def test_face_to_dict_rounding():
 
 
 def test_square_box_grows_moves_and_clips():
-    assert square_box((100, 100, 50, 50), 500, 500, margin=0.1) == (95, 95, 60, 60)
-    assert square_box((0, 0, 50, 40), 500, 500, margin=0.1) == (0, 0, 60, 60)  # moved inside
-    assert square_box((0, 0, 90, 90), 100, 80, margin=0.2) == (0, 0, 100, 80)  # clipped
+    m1, m2 = Framing.from_margin(0.1), Framing.from_margin(0.2)
+    assert square_box((100, 100, 50, 50), 500, 500, m1) == (95, 95, 60, 60)
+    assert square_box((0, 0, 50, 40), 500, 500, m1) == (0, 0, 60, 60)  # moved inside
+    assert square_box((0, 0, 90, 90), 100, 80, m2) == (0, 0, 100, 80)  # clipped
+
+
+def test_default_framing_is_the_margin_01_square_and_shifts_in_box_sides():
+    assert Framing() == Framing.from_margin(0.1)
+    assert Framing.from_dict(Framing(1.5, 0.1, -0.2).to_dict()) == Framing(1.5, 0.1, -0.2)
+    # 50-pixel box, centre moved 0.1 box sides (5 px) right and 0.2 (10 px) up
+    assert square_box((100, 100, 50, 50), 500, 500, Framing(1.2, 0.1, -0.2)) == (100, 85, 60, 60)
+    with pytest.raises(ConfigError, match="valid: scale, dx, dy"):
+        Framing.from_dict({"scale": 1.2, "zoom": 2})
 
 
 def test_crop_faces_shape():

@@ -9,8 +9,8 @@ from pathlib import Path
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
 from ferkit.data import load_dataset
 from ferkit.data.convert import to_csv, to_npy
+from ferkit.detection.crops import DEFAULT_MARGIN
 from ferkit.errors import DataError
-from ferkit.inference.crops import DEFAULT_MARGIN
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:

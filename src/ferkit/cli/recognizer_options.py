@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.detection.registry import DEFAULT_DETECTOR, DETECTORS, FACE_DETECTORS, make_detector
 from ferkit.tta import TTA_MODES
 
 
@@ -23,10 +24,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_detector_options(p: argparse.ArgumentParser, *, crops: bool = True) -> None:
     """--detector/--detector-model/--detect-side; `crops`: offer "none" (inputs are crops)."""
-    names = ("haar", "yunet", "none") if crops else ("haar", "yunet")
+    names = tuple(DETECTORS) if crops else FACE_DETECTORS
     none = "; none = inputs are face crops" if crops else ""
-    p.add_argument("--detector", choices=names, default="haar",
-                   help=f"face detector (default haar{none})")  # fmt: skip
+    p.add_argument("--detector", choices=names, default=DEFAULT_DETECTOR,
+                   help=f"face detector (default {DEFAULT_DETECTOR}{none})")  # fmt: skip
     p.add_argument("--detector-model", help="YuNet .onnx file, or a Haar cascade XML")
     p.add_argument("--detect-side", type=int, metavar="PX",
                    help="shrink images to PX on the longer side for detection (haar 320, yunet "
@@ -35,8 +36,6 @@ def add_detector_options(p: argparse.ArgumentParser, *, crops: bool = True) -> N
 
 def detector_from_args(args: argparse.Namespace):
     """The detector the options of `add_detector_options` name (None for "none")."""
-    from ferkit.inference.faces import make_detector
-
     name = "none" if getattr(args, "no_detect", False) else args.detector
     detector = make_detector(name, model_path=args.detector_model)
     if args.detect_side and detector is not None:

@@ -28,11 +28,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from ferkit.data.folders import image_files
+from ferkit.detection.crops import DEFAULT_MARGIN, Framing, crop_faces
+from ferkit.detection.detectors import Detector, find_faces
+from ferkit.detection.frames import load_frame
+from ferkit.detection.registry import make_detector
 from ferkit.errors import DataError
 from ferkit.imaging import ImageError
-from ferkit.inference.crops import DEFAULT_MARGIN, crop_faces
-from ferkit.inference.faces import Detector, find_faces, make_detector
-from ferkit.inference.frames import load_frame
 from ferkit.outputs import refuse_existing, replaced_atomically
 
 LOG_NAME = "crops.csv"
@@ -146,7 +147,7 @@ def _crop_one(
     boxes = find_faces(finder, frame)
     if not boxes:
         return Crop(rel, "no_face")
-    face = crop_faces(frame.gray, boxes[:1], (size, size), margin)[0]
+    face = crop_faces(frame.gray, boxes[:1], (size, size), Framing.from_margin(margin))[0]
     out = dst / target
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(face).save(out)

@@ -4,13 +4,12 @@
     rec = EmotionRecognizer("runs/exp1")
     [face.to_dict() for face in rec.predict("photo.jpg")]
 
-Modules, in pipeline order: `frames` (decode, shrink), `faces` (detectors), `crops`,
-`backends` (torch / onnxruntime runners), `recognizer`, then `video`, `draw`, `export`,
-`calibration`, and `model_io` (which checkpoint to load).
+Modules: `backends` (torch / onnxruntime runners), `recognizer`, then `video`, `draw`,
+`export`, `calibration`, and `model_io` (which checkpoint to load). Decoding, detection and
+cropping live one layer down, in `ferkit.detection`.
 """
 
-from ferkit.inference.faces import Detector, FixedBoxes, HaarDetector, YuNetDetector
-from ferkit.inference.frames import Frame
+from ferkit.detection import Detector, FixedBoxes, Frame, HaarDetector, YuNetDetector
 from ferkit.inference.model_io import resolve_checkpoint
 from ferkit.inference.recognizer import EmotionRecognizer, Face
 

@@ -25,13 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from ferkit.detection.boxes import Box, clip_box
+from ferkit.detection.crops import DEFAULT_MARGIN, Framing, crop_faces
+from ferkit.detection.detectors import Detector, FixedBoxes, find_faces
+from ferkit.detection.frames import DEFAULT_MAX_SIDE, Frame, load_frame
+from ferkit.detection.registry import make_detector
 from ferkit.errors import ConfigError
 from ferkit.imaging import ColorOrder, resize_gray
 from ferkit.inference import model_io
 from ferkit.inference.backends import OnnxRunner, Runner, TorchRunner, check_backend
-from ferkit.inference.crops import DEFAULT_MARGIN, crop_faces
-from ferkit.inference.faces import Box, Detector, FixedBoxes, clip_box, find_faces, make_detector
-from ferkit.inference.frames import DEFAULT_MAX_SIDE, Frame, load_frame
 from ferkit.preprocess import to_model_input
 from ferkit.tta import TTA_VIEWS, check_tta, tta_mean
 
@@ -81,7 +83,7 @@ class EmotionRecognizer:
         backend: "torch" or "onnx" (ONNX Runtime; a checkpoint is exported in memory). None:
             "onnx" for .onnx files, else "torch".
         detector: "haar" (default), "none" (every image is one face), or any object with
-            `detect(image) -> [(x, y, w, h), ...]` (see `ferkit.inference.faces`).
+            `detect(image) -> [(x, y, w, h), ...]` (see `ferkit.detection.detectors`).
         tta: test-time augmentation, averaging the probabilities of several views of each
             face: "flip" (or True) the face and its mirror image, 2x the compute; "tencrop"
             four corner crops and a centre crop at 7/8 of the side and their mirror images,
@@ -161,6 +163,7 @@ class EmotionRecognizer:
             if margin is not None
             else model_io.meta_value(meta, "crop_margin", DEFAULT_MARGIN)
         )
+        self.framing = Framing.from_margin(self.margin)
         self.max_side = max_side
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
@@ -272,7 +275,7 @@ class EmotionRecognizer:
         crops = [
             _whole(f, self.input_size)
             if given is None and self.detector is None
-            else crop_faces(f.gray, bx, self.input_size, self.margin)
+            else crop_faces(f.gray, bx, self.input_size, self.framing)
             for f, bx, given in zip(frames, found, per_image_boxes, strict=True)
         ]
         probs = self.classify(np.concatenate(crops))

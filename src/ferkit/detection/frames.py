@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ferkit.detection.boxes import Box, clip_box
 from ferkit.imaging import ColorOrder, ImageError, read_image, to_gray
-from ferkit.inference.faces import Box, clip_box
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ A detector is any object with `detect(image) -> list[Box]`, where `image` is a u
   (`face_detection_yunet_2023mar.onnx` of the OpenCV model zoo); better on turned or small faces.
 - `FixedBoxes`: boxes the caller already knows (a fixed camera, another detector's output).
 
-`make_detector("haar" | "yunet" | "none", ...)` builds one by name for the CLI.
+`ferkit.detection.registry` builds one by name (the table the CLI offers).
 """
 
 from __future__ import annotations
@@ -23,16 +23,14 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from ferkit.detection.boxes import Box, clip_box, largest_first
 from ferkit.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ferkit.inference.frames import Frame
+    from ferkit.detection.frames import Frame
 
 log = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]  # x, y, width, height in pixels
-
-DETECTORS = ("haar", "yunet", "none")
 MIN_FACE_SIDE = 12  # an image smaller than this cannot hold a detectable face
 
 
@@ -41,12 +39,6 @@ class Detector(Protocol):
     """Anything that finds faces: `detect(gray_or_bgr) -> [(x, y, w, h), ...]`, largest first."""
 
     def detect(self, image: np.ndarray) -> list[Box]: ...
-
-
-def largest_first(boxes: Iterable[Sequence[float]]) -> list[Box]:
-    """Integer boxes sorted by area, largest first (ties: top-left first, so the order is stable)."""
-    out = [tuple(round(v) for v in b[:4]) for b in boxes]
-    return sorted(out, key=lambda b: (-b[2] * b[3], b[1], b[0]))  # type: ignore[return-value]
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
@@ -227,32 +219,3 @@ def find_faces(detector: Detector, frame: Frame) -> list[Box]:
         return []
     wants_color = getattr(detector, "color", False) and frame.image.ndim == 3
     return detector.detect(frame.image if wants_color else frame.gray)
-
-
-def clip_box(box: Sequence[int], width: int, height: int) -> Box:
-    """Clip an (x, y, w, h) box to an image of `width` x `height` (may leave w or h at 0)."""
-    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
-    x1, y1 = min(width, int(box[0] + box[2])), min(height, int(box[1] + box[3]))
-    return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
-
-
-def make_detector(name: str | Detector | None = "haar", *, model_path: str | Path | None = None):
-    """A detector by name: "haar" (default), "yunet" (needs `model_path`), or "none"/None.
-
-    "none" returns None, which the recognizer reads as "each image is one face already".
-    A Detector object is returned as it is.
-    """
-    if name is None or isinstance(name, Detector):
-        return name
-    if name == "haar":
-        return HaarDetector(model_path) if model_path else HaarDetector()
-    if name == "yunet":
-        if not model_path:
-            raise ConfigError(
-                "the YuNet detector needs its model file: pass --detector-model PATH to "
-                "face_detection_yunet_2023mar.onnx (OpenCV model zoo)"
-            )
-        return YuNetDetector(model_path)
-    if name == "none":
-        return None
-    raise ConfigError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
