@@ -6,6 +6,8 @@ uint8 grayscale array a FER model sees, so training and inference cannot drift a
 
 from __future__ import annotations
 
+import io
+import re
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -18,11 +20,6 @@ from ferkit.errors import DataError
 
 ColorOrder = Literal["bgr", "rgb", "gray"]
 
-# Decoding a 20000x20000 photo would take 400 MB per channel; PIL's draft mode and a cap on
-# pixels keep memory bounded. Larger images are refused with a clear message.
-MAX_PIXELS = 30_000 * 30_000
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-
 # The file types read as images wherever folders are searched (data sets, `ferkit predict`).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                             ".pgm", ".ppm", ".pbm", ".pnm"})  # fmt: skip
@@ -32,31 +29,94 @@ class ImageError(DataError):
     """An image file or array cannot be read or is not usable (empty, corrupt, truncated)."""
 
 
+class NotAnImageError(ImageError):
+    """The bytes are no image format PIL knows."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image has more pixels than may be decoded (a decompression bomb, or just too big)."""
+
+
+def pixel_limit() -> int:
+    """The most pixels an image may have by its header: Pillow's decompression-bomb guard,
+    `PIL.Image.MAX_IMAGE_PIXELS` (89.5 MP unless the application changed it). ferkit keeps it."""
+    return Image.MAX_IMAGE_PIXELS or 2**63
+
+
+def open_image(
+    source: str | Path | bytes,
+    *,
+    max_side: int | None = None,
+    max_pixels: int | None = None,
+    name: str | None = None,
+) -> Image.Image:
+    """Open an image lazily and check its size from the header, before anything is decoded.
+
+    The one gate every path goes through (CLI, data sets, server): a 29,000 x 29,000 PNG of a
+    few MB is refused in milliseconds instead of decoding 3 GB. Nothing is decoded here, not
+    even EXIF (a PNG's EXIF may follow its pixels): call `.load()` on the result.
+
+    Args:
+        source: an image file, or the bytes of one (an upload).
+        max_side: large JPEGs are set to decode at reduced scale (PIL draft mode), the longer
+            side at least this, which bounds memory for huge photos. The size before that
+            reduction is kept in `img.info["original_size"]` as (w, h).
+        max_pixels: the most pixels to decode, after any reduction (default `pixel_limit()`);
+            never more than Pillow's guard allows by the header.
+        name: what to call the image in messages (default: the file name, or "the image").
+
+    Raises:
+        ImageTooLargeError: more pixels than allowed; the message gives the size and the limit.
+        NotAnImageError: no image format PIL knows.
+        ImageError: no such file, or a header PIL cannot parse.
+    """
+    label = name or (str(source) if isinstance(source, str | Path) else "the image")
+    limit = min(max_pixels or pixel_limit(), pixel_limit())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except UnidentifiedImageError:
+        raise NotAnImageError(f"{label}: not an image file PIL can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow checks the header's size inside open(); its message has the pixel count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found[1]) / 1e6:.0f} MP" if found else "too large"
+        raise ImageTooLargeError(_too_large(label, size, limit)) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{label}: corrupt or unreadable image header ({exc})") from None
+    w, h = img.size
+    if max_side and max(w, h) > 2 * max_side:
+        img.draft("L" if img.mode == "L" else "RGB", (max_side, max_side))
+    if img.width * img.height > limit:
+        img.close()
+        raise ImageTooLargeError(_too_large(label, f"{w}x{h} ({w * h / 1e6:.0f} MP)", limit))
+    img.info["original_size"] = (w, h)  # before draft, to map boxes back
+    return img
+
+
+def _too_large(label: str, size: str, limit: int) -> str:
+    return (f"{label}: the image is {size}; the limit is {limit / 1e6:.1f} MP "
+            "(a guard against decompression bombs); shrink it first")  # fmt: skip
+
+
 def read_image(path: str | Path, *, max_side: int | None = None) -> Image.Image:
     """Open and fully decode an image file, naming the file in any error.
 
     Args:
         path: the image file.
-        max_side: if given, large JPEGs are decoded at reduced scale (PIL draft mode) so that
-            the longer side is at least this, which bounds memory for huge photos. The size
-            before that reduction is kept in `img.info["original_size"]` as (w, h).
+        max_side: if given, large JPEGs are decoded at reduced scale (see `open_image`).
+
+    Raises:
+        ImageTooLargeError: more pixels than `pixel_limit()`, refused from the header.
+        ImageError: missing, not an image, corrupt or truncated.
     """
     path = Path(path)
+    img = open_image(path, max_side=max_side)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            original_size = img.size
-            if max_side and max(img.size) > 2 * max_side:
-                img.draft("L" if img.mode == "L" else "RGB", (max_side, max_side))
-            img.load()
-            img.info["original_size"] = original_size  # (w, h) before draft, to map boxes back
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image file PIL can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: image too large to decode safely") from None
+        img.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
     if img.width < 1 or img.height < 1:

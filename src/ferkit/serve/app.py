@@ -21,12 +21,10 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import io
 import logging
 import math
 import os
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,14 +34,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ferkit import __version__
 from ferkit.errors import FerkitError
-from ferkit.imaging import ImageError
+from ferkit.imaging import ImageError, ImageTooLargeError, NotAnImageError, open_image
 from ferkit.inference.recognizer import EmotionRecognizer
+from ferkit.serve.docs import add_docs
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,10 @@ def create_app(
         version=__version__,
         description="Facial expression recognition: faces in a photo -> emotion probabilities.",
         lifespan=lifespan,
+        docs_url=None,  # served from packaged files by add_docs: FastAPI's loads from a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.recognizer, app.state.pool = rec, pool
     # Multipart framing and base64 (4/3) make the body larger than the image it carries.
     app.add_middleware(BodyLimit, max_bytes=limit * 4 // 3 + 64 * 1024, limit_mb=max_upload_mb)
@@ -268,30 +270,27 @@ def _image_type(ctype: str) -> bool:
 def decode_image(data: bytes, *, max_side: int | None, max_pixels: int) -> tuple[Image.Image, tuple[int, int]]:  # fmt: skip
     """Decode uploaded bytes safely: (PIL image, upright size (w, h) before any reduction).
 
-    EXIF orientation is applied, so boxes match the photo as browsers show it. Huge JPEGs are
+    The size is checked from the header first (`ferkit.imaging.open_image`, as for files), so
+    a decompression bomb is refused before anything, EXIF included, is decoded. EXIF
+    orientation is then applied, so boxes match the photo as browsers show it. Huge JPEGs are
     decoded at reduced scale; other images above `max_pixels` are refused.
 
     Raises:
         ApiError: 415 not an image PIL knows, 413 too many pixels, 422 corrupt or truncated.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            transposed = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientation swaps w/h
-            if max_side and max(img.size) > 2 * max_side:
-                img.draft("L" if img.mode == "L" else "RGB", (max_side, max_side))
-            if img.size[0] * img.size[1] > max_pixels:
-                raise ApiError(413, "too_many_pixels", f"the image is {w}x{h} "
-                               f"({w * h / 1e6:.0f} MP); the limit is {max_pixels / 1e6:g} MP")  # fmt: skip
-            img.load()
-            img = ImageOps.exif_transpose(img)
-    except UnidentifiedImageError:
+        img = open_image(data, max_side=max_side, max_pixels=max_pixels, name="upload")
+        w, h = img.info["original_size"]
+        transposed = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientation swaps w/h
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except ImageTooLargeError as exc:
+        raise ApiError(413, "too_many_pixels", str(exc)) from None
+    except NotAnImageError:
         raise ApiError(415, "not_an_image", "the upload is not an image format ferkit reads "
                        "(JPEG, PNG, WebP, BMP, GIF, TIFF, ...)") from None  # fmt: skip
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ApiError(413, "too_many_pixels", "the image is too large to decode safely") from None
+    except ImageError as exc:
+        raise ApiError(422, "corrupt_image", str(exc)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ApiError(422, "corrupt_image", f"corrupt or truncated image ({exc})") from None
     if img.width < 1 or img.height < 1:
