@@ -78,8 +78,9 @@ class EmotionRecognizer:
     """Detects faces and classifies their expression with a ferkit checkpoint.
 
     Args:
-        model: a checkpoint file, a training run folder, an exported .onnx file, or None for
-            the model shipped with ferkit.
+        model: any kind `model_io.resolve_model` takes: a run folder, a .pt checkpoint, a
+            Lightning .ckpt, an exported .onnx file, a shipped model's name ("flagship"), or
+            None for the model shipped with ferkit.
         backend: "torch" or "onnx" (ONNX Runtime; a checkpoint is exported in memory). None:
             "onnx" for .onnx files, else "torch".
         detector: "haar" (default), "none" (every image is one face), or any object with
@@ -115,8 +116,8 @@ class EmotionRecognizer:
         threads: int | None = None,
         workers: int | None = None,
     ) -> None:
-        path = model_io.default_checkpoint() if model is None else Path(model)
-        is_onnx = path.suffix.lower() == ".onnx"
+        path = model_io.resolve_model(model)
+        is_onnx = model_io.is_onnx(path)
         backend = check_backend(backend or ("onnx" if is_onnx else "torch"))
         if is_onnx and backend != "onnx":
             raise ConfigError(f"{path} is an ONNX model; use backend='onnx' (or leave it unset)")
