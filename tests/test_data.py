@@ -15,7 +15,7 @@ from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.data.cache import entry_dir
 from ferkit.errors import DataError
-from ferkit.labels import EMOTIONS, canonical, map_class_names
+from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS, canonical, label_index, map_class_names
 
 
 # --- labels -----------------------------------------------------------------------------------
@@ -27,10 +27,16 @@ def test_emotions_in_fer2013_order():
     "name, expected",
     [("anger", "angry"), ("Angry", "angry"), ("SADNESS", "sad"), ("happiness", "happy"),
      ("surprised", "surprise"), ("Fearful", "fear"), ("disgusted", "disgust"), (" neutral ", "neutral"),
-     ("3_happy", "happy"), ("contempt", None), ("unknown", None)],
+     ("3_happy", "happy"), ("contempt", "contempt"), ("unknown", None)],
 )  # fmt: skip
 def test_alias_map(name, expected):
     assert canonical(name) == expected
+
+
+def test_contempt_is_a_ferplus_class_only():
+    assert label_index("contempt") is None  # FER-2013's 7 classes have none
+    assert label_index("contempt", FERPLUS_EMOTIONS) == 7
+    assert FERPLUS_EMOTIONS[:7] == EMOTIONS  # index i is the same emotion in both sets
 
 
 def test_unknown_class_folder_warns_or_refuses(caplog):

@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 NUM_CLASSES = len(EMOTIONS)
+# FER+'s 8 classes: FER-2013's 7 in EMOTIONS order, then contempt (which FER-2013 lacks), so
+# index i means the same emotion in both sets and a 7-class model's outputs are a prefix.
+FERPLUS_EMOTIONS: tuple[str, ...] = (*EMOTIONS, "contempt")
 
 # Folder and column names seen in public FER data sets (FER-2013, FER+, RAF-DB, AffectNet,
 # CK+, JAFFE, KDEF exports), mapped onto EMOTIONS. Keys are lower case.
@@ -35,13 +38,15 @@ ALIASES: dict[str, str] = {
     "surprising": "surprise",
     "neutrality": "neutral",
     "calm": "neutral",
+    "contempt": "contempt",  # FER+ only: no counterpart in EMOTIONS
+    "contemptuous": "contempt",
 }
 
 _NUMBER_PREFIX = re.compile(r"^\d+[_\-\s.]*")
 
 
 def canonical(name: str) -> str | None:
-    """Map a data set's class name onto an emotion of EMOTIONS, or None if it has no counterpart.
+    """Map a data set's class name onto an emotion name (of FERPLUS_EMOTIONS), or None.
 
     Case, surrounding space, and a leading numeric prefix (`0_angry`, `3-happy`) are ignored.
     """
@@ -49,10 +54,10 @@ def canonical(name: str) -> str | None:
     return ALIASES.get(key)
 
 
-def label_index(name: str) -> int | None:
-    """Index in EMOTIONS of a data set's class name, or None if it maps to no emotion."""
+def label_index(name: str, labels: tuple[str, ...] = EMOTIONS) -> int | None:
+    """Index in `labels` of a data set's class name, or None if it maps to none of them."""
     emotion = canonical(name)
-    return None if emotion is None else EMOTIONS.index(emotion)
+    return labels.index(emotion) if emotion in labels else None
 
 
 def map_class_names(names: list[str], *, strict: bool = False, where: str = "") -> dict[str, int]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data.types import FERData, Split
+from ferkit.labels import EMOTIONS
 
 CACHE_FORMAT = 1
 
@@ -42,14 +43,16 @@ def fingerprint(source: Path) -> str:
     return h.hexdigest()
 
 
-def entry_dir(source: Path, image_size: int) -> Path:
-    key = hashlib.sha1(f"{source}|{image_size}|{CACHE_FORMAT}".encode()).hexdigest()[:16]
+def entry_dir(source: Path, image_size: int, variant: str = "") -> Path:
+    """The entry of `source` at `image_size`; `variant` names a relabelling (FER+ labels)."""
+    key = f"{source}|{image_size}|{CACHE_FORMAT}" + (f"|{variant}" if variant else "")
+    key = hashlib.sha1(key.encode()).hexdigest()[:16]
     return cache_root() / f"{source.name or 'data'}-{image_size}px-{key}"
 
 
-def load(source: Path, image_size: int, fp: str) -> FERData | None:
+def load(source: Path, image_size: int, fp: str, variant: str = "") -> FERData | None:
     """The cached data set for `source`, memory-mapped, or None if absent or stale."""
-    folder = entry_dir(source, image_size)
+    folder = entry_dir(source, image_size, variant)
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
@@ -71,12 +74,13 @@ def load(source: Path, image_size: int, fp: str) -> FERData | None:
         source=manifest["source"], kind=manifest["kind"], image_size=image_size, splits=splits,
         resized=manifest["resized"], skipped=manifest["skipped"],
         ignored_classes=manifest["ignored_classes"], notes=manifest["notes"], from_cache=True,
+        labels=tuple(manifest.get("labels", EMOTIONS)), label_mode=manifest.get("label_mode"),
     )  # fmt: skip
 
 
-def save(data: FERData, source: Path, fp: str) -> Path:
+def save(data: FERData, source: Path, fp: str, variant: str = "") -> Path:
     """Write `data` as a cache entry for `source`; returns the entry folder."""
-    final = entry_dir(source, data.image_size)
+    final = entry_dir(source, data.image_size, variant)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
     try:
@@ -93,7 +97,16 @@ def save(data: FERData, source: Path, fp: str) -> Path:
             "counts": {name: s["classes"] for name, s in summary["splits"].items()},
             **{
                 k: summary[k]
-                for k in ("source", "kind", "resized", "skipped", "ignored_classes", "notes")
+                for k in (
+                    "source",
+                    "kind",
+                    "resized",
+                    "skipped",
+                    "ignored_classes",
+                    "notes",
+                    "labels",
+                    "label_mode",
+                )
             },
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))

@@ -1,4 +1,5 @@
-"""FER-2013 CSV files: `emotion,pixels,Usage`, columns found by header name.
+"""FER-2013 CSV files: `emotion,pixels,Usage`, columns found by header name, plain (`.csv`) or
+gzip-compressed (`.csv.gz`).
 
 Usage `Training`/`PublicTest`/`PrivateTest` become splits `train`/`val`/`test`; a CSV without
 a Usage column is one split, `all`. The emotion column may hold indices (FER-2013 order) or
@@ -8,6 +9,7 @@ names (`happy`, `Sadness`, ...), mapped through the alias map.
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 from pathlib import Path
 
@@ -25,6 +27,19 @@ SPLIT_TO_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest
 
 class _BadRow(ValueError):
     pass
+
+
+def is_csv(path: Path) -> bool:
+    """Whether `path` names a CSV file ferkit reads: `.csv` or gzip-compressed `.csv.gz`."""
+    name = path.name.lower()
+    return name.endswith(".csv") or name.endswith(".csv.gz")
+
+
+def open_text(path: Path):
+    """A CSV file opened for reading as text; `.gz` files are decompressed on the fly."""
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, newline="", encoding="utf-8-sig")
 
 
 def _find_columns(header: list[str], path: Path) -> tuple[int, int, int | None]:
@@ -71,6 +86,16 @@ def _parse_pixels(text: str, side: int | None) -> np.ndarray:
     return values.astype(np.uint8)
 
 
+def _checked(reader, path: Path):
+    """The rows of `reader`; a damaged file (bad gzip data, not text) becomes a DataError."""
+    try:
+        yield from reader
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(
+            f"{path}: not a readable CSV ({exc}); expected a FER-2013 .csv or .csv.gz file"
+        ) from None
+
+
 def load_csv(path: Path, *, image_size: int = 48) -> FERData:
     """Parse a FER-2013-format CSV into splits of uint8 arrays.
 
@@ -78,16 +103,18 @@ def load_csv(path: Path, *, image_size: int = 48) -> FERData:
     loader decides whether that is an error (the default) or skipped (`--skip-bad`).
     """
     rows: dict[str, tuple[list[np.ndarray], list[int]]] = {}
+    row_splits: list[str] = []
     skipped: list[str] = []
     resized = 0
     side: int | None = None
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         reader = csv.reader(f)
-        header = next(reader, None)
+        lines = _checked(reader, path)
+        header = next(lines, None)
         if header is None:
             raise DataError(f"{path}: empty file; expected a CSV with columns emotion,pixels,Usage")
         emo_col, pix_col, usage_col = _find_columns(header, path)
-        for row in tqdm(reader, desc=f"reading {path.name}", unit=" rows", leave=False):
+        for row in tqdm(lines, desc=f"reading {path.name}", unit=" rows", leave=False):
             if not row or all(not cell.strip() for cell in row):
                 continue
             line = reader.line_num
@@ -113,6 +140,7 @@ def load_csv(path: Path, *, image_size: int = 48) -> FERData:
                 image = resize_gray(image, image_size)
                 resized += 1
             rows.setdefault(split, ([], []))
+            row_splits.append(split)
             rows[split][0].append(image)
             rows[split][1].append(label)
     if not rows:
@@ -134,7 +162,7 @@ def load_csv(path: Path, *, image_size: int = 48) -> FERData:
     ]
     return FERData(
         source=str(path), kind="csv", image_size=image_size, splits=splits,
-        resized=resized, skipped=skipped, notes=notes,
+        resized=resized, skipped=skipped, notes=notes, row_splits=row_splits,
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from ferkit.data.loader import load_dataset
@@ -21,14 +22,19 @@ from ferkit.errors import DataError
 class FERDataset(Dataset):
     """One split as a map-style dataset of `(image uint8 (1, H, W), label)` pairs.
 
-    With `soft_labels` present (FER+ votes), the target is the (7,) float distribution.
+    With `soft_labels` present (FER+ votes), the target is the (C,) float distribution, mixed
+    with the one-hot hard label by `hard_label_weight` (0: the distribution alone).
     """
 
-    def __init__(self, split: Split):
+    def __init__(self, split: Split, hard_label_weight: float = 0.0):
         self.images = split.images
         self.labels = torch.as_tensor(np.asarray(split.labels), dtype=torch.int64)
         soft = split.soft_labels
         self.soft_labels = None if soft is None else torch.as_tensor(soft, dtype=torch.float32)
+        if self.soft_labels is not None and hard_label_weight > 0:
+            hard = F.one_hot(self.labels, self.soft_labels.shape[1]).float()
+            w = hard_label_weight
+            self.soft_labels = (1 - w) * self.soft_labels + w * hard
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -71,7 +77,8 @@ class FERDataModule(L.LightningDataModule):
     """Train/val/test loaders over any supported source.
 
     Without a `val` split (a class-folder tree, a CSV without Usage), a stratified
-    `val_fraction` of the training data is held out, with `seed`.
+    `val_fraction` of the training data is held out, with `seed`. `ferplus` names FER+ labels
+    for a FER-2013 CSV (see `load_dataset`).
     """
 
     def __init__(
@@ -88,6 +95,9 @@ class FERDataModule(L.LightningDataModule):
         seed: int = 0,
         strict: bool = False,
         skip_bad: bool = False,
+        ferplus: str | None = None,
+        ferplus_labels: str = "votes",
+        hard_label_weight: float = 0.0,
     ):
         super().__init__()
         self.path, self.image_size, self.seed = path, image_size, seed
@@ -95,6 +105,8 @@ class FERDataModule(L.LightningDataModule):
         self.num_workers, self.balanced = num_workers, balanced
         self.val_fraction, self.limit = val_fraction, limit
         self.strict, self.skip_bad = strict, skip_bad
+        self.ferplus, self.ferplus_labels = ferplus, ferplus_labels
+        self.hard_label_weight = hard_label_weight
         self.data: FERData | None = None
         self.splits: dict[str, Split] = {}
 
@@ -102,7 +114,8 @@ class FERDataModule(L.LightningDataModule):
         if self.splits:
             return
         self.data = load_dataset(self.path, image_size=self.image_size, strict=self.strict,
-                                 skip_bad=self.skip_bad)  # fmt: skip
+                                 skip_bad=self.skip_bad, ferplus=self.ferplus,
+                                 ferplus_labels=self.ferplus_labels)  # fmt: skip
         splits = {k: v for k, v in self.data.splits.items() if len(v)}
         train = splits.pop("train", None) or splits.pop("all", None)
         if train is None:
@@ -116,7 +129,7 @@ class FERDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, train: bool) -> DataLoader:
         split = self.splits[name]
-        dataset = FERDataset(split)
+        dataset = FERDataset(split, self.hard_label_weight if train else 0.0)
         sampler = (
             balanced_sampler(np.asarray(split.labels), self.seed)
             if train and self.balanced

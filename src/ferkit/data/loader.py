@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data import cache
-from ferkit.data.csv_source import load_csv
+from ferkit.data.csv_source import is_csv, load_csv
 from ferkit.data.decode import decode_files
+from ferkit.data.ferplus import LABEL_MODES, attach_ferplus
 from ferkit.data.folders import plan_folder
 from ferkit.data.types import FERData, Split, empty_split
 from ferkit.errors import DataError
@@ -25,18 +26,24 @@ def load_dataset(
     skip_bad: bool = False,
     use_cache: bool = True,
     workers: int | None = None,
+    ferplus: str | Path | None = None,
+    ferplus_labels: str = "votes",
 ) -> FERData:
     """Load a FER data set from a FER-2013 CSV or an image-folder tree.
 
     Args:
-        path: a `.csv` file, a msambare (`train/`, `test/`) or `train/` + `validation/`
-            folder, or any folder of class subfolders.
+        path: a `.csv` or `.csv.gz` file, a msambare (`train/`, `test/`) or `train/` +
+            `validation/` folder, or any folder of class subfolders.
         image_size: side of the square grayscale arrays; other sizes are resized.
         strict: refuse class folders that map to no emotion instead of skipping them.
         skip_bad: skip unreadable images and malformed CSV rows (listed in `skipped`) instead
             of stopping at the first.
         use_cache: read/write the decoded arrays under `$FERKIT_CACHE` (~/.cache/ferkit).
         workers: decoding processes (default: one per CPU core).
+        ferplus: a FER+ label file (`fer2013new.csv[.gz]`) for the FER-2013 CSV `path`: the
+            faces are relabelled with FER+'s 8 classes (FERPLUS_EMOTIONS), paired row by row.
+        ferplus_labels: with `ferplus`, "votes" (soft labels for train) or "majority"; see
+            `ferkit.data.ferplus`.
 
     Raises:
         DataError: the path is missing, empty, of an unknown layout, or holds bad data.
@@ -44,20 +51,40 @@ def load_dataset(
     source = Path(path).expanduser().resolve()
     if not source.exists():
         raise DataError(f"{path}: no such file or folder")
-    if source.is_file() and source.suffix.lower() != ".csv":
+    if source.is_file() and not is_csv(source):
         raise DataError(
-            f"{path}: not a data set; expected a FER-2013 .csv file or a folder of images"
+            f"{path}: not a data set; expected a FER-2013 .csv/.csv.gz file or a folder of images"
         )
-    fp = cache.fingerprint(source) if use_cache else ""
-    data = cache.load(source, image_size, fp) if use_cache else None
+    labels = _ferplus_file(ferplus, ferplus_labels, source)
+    variant = f"ferplus-{ferplus_labels}|{labels}" if labels else ""
+    fp = cache.fingerprint(source) + (cache.fingerprint(labels) if labels else "")
+    data = cache.load(source, image_size, fp, variant) if use_cache else None
     if data is None:
         data = _read_source(source, image_size, strict=strict, skip_bad=skip_bad, workers=workers)
+        if labels:
+            data = attach_ferplus(data, labels, ferplus_labels)
         if use_cache:
-            cache.save(data, source, fp)
+            cache.save(data, source, fp, variant)
     _check_flags(data, strict=strict, skip_bad=skip_bad)
     for note in data.notes:
         log.debug("%s", note)
     return data
+
+
+def _ferplus_file(ferplus: str | Path | None, mode: str, source: Path) -> Path | None:
+    if ferplus is None:
+        return None
+    labels = Path(ferplus).expanduser().resolve()
+    if not labels.is_file():
+        raise DataError(f"{ferplus}: no such FER+ label file (fer2013new.csv or .csv.gz)")
+    if not (source.is_file() and is_csv(source)):
+        raise DataError(
+            f"{source}: FER+ labels ({ferplus}) pair with the FER-2013 CSV's rows; give the "
+            "fer2013.csv[.gz] file as the data, not a folder"
+        )
+    if mode not in LABEL_MODES:
+        raise DataError(f"unknown FER+ label mode {mode!r}; valid: {', '.join(LABEL_MODES)}")
+    return labels
 
 
 def _check_flags(data: FERData, *, strict: bool, skip_bad: bool) -> None:

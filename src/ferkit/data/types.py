@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,10 +16,11 @@ SPLITS = ("train", "val", "test", "all")
 
 @dataclass
 class Split:
-    """One split: `images` (N, H, W) uint8, `labels` (N,) int64 indices into EMOTIONS.
+    """One split: `images` (N, H, W) uint8, `labels` (N,) int64 indices into the data set's
+    label names (EMOTIONS, or FERPLUS_EMOTIONS for FER+).
 
-    `soft_labels` (N, 7) float32 is the seam for label distributions such as FER+ votes;
-    None for hard-labelled data.
+    `soft_labels` (N, C) float32 holds label distributions (FER+ vote shares, rows summing to
+    1); None for hard-labelled data.
     """
 
     images: np.ndarray
@@ -28,9 +30,9 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def class_counts(self) -> dict[str, int]:
-        counts = np.bincount(np.asarray(self.labels), minlength=len(EMOTIONS))
-        return {e: int(c) for e, c in zip(EMOTIONS, counts, strict=True)}
+    def class_counts(self, labels: Sequence[str] = EMOTIONS) -> dict[str, int]:
+        counts = np.bincount(np.asarray(self.labels), minlength=len(labels))
+        return {e: int(c) for e, c in zip(labels, counts, strict=True)}
 
 
 @dataclass
@@ -38,7 +40,7 @@ class FERData:
     """A data set as loaded from any source, with what happened while loading it."""
 
     source: str  # the path given, resolved
-    kind: str  # "csv", "msambare", "train_validation" or "class_folders"
+    kind: str  # "csv", "ferplus", "msambare", "train_validation" or "class_folders"
     image_size: int
     splits: dict[str, Split]
     resized: int = 0  # images whose size differed from image_size
@@ -46,6 +48,10 @@ class FERData:
     ignored_classes: list[str] = field(default_factory=list)  # folders mapping to no emotion
     notes: list[str] = field(default_factory=list)
     from_cache: bool = False
+    labels: tuple[str, ...] = EMOTIONS  # the label names, in index order
+    label_mode: str | None = None  # FER+: "votes" or "majority" (see data/ferplus.py)
+    # CSV only, not cached: the split of every row in file order, to pair FER+ rows with it
+    row_splits: list[str] | None = field(default=None, repr=False)
 
     def __getitem__(self, name: str) -> Split:
         return self.splits[name]
@@ -54,7 +60,7 @@ class FERData:
         """A JSON-ready description: per split and per class counts, size, balance, notes."""
         splits = {}
         for name, split in self.splits.items():
-            counts = split.class_counts()
+            counts = split.class_counts(self.labels)
             n = len(split)
             present = [c for c in counts.values() if c]
             splits[name] = {
@@ -68,7 +74,8 @@ class FERData:
             "source": self.source,
             "kind": self.kind,
             "image_size": [self.image_size, self.image_size],
-            "labels": list(EMOTIONS),
+            "labels": list(self.labels),
+            "label_mode": self.label_mode,
             "splits": splits,
             "total": sum(len(s) for s in self.splits.values()),
             "resized": self.resized,

@@ -6,6 +6,7 @@ a weight file or checkpoint cannot run code when it is opened.
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from ferkit.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 FORMAT = "ferkit"  # a ferkit checkpoint's "format" entry (models/checkpoint.py writes them)
 
@@ -104,6 +107,34 @@ def describe_mismatch(
             more = f" and {len(keys) - _SHOW_KEYS} more" if len(keys) > _SHOW_KEYS else ""
             parts.append(f"{len(keys)} {label} ({', '.join(keys[:_SHOW_KEYS])}{more})")
     return "; ".join(parts)
+
+
+def with_new_head(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str
+) -> dict[str, torch.Tensor]:
+    """`state_dict` with the model's own freshly initialised classifier where the file's has
+    another number of classes (a 7-class model fine-tuned on FER+'s 8); unchanged otherwise.
+
+    Only the model's last linear layer is replaced, and only when it is the one thing that
+    does not fit; any other mismatch is left for `load_weights` to refuse.
+    """
+    expected = model.state_dict()
+    if set(expected) != set(state_dict):
+        return dict(state_dict)
+    wrong = {k for k, v in expected.items() if tuple(state_dict[k].shape) != tuple(v.shape)}
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not wrong or not linears:
+        return dict(state_dict)
+    name, head = linears[-1]
+    head_keys = {f"{name}.{k}" for k, _ in head.named_parameters(recurse=False)}
+    if wrong != head_keys:
+        return dict(state_dict)
+    log.warning(
+        "pretrained: %s has a %d-class classifier; %s re-initialised for %d classes, the rest "
+        "of the network loaded", source, state_dict[f"{name}.weight"].shape[0], name,
+        head.out_features,
+    )  # fmt: skip
+    return {**state_dict, **{k: expected[k] for k in head_keys}}
 
 
 def load_weights(

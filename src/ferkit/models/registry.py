@@ -24,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from ferkit.errors import ConfigError
-from ferkit.models._weights import load_weights, read_state_dict
+from ferkit.models._weights import load_weights, read_state_dict, with_new_head
 
 __all__ = ["ModelSpec", "create_model", "get_model_spec", "list_models", "register_model"]
 
@@ -232,7 +232,7 @@ def _load_own_weights(name: str, model: nn.Module, pretrained: str | Path) -> No
             f"model {name!r} has no ImageNet weights (it is trained from scratch); models that "
             f"have them: {', '.join(with_weights)}"
         )
-    state_dict = read_state_dict(pretrained)
+    state_dict = with_new_head(model, read_state_dict(pretrained), source=str(pretrained))
     load_weights(model, state_dict, arch=name, source=str(pretrained))
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ferkit.data.ferplus import LABEL_MODES
 from ferkit.errors import ConfigError
 from ferkit.tta import TTA_MODES
 
@@ -42,6 +43,9 @@ class TrainConfig:
     val_fraction: float = 0.1  # held out of train when the source has no val split
     limit: int | None = None  # use at most this many images per split (smoke runs)
     num_workers: int = 0  # DataLoader workers (0: in-process; batches are memory-mapped)
+    ferplus: str | None = None  # FER+ label file (fer2013new.csv[.gz]) for the CSV data: 8 classes
+    ferplus_labels: str = "votes"  # with ferplus: votes (soft labels for train) or majority
+    hard_label_weight: float = 0.0  # soft labels: share of the majority label mixed into them
     # --- model
     model: str = "flagship"  # a name from `ferkit models`
     model_kwargs: dict = field(default_factory=dict)  # extra keyword arguments of the model
@@ -82,6 +86,14 @@ class TrainConfig:
     brightness: float = 0.2  # max brightness change, fraction
     contrast: float = 0.2  # max contrast change, fraction
     erasing: float = 0.0  # random erasing probability
+    autocontrast: float = 0.0  # p of stretching contrast to 0-255 (as the folder copy is)
+    equalize: float = 0.0  # p of histogram equalisation
+    blur: float = 0.0  # p of Gaussian blur with sigma from blur_sigma
+    blur_sigma: list = field(default_factory=lambda: [0.3, 1.2])  # [min, max] in pixels
+    downscale: float = 0.0  # p of shrinking the face and scaling it back (small faces)
+    downscale_side: list = field(default_factory=lambda: [12, 32])  # [min, max] shrunk side
+    jpeg: float = 0.0  # p of JPEG compression with a quality from jpeg_quality
+    jpeg_quality: list = field(default_factory=lambda: [30, 90])  # [min, max] JPEG quality
     mixup: float = 0.0  # mixup alpha (0: off)
     cutmix: float = 0.0  # cutmix alpha (0: off)
     # --- knowledge distillation (off unless a teacher is named)
@@ -190,12 +202,83 @@ def _check_choices(cfg: TrainConfig) -> None:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
-    if not 0 <= cfg.distill_weight <= 1:
-        raise ConfigError(f"distill_weight must be in 0..1, got {cfg.distill_weight}")
     if cfg.teacher_tta != "none" and not cfg.teacher:
         raise ConfigError(f"teacher_tta {cfg.teacher_tta!r} needs a teacher: set teacher=PATH")
-    if cfg.distill_temperature <= 0:
-        raise ConfigError(f"distill_temperature must be > 0, got {cfg.distill_temperature}")
+    if cfg.ferplus_labels not in LABEL_MODES:
+        raise ConfigError(
+            f"unknown ferplus_labels {cfg.ferplus_labels!r}; valid: {', '.join(LABEL_MODES)}"
+        )
+    for key in ("hard_label_weight", "autocontrast", "equalize", "blur", "downscale", "jpeg"):
+        if not 0 <= getattr(cfg, key) <= 1:
+            raise ConfigError(f"{key} must be in 0..1, got {getattr(cfg, key)}")
+    _check_range(cfg, "blur_sigma", 0.05, 10.0)
+    _check_range(cfg, "downscale_side", 2, 1024, whole=True)
+    _check_range(cfg, "jpeg_quality", 1, 100, whole=True)
+
+
+def _check_range(cfg: TrainConfig, key: str, low: float, high: float, whole: bool = False) -> None:
+    """A [min, max] key: two numbers (integers if `whole`) with low <= min <= max <= high."""
+    value = getattr(cfg, key)
+    numbers = all(
+        isinstance(v, int if whole else int | float) and not isinstance(v, bool) for v in value
+    )
+    if len(value) != 2 or not numbers or not low <= value[0] <= value[1] <= high:
+        kind = "integers" if whole else "numbers"
+        raise ConfigError(
+            f"{key} must be [min, max], {kind} with {low} <= min <= max <= {high}; got {value!r}"
+        )
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric key: low..high (None: unbounded), ends open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        low, high = (int(v) if v is not None and v == int(v) else v for v in (self.low, self.high))
+        if high is None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{low}, {high}{right}"
+
+
+_AT_LEAST_0, _AT_LEAST_1, _ABOVE_0 = Range(0), Range(1), Range(0, low_open=True)
+_FRACTION, _FRACTION_BELOW_1 = Range(0, 1), Range(0, 1, high_open=True)
+# Every numeric key's valid values (NaN and infinity never are). `load_config` checks them all,
+# so a bad value stops before a run folder is touched instead of inside training.
+RANGES: dict[str, Range] = {
+    "seed": Range(0, 2**32 - 1), "data_size": Range(8, 4096), "val_fraction": Range(0, 0.9),
+    "limit": _AT_LEAST_1, "num_workers": _AT_LEAST_0, "image_size": Range(8, 4096),
+    "body_lr_scale": _AT_LEAST_0, "dropout": _FRACTION_BELOW_1, "epochs": _AT_LEAST_1,
+    "batch_size": _AT_LEAST_1, "lr": _ABOVE_0, "momentum": _FRACTION,
+    "weight_decay": _AT_LEAST_0, "warmup_epochs": _AT_LEAST_0, "gamma": Range(0, 1, low_open=True),
+    "step_size": _AT_LEAST_1, "plateau_patience": _AT_LEAST_0,
+    "plateau_factor": Range(0, 1, low_open=True, high_open=True),
+    "label_smoothing": _FRACTION_BELOW_1, "grad_clip": _AT_LEAST_0, "ema": _FRACTION_BELOW_1,
+    "rotation": Range(0, 180), "shift": _FRACTION, "scale": _FRACTION_BELOW_1,
+    "crop_scale": _FRACTION, "brightness": _AT_LEAST_0, "contrast": _AT_LEAST_0,
+    "erasing": _FRACTION, "mixup": _AT_LEAST_0, "cutmix": _AT_LEAST_0,
+    "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0, "patience": _AT_LEAST_0,
+    "max_time": _AT_LEAST_0, "num_nodes": _AT_LEAST_1,
+}  # fmt: skip
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    for key, valid in RANGES.items():
+        value = getattr(cfg, key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value not in valid:
+            raise ConfigError(f"config key {key!r} must be {valid}, got {value!r}")
 
 
 def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -235,6 +318,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise _unknown_key(key)
     cfg = TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
     _check_choices(cfg)
+    _check_ranges(cfg)
     return cfg
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from ferkit.errors import CheckpointError, FerkitError
-from ferkit.labels import EMOTIONS, NUM_CLASSES
+from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
 from ferkit.models import create_model, get_model_spec, param_groups
 from ferkit.preprocess import to_model_input
 from ferkit.training.augment import BatchAugment, batch_mixer
@@ -29,12 +29,17 @@ class NonFiniteLossError(FerkitError):
     """The training loss became NaN or infinite."""
 
 
+def label_names(cfg: TrainConfig) -> tuple[str, ...]:
+    """The classes a config trains: FER+'s 8 with `ferplus` labels, else FER-2013's 7."""
+    return FERPLUS_EMOTIONS if cfg.ferplus else EMOTIONS
+
+
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     """The registry model a config asks for (None-valued options keep the model's defaults)."""
     kwargs = dict(cfg.model_kwargs)
     kwargs.update(pretrained=cfg.pretrained, freeze=cfg.freeze, batch_norm=cfg.batch_norm,
                   dropout=cfg.dropout)  # fmt: skip
-    return create_model(cfg.model, num_classes=NUM_CLASSES, **kwargs)
+    return create_model(cfg.model, num_classes=len(label_names(cfg)), **kwargs)
 
 
 class FERClassifier(L.LightningModule):
@@ -43,12 +48,14 @@ class FERClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.cfg = TrainConfig(**cfg)
         self.model = build_model(self.cfg)
+        self.labels = label_names(self.cfg)
+        num_classes = len(self.labels)
         spec = get_model_spec(self.cfg.model)
         side = self.cfg.image_size
         self.input_size = (side, side) if side else tuple(spec.input_size)
         self.mean, self.std, self.in_channels = tuple(spec.mean), tuple(spec.std), spec.in_channels
         self.augment = BatchAugment(self.cfg) if self.cfg.augment else None
-        self.mixer = batch_mixer(self.cfg, NUM_CLASSES) if self.cfg.augment else None
+        self.mixer = batch_mixer(self.cfg, num_classes) if self.cfg.augment else None
         weight = None
         if self.cfg.class_weights and class_counts:
             counts = torch.tensor(class_counts, dtype=torch.float32).clamp(min=1)
@@ -56,9 +63,9 @@ class FERClassifier(L.LightningModule):
         self.register_buffer("class_weight", weight, persistent=False)
         # a plain list: teachers are not part of the student's state dict or checkpoints
         self.teachers = load_teachers(self.cfg.teacher)
-        self.train_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
-        self.val_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
-        self.test_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
     # --- forward ------------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
@@ -87,7 +94,7 @@ class FERClassifier(L.LightningModule):
             mean=list(self.mean),
             std=list(self.std),
             in_channels=self.in_channels,
-            labels=list(EMOTIONS),
+            labels=list(self.labels),
         )
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -98,8 +105,9 @@ class FERClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         images, target = batch
         faces = self.faces(images, train=True)
-        hard = target if target.ndim == 1 else None
-        if self.mixer is not None and hard is not None:
+        # soft targets (FER+ votes) are scored against their largest share
+        hard = target if target.ndim == 1 else target.argmax(1)
+        if self.mixer is not None and target.ndim == 1:
             faces, target = self.mixer(faces, hard)
         logits = self(self.to_input(faces))
         loss = self._loss(logits, target)
@@ -117,9 +125,8 @@ class FERClassifier(L.LightningModule):
                 "use precision 32"
             )
         self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True)
-        if hard is not None:
-            self.train_acc(logits.detach(), hard)
-            self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        self.train_acc(logits.detach(), hard)
+        self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
     def _eval_step(self, batch, stage: str, metric: MulticlassAccuracy):

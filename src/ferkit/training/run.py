@@ -37,7 +37,6 @@ from ferkit.data.dataset import FERDataModule
 from ferkit.errors import ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
-from ferkit.labels import EMOTIONS
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.training.config import TrainConfig, load_config, save_config
 from ferkit.training.module import FERClassifier, NonFiniteLossError
@@ -147,9 +146,11 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
     data = FERDataModule(
         cfg.data, image_size=cfg.data_size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
         balanced=cfg.balanced_sampler, val_fraction=cfg.val_fraction, limit=cfg.limit, seed=cfg.seed,
+        ferplus=cfg.ferplus, ferplus_labels=cfg.ferplus_labels,
+        hard_label_weight=cfg.hard_label_weight,
     )  # fmt: skip
     data.setup()
-    counts = list(data.splits["train"].class_counts().values())
+    counts = list(data.splits["train"].class_counts(data.data.labels).values())
     module = FERClassifier(cfg.to_dict(), class_counts=counts)
     if tuple(module.input_size) != (cfg.data_size, cfg.data_size):
         log.info("faces are %dx%d; each batch is resized to %s's %dx%d input", cfg.data_size,
@@ -263,7 +264,7 @@ def _score(module: FERClassifier, split) -> dict:
     """Accuracy, loss and per-class metrics of the module's current weights on a split."""
     probs = predict_proba(module.model.eval(), split.images, input_size=module.input_size,
                           mean=module.mean, std=module.std, in_channels=module.in_channels)  # fmt: skip
-    return classification_metrics(np.asarray(split.labels), probs, list(EMOTIONS))
+    return classification_metrics(np.asarray(split.labels), probs, list(module.labels))
 
 
 def _parent(cfg: TrainConfig) -> dict:
@@ -289,7 +290,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     ckpt_cb = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
     throughput = next(c for c in trainer.callbacks if isinstance(c, _Throughput))
     meta = dict(input_size=list(module.input_size), mean=list(module.mean), std=list(module.std),
-                in_channels=module.in_channels, labels=list(EMOTIONS))  # fmt: skip
+                in_channels=module.in_channels, labels=list(module.labels))  # fmt: skip
     hardware = _hardware(trainer)
     recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
               "n_train": len(data.splits["train"]), "data": cfg.data,
