@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
+import time
+from collections.abc import Callable
 
 from ferkit.errors import CheckpointError, FerkitError
 
@@ -29,9 +32,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_model_options(p)
+    add_server_options(p)
+    p.set_defaults(func=run)
+
+
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """--host, --port and the limits: the server `ferkit serve` and `ferkit webcam` start."""
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (8000)")
-    add_model_options(p)
     p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
                    help="largest image accepted, in MiB (10); larger: HTTP 413")  # fmt: skip
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
@@ -42,10 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="inferences waiting or running at most (16 per worker); then HTTP 503")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="PyTorch threads per inference (1): requests, not threads, use the cores")  # fmt: skip
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, on_started: Callable[[str], object] | None = None) -> int:
+    """Serve until Ctrl-C; `on_started(url)` is called (in a thread) once it listens."""
     try:  # imported here, so `ferkit --help` does not pay for them
         import uvicorn
 
@@ -80,6 +89,20 @@ def run(args: argparse.Namespace) -> int:
         log.warning("listening on %s: anyone who can reach it can use it (no authentication)",
                     args.host)  # fmt: skip
     log.info("%r on http://%s:%d (API docs at /docs)", rec, args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info" if not args.quiet
-                else "warning", timeout_graceful_shutdown=5)  # fmt: skip
+    level = "warning" if args.quiet else "info"
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level=level, timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    if on_started is not None:
+        url = f"http://{args.host}:{args.port}"
+        threading.Thread(target=_when_started, args=(server, url, on_started), daemon=True).start()
+    server.run()
     return 0
+
+
+def _when_started(server, url: str, callback: Callable[[str], object]) -> None:
+    while not server.started and not server.should_exit:
+        time.sleep(0.05)
+    if server.started:
+        callback(url)

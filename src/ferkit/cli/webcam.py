@@ -1,8 +1,13 @@
-"""`ferkit webcam [--camera 0]`: a live window with each face's box, label and bars.
+"""`ferkit webcam`: live emotions from a camera, each face with its box, label and bars.
 
-Needs a display and an OpenCV build with a GUI (`opencv-python`, not the `-headless` wheel
-ferkit depends on); both are checked first, with a message saying what is missing. Press q or
-Esc to quit.
+    ferkit webcam                       # the browser's camera, through `ferkit serve`'s page
+    ferkit webcam --view window         # an OpenCV window (needs GUI OpenCV and a display)
+
+`--view browser` starts the server and opens its page in webcam mode in your browser (the
+headless OpenCV that ferkit installs has no windows; a browser is on every desktop). `--view
+window` reads `--camera` with OpenCV and draws in a window: it needs `opencv-python` in place of
+`opencv-python-headless`, and a display. `auto` (the default) takes the window where both are
+there, else the browser. Ctrl-C stops the server; q or Esc closes the window.
 """
 
 from __future__ import annotations
@@ -18,14 +23,30 @@ from ferkit.errors import FerkitError
 log = logging.getLogger(__name__)
 
 WINDOW = "ferkit webcam (q to quit)"
+VIEWS = ("auto", "browser", "window")
+PAGE = "/?webcam"  # the server's page, starting its webcam mode
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ferkit.cli.recognizer_options import add_model_options
+    from ferkit.cli.serve import add_server_options
 
-    p = sub.add_parser("webcam", help="live emotions from a camera, in a window")
-    p.add_argument("--camera", default="0", help="camera index or stream URL/device path (0)")
+    p = sub.add_parser(
+        "webcam",
+        help="live emotions from a camera: in the browser, or an OpenCV window",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--view", choices=VIEWS, default="auto",
+                   help="browser: the server's page; window: OpenCV (needs GUI OpenCV); auto: "
+                   "the window where it can open, else the browser")  # fmt: skip
+    p.add_argument("--camera", default="0",
+                   help="window: camera index or stream URL/device path (0); in the browser, "
+                   "the browser asks which camera")  # fmt: skip
+    p.add_argument("--no-open", action="store_true",
+                   help="browser: print the page's address instead of opening it")  # fmt: skip
     add_model_options(p)
+    add_server_options(p)
     p.add_argument("--smooth", type=float, default=0.6, help="EMA weight of past frames (0.6)")
     p.set_defaults(func=run)
 
@@ -37,26 +58,45 @@ def gui_problem() -> str | None:
     match = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
     if match and match.group(1).upper() == "NONE":
         return (
-            "this OpenCV build has no GUI (opencv-python-headless); install opencv-python in "
-            "its place to use `ferkit webcam`, or record with `ferkit predict VIDEO --annotate`"
+            "this OpenCV build has no GUI (opencv-python-headless, as ferkit installs); "
+            "install opencv-python in its place for a window"
         )
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):
-        return "no display (DISPLAY is not set); run it on a desktop session"
+        return "no display (DISPLAY is not set)"
     return None
 
 
 def run(args: argparse.Namespace) -> int:
+    problem = gui_problem()
+    if args.view == "window" and problem:
+        raise FerkitError(f"--view window: {problem}; or use --view browser")
+    if args.view == "window" or (args.view == "auto" and problem is None):
+        return run_window(args)
+    if args.view == "auto":
+        log.info("no OpenCV window here (%s): using the browser", problem)
+    from ferkit.cli import serve
+
+    return serve.run(args, on_started=lambda url: open_page(url + PAGE, args.no_open))
+
+
+def open_page(url: str, no_open: bool = False) -> None:
+    """Open `url` in the user's browser; say where it is either way (no browser: nothing opens)."""
+    import webbrowser
+
+    opened = not no_open and webbrowser.open(url)
+    what = "opened in your browser" if opened else "open it in a browser on this machine"
+    print(f"ferkit webcam: {url} ({what}; Ctrl-C stops)", file=sys.stderr, flush=True)
+
+
+def run_window(args: argparse.Namespace) -> int:
     import cv2
 
     from ferkit.cli.recognizer_options import make_recognizer
     from ferkit.inference.draw import annotate
     from ferkit.inference.video import Smoother
 
-    problem = gui_problem()
-    if problem:
-        raise FerkitError(problem)
     source = int(args.camera) if args.camera.isdigit() else args.camera
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():

@@ -161,6 +161,8 @@ function stopWebcam() {
 
 els.file.addEventListener("change", () => showPhoto(els.file.files[0]));
 els.webcam.addEventListener("click", () => (stream ? stopWebcam() : startWebcam()));
+// `ferkit webcam` opens the page as /?webcam: start the camera at once (the browser asks first)
+if (new URLSearchParams(location.search).has("webcam")) startWebcam();
 els.drop.addEventListener("dragover", (e) => { e.preventDefault(); els.drop.classList.add("over"); });
 els.drop.addEventListener("dragleave", () => els.drop.classList.remove("over"));
 els.drop.addEventListener("drop", (e) => {
