@@ -48,3 +48,61 @@ def test_readme_train_example_runs_as_written(fer_csv, monkeypatch, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 10 and (run / "best.pt").is_file()
     assert re.search(r"lr: 0\.0003\b", (run / "config.yaml").read_text())
+
+
+HEAVY = ("torch", "lightning", "onnxruntime", "fastapi", "matplotlib", "pandas")
+
+
+def run_python(code: str, **env: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **env}
+    command = [sys.executable, "-c", code]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_help_of_every_command_imports_nothing_heavy():
+    from ferkit.cli import COMMANDS
+
+    code = f"""
+import contextlib, io, sys
+from ferkit.cli import main
+helps = [["--help"]] + [[c, "--help"] for c in {COMMANDS!r}]
+helps += [["data", s, "--help"] for s in ("info", "convert", "crop")]
+helps += [[c, "--help"] for c in ("report", "compare")]
+for argv in helps:
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(argv) == 0, argv
+print(" ".join(m for m in {HEAVY!r} if m in sys.modules))
+"""
+    assert run_python(code).strip() == ""
+
+
+def test_models_json_is_computed_once_then_read_without_torch(tmp_path):
+    code = """
+import sys
+from ferkit.cli import main
+main(["models", "--json"])
+print("torch loaded:", "torch" in sys.modules, file=sys.stderr)
+"""
+    first = run_python(code, FERKIT_CACHE=str(tmp_path))
+    rows = json.loads(first)
+    assert {"simple_cnn", "flagship"} <= {r["name"] for r in rows}
+    assert all(r["params"] > 0 and r["macs"] > 0 for r in rows)
+    warm = code.replace("file=sys.stderr", "file=sys.stdout")
+    out = run_python(warm, FERKIT_CACHE=str(tmp_path))
+    assert out.endswith("torch loaded: False\n") and json.loads(out.rsplit("torch", 1)[0]) == rows
+
+
+def test_models_cache_of_another_install_is_not_used(tmp_path, monkeypatch):
+    from ferkit.cli import models
+
+    monkeypatch.setenv("FERKIT_CACHE", str(tmp_path))
+    (tmp_path / "models.json").write_text(json.dumps({"key": "another install", "rows": []}))
+    monkeypatch.setattr(models, "_compute_rows", lambda: [{"name": "measured"}])
+    assert models.model_rows() == [{"name": "measured"}]
+    assert json.loads((tmp_path / "models.json").read_text())["key"] == models._cache_key()

@@ -1,4 +1,7 @@
-"""`ferkit data info|convert|crop`: look at a data set, export it, or cut faces out of photos."""
+"""`ferkit data info|convert|crop`: look at a data set, export it, or cut faces out of photos.
+
+Data loading (NumPy, OpenCV) is imported inside the handlers: `ferkit --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,6 @@ import json
 from pathlib import Path
 
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
-from ferkit.data import load_dataset
-from ferkit.data.convert import to_csv, to_npy
-from ferkit.detection.crops import DEFAULT_MARGIN
 from ferkit.errors import DataError
 
 
@@ -49,8 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     crop.add_argument("path", type=Path, help="folder of photos (class folders, any layout)")
     crop.add_argument("out", type=Path, help="output folder (outside PATH)")
     crop.add_argument("--size", type=int, default=48, help="side of the square crops (48)")
-    crop.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                      help=f"added on each side, as a fraction of the face box ({DEFAULT_MARGIN})")  # fmt: skip
+    crop.add_argument("--margin", type=float,
+                      help="added on each side, as a fraction of the face box (default: the "
+                      "margin `ferkit predict` crops with)")  # fmt: skip
     add_detector_options(crop, crops=False)
     crop.add_argument("--workers", type=int, help="images at once (default: one per core)")
     crop.add_argument("--overwrite", action="store_true", help="replace crops that exist")
@@ -59,6 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace):
+    from ferkit.data import load_dataset
+
     return load_dataset(args.path, image_size=args.image_size, strict=args.strict,
                         skip_bad=args.skip_bad, use_cache=not args.no_cache)  # fmt: skip
 
@@ -104,6 +107,8 @@ def format_summary(s: dict) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    from ferkit.data.convert import to_csv, to_npy
+
     data = _load(args)
     if args.to == "npy":
         written = to_npy(data, args.out, overwrite=args.overwrite)
@@ -116,8 +121,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_crop(args: argparse.Namespace) -> int:
     from ferkit.data.face_crops import crop_face_folder
+    from ferkit.detection.crops import DEFAULT_MARGIN
 
-    summary = crop_face_folder(args.path, args.out, size=args.size, margin=args.margin,
+    margin = DEFAULT_MARGIN if args.margin is None else args.margin
+    summary = crop_face_folder(args.path, args.out, size=args.size, margin=margin,
                                detector=detector_from_args(args), overwrite=args.overwrite,
                                workers=args.workers)  # fmt: skip
     if args.json:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.outputs import refuse_existing
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,8 @@ def _inputs(meta: dict, faces: np.ndarray) -> np.ndarray:
 
 def compare_accuracy(fp32: Path, int8: Path, meta: dict, faces: np.ndarray, labels: np.ndarray):
     """(fp32 accuracy, int8 accuracy, label agreement) of two ONNX models on labelled faces."""
+    import numpy as np
+
     from ferkit.inference.recognizer import EmotionRecognizer
 
     preds = [EmotionRecognizer(p, detector=None).classify(faces).argmax(1) for p in (fp32, int8)]

@@ -2,12 +2,29 @@
 
 ferkit models            # a table
 ferkit models --json     # one JSON list, for scripts
+
+Counting parameters and multiply-adds builds every model (seconds); the rows are kept in
+`$FERKIT_CACHE/models.json` (default ~/.cache/ferkit), keyed by the versions of ferkit and
+torch and the model sources' sizes and times, so later listings need no PyTorch at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
+import logging
+from pathlib import Path
+
+from ferkit import __version__
+from ferkit.cache import cache_root
+from ferkit.outputs import replaced_atomically
+
+log = logging.getLogger(__name__)
+
+CACHE_NAME = "models.json"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,8 +39,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def model_rows() -> list[dict]:
-    """One dict per registered model: name, params, macs, input size, normalisation, text."""
+    """One dict per registered model: name, params, macs, input size, normalisation, text.
+
+    From the cache when it matches this install; else computed (with a progress bar on a
+    terminal) and cached.
+    """
+    path, key = cache_root() / CACHE_NAME, _cache_key()
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("key") == key:
+            return cached["rows"]
+    except (OSError, ValueError, AttributeError, KeyError):
+        pass  # no cache yet, or an unreadable one: compute
+    rows = _compute_rows()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_atomically(path) as tmp:
+            tmp.write_text(json.dumps({"key": key, "rows": rows}))
+    except OSError as exc:  # a read-only home: list anyway
+        log.debug("not cached (%s)", exc)
+    return rows
+
+
+def _cache_key() -> str:
+    """ferkit's and torch's versions and every model source file's name, size and mtime."""
+    spec = importlib.util.find_spec("ferkit.models")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    h = hashlib.sha1(f"{__version__}\0{importlib.metadata.version('torch')}".encode())
+    for src in sorted(folder.glob("*.py")):
+        st = src.stat()
+        h.update(f"\0{src.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _compute_rows() -> list[dict]:
     import torch
+    from tqdm import tqdm
 
     from ferkit.models import (
         count_macs,
@@ -36,7 +87,9 @@ def model_rows() -> list[dict]:
     rows = []
     # Building models draws random weights; leave the caller's random state as it was.
     with torch.random.fork_rng(devices=[]):
-        for name in list_models():
+        names = list_models()
+        bar = tqdm(names, desc="measuring models", unit="model", disable=None)  # on a terminal
+        for name in bar:
             spec = get_model_spec(name)
             model = create_model(name)
             rows.append(

@@ -17,14 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ferkit.cache import cache_root
 from ferkit.data.types import FERData, Split
 from ferkit.labels import EMOTIONS
 
 CACHE_FORMAT = 1
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FERKIT_CACHE") or Path.home() / ".cache" / "ferkit")
 
 
 def fingerprint(source: Path) -> str:
