@@ -95,3 +95,12 @@ def test_other_things_are_refused_with_the_kinds(run, tmp_path, capsys):
 
         torch.save({"state_dict": {}}, bogus)
         load_torch_model(bogus)
+
+
+def test_compare_and_convert_say_what_they_wrote_once(run, tmp_path, capsys):
+    plot = tmp_path / "cmp.png"
+    assert main(["compare", str(run), "--plot", str(plot)]) == 0
+    assert capsys.readouterr().err.count(f"wrote {plot}") == 1 and plot.is_file()
+    out = tmp_path / "copy.csv"
+    assert main(["data", "convert", str(run.parent / "fer2013.csv"), "--to", "csv", str(out)]) == 0
+    assert capsys.readouterr().out.count(f"to {out}") == 1 and out.is_file()

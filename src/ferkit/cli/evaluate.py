@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ferkit.errors import FerkitError
@@ -93,6 +94,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if plot is not None:
         with replaced_atomically(plot) as tmp:
             plots.save(fig, tmp, format=plot_format)
+        print(f"wrote {plot}", file=sys.stderr)  # stdout holds the table (csv: for machines)
     return 0
 
 

@@ -174,7 +174,9 @@ def write_csv(data: FERData, out: Path) -> int:
     """
     with_usage = "all" not in data.splits
     n = 0
-    with open(out, "w", newline="") as f:
+    total = sum(len(split) for split in data.splits.values())
+    bar = tqdm(total=total, desc="writing CSV", unit="row", unit_scale=True, disable=None)
+    with open(out, "w", newline="") as f, bar:
         writer = csv.writer(f)
         writer.writerow(["emotion", "pixels", "Usage"] if with_usage else ["emotion", "pixels"])
         for name, split in data.splits.items():
@@ -182,4 +184,5 @@ def write_csv(data: FERData, out: Path) -> int:
                 row = [int(label), " ".join(map(str, image.ravel().tolist()))]
                 writer.writerow([*row, SPLIT_TO_USAGE[name]] if with_usage else row)
                 n += 1
+                bar.update()
     return n
