@@ -9,6 +9,7 @@ mid-write keeps the old file whole.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,15 +43,31 @@ def refuse_existing(
 def replaced_atomically(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write to; when the block ends without an error,
     the temporary file replaces `path` in one step. On an error it is removed and `path` is
-    left as it was. The folder is created if needed. The temporary file is hidden and keeps
-    the suffix (`.partial-plot.png` for `plot.png`, none for a name without one), so writers
-    that go by it (np.save, matplotlib) write what the name asks for.
+    left as it was. The folder is created if needed.
+
+    The temporary file is created exclusively under a name nobody can guess (`mkstemp`), so
+    a link planted beside `path` is never written through. It is hidden and keeps the suffix
+    (`.partial-plot-k2j4x9.png` for `plot.png`), so writers that go by it (np.save,
+    matplotlib) write what the name asks for; the result gets the permissions a new file gets.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".partial-{path.name}")
+    fd, name = tempfile.mkstemp(prefix=f".partial-{path.stem}-", suffix=path.suffix,
+                                dir=path.parent)  # fmt: skip
+    os.close(fd)
+    tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is 0600; a plain new file is not
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask can only be read by setting it

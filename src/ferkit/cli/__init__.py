@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from ferkit import __version__
@@ -87,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             log.exception("ferkit failed")
         print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C: 130; training stopped by SIGTERM: 143
         print("ferkit: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     except Exception as exc:  # a bug of ours: one line, and how to see more
         if args.debug:
             raise

@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if video_out and (len(videos) != 1 or images):
         raise ConfigError(f"--annotate {args.annotate} names one video file; give exactly one "
                           "video, or a folder to --annotate")  # fmt: skip
+    if args.annotate:
+        _refuse_collisions(args, images, videos, video_out)
     if not args.overwrite:
         _refuse_existing(args, images, videos, video_out)
     rec = make_recognizer(args)
@@ -135,6 +137,19 @@ def _annotated_image(out: Path, rel: Path) -> Path:
 
 def _video_out(args, rel: Path, video_out: Path | None) -> Path | None:
     return video_out or (args.annotate / rel.with_suffix(".mp4") if args.annotate else None)
+
+
+def _refuse_collisions(args, images, videos, video_out) -> None:
+    """Two inputs never share an annotated output: `a/x.png b/x.png` (or `x.png x.gif`) would
+    both be drawn to OUT/x.png, the second over the first. Checked even with --overwrite."""
+    seen: dict[Path, Path] = {}
+    pairs = [(path, _annotated_image(args.annotate, rel)) for path, rel in images]
+    pairs += [(path, _video_out(args, rel, video_out)) for path, rel in videos]
+    for path, out in pairs:
+        if out in seen:
+            raise ConfigError(f"{seen[out]} and {path} would both be annotated to {out}; "
+                              "rename one, or annotate them in separate runs")  # fmt: skip
+        seen[out] = path
 
 
 def _refuse_existing(args, images, videos, video_out) -> None:

@@ -43,8 +43,12 @@ def safe_load(path: str | Path, *, map_location: str | torch.device = "cpu") -> 
         # weights_only refuses pickled Python objects (classes, functions): such a file could
         # run code when opened, and a ferkit file never holds any. Any other unpickling
         # failure means the bytes are not a pickle at all.
-        reason = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), "")
-        if not reason:
+        # torch words the refusal in several ways ("Unsupported global", "unsupported GLOBAL
+        # posix.system", "Unsupported operand 149"), all after "Weights only load failed"
+        refused = "weights only load failed" in text.lower()
+        lines = [ln.strip() for ln in text.splitlines()]
+        reason = next((ln for ln in lines if "unsupported" in ln.lower()), "weights only")
+        if not refused:
             raise CheckpointError(
                 f"{path} is not a readable torch file ({_first_line(text)}); expected a file "
                 "written by torch.save"

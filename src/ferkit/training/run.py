@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 import warnings
@@ -32,12 +33,14 @@ from lightning.pytorch.callbacks import (
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ferkit.data.dataset import FERDataModule
-from ferkit.errors import ConfigError
+from ferkit.errors import CheckpointError, ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
+from ferkit.models._weights import safe_load
 from ferkit.training.config import TrainConfig, load_config, save_config
 from ferkit.training.module import FERClassifier, NonFiniteLossError
 
@@ -74,31 +77,53 @@ def resume_config(resume: str | Path, overrides: dict | None = None) -> TrainCon
     return load_config(resume_dir(resume) / "config.yaml", overrides)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C or SIGTERM; a resumable last.ckpt was saved."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 class _CheckpointOnInterrupt(Callback):
-    """Saves a resumable `last.ckpt` on Ctrl-C or a kill, but never over it with NaN weights."""
+    """Saves a resumable `last.ckpt` when training is interrupted (Ctrl-C, SIGTERM), and only
+    then: an error (a bad value, NaN weights) must not replace a good checkpoint, and neither
+    may an interrupt that came before this session trained a single step."""
 
     def __init__(self, path: Path):
-        self.path = path
+        self.path, self.first_step = path, None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.first_step = trainer.global_step
 
     def on_exception(self, trainer, pl_module, exception) -> None:
-        if not isinstance(exception, NonFiniteLossError):
+        interrupt = isinstance(exception, KeyboardInterrupt | SIGTERMException)
+        if interrupt and self.first_step is not None and trainer.global_step > self.first_step:
             trainer.save_checkpoint(self.path)
 
 
 class _Throughput(Callback):
-    """Training wall time and images/s, for the summary and `ferkit compare`."""
+    """Training time and images/s, for the summary and `ferkit compare`: the time of the
+    training steps finished (validation excluded), summed across resumes."""
 
     def __init__(self):
-        self.seconds, self.images, self._t0 = 0.0, 0, 0.0
+        self.seconds, self.images, self._t0 = 0.0, 0, None
 
     def on_train_epoch_start(self, trainer, pl_module):
         self._t0 = time.perf_counter()
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self._t0 is None:  # resumed in the middle of an epoch
+            self._t0 = time.perf_counter()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = time.perf_counter()
+        self.seconds += now - self._t0
+        self._t0 = now
         self.images += len(batch[0]) * trainer.world_size
 
     def on_train_epoch_end(self, trainer, pl_module):
-        self.seconds += time.perf_counter() - self._t0
+        self._t0 = None
 
     def state_dict(self):
         return {"seconds": self.seconds, "images": self.images}
@@ -139,6 +164,7 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
     if resume:
         run_dir = resume_dir(resume)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
+        _check_training_state(ckpt)
     else:
         cfg = cfg.resolved()
         run_dir, ckpt = new_run_dir(cfg, overwrite), None
@@ -174,7 +200,9 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
         enable_model_summary=False,
         log_every_n_steps=10,
     )
+    replaced = None
     if trainer.is_global_zero and not resume:
+        replaced = _set_aside(run_dir)  # --overwrite: the old run waits until this one trains
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers started by fit() inherit it
@@ -184,25 +212,54 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
         with warnings.catch_warnings():
             # the run folder holds config.yaml already: that is expected, not a stale log
             warnings.filterwarnings("ignore", message="Experiment logs directory")
-            trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+            # weights_only whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says: no pickled code runs
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError:
         _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started, stopped="nan")
         raise
-    except SystemExit:
-        # Lightning turns Ctrl-C into sys.exit(1) after on_exception saved last.ckpt, and
-        # leaves SIGINT ignored; restore it and report an interrupt the caller can handle
+    except SystemExit as exc:
+        # Lightning turns Ctrl-C into sys.exit(1) and SIGTERM into SIGTERMException after
+        # on_exception saved last.ckpt, and leaves SIGINT ignored; restore it and report an
+        # interrupt the caller can handle
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if trainer.interrupted:
             log.warning("interrupted: resume with `ferkit train --resume %s`", run_dir)
-            raise KeyboardInterrupt from None
+            if replaced is not None and trainer.global_step > 0:
+                log.warning("the run --overwrite replaces is kept in %s", replaced)
+            sigterm = isinstance(exc, SIGTERMException)
+            raise Interrupted(signal.SIGTERM if sigterm else signal.SIGINT) from None
         raise
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
         if earlier is not None:
             _merge_metrics(run_dir / "metrics.csv", earlier)
+        if replaced is not None and trainer.global_step == 0:
+            _put_back(replaced, run_dir)  # failed before its first step: as if never started
     _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started)
+    if replaced is not None:
+        shutil.rmtree(replaced)
     log.info("rank %d finished", trainer.global_rank)
     return run_dir
+
+
+def _check_training_state(ckpt: Path) -> None:
+    """Refuse a last.ckpt that is not plain training state (before anything is touched)."""
+    state = safe_load(ckpt)  # weights_only: a planted pickle is refused, never run
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise CheckpointError(f"{ckpt} is not a Lightning training checkpoint (no state_dict)")
+
+
+def _set_aside(run_dir: Path) -> Path | None:
+    """Move an existing run (`--overwrite`) beside `run_dir`; None if there is none."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None
+    aside = run_dir.with_name(f"{run_dir.name}.replaced-{datetime.now():%Y%m%d-%H%M%S-%f}")
+    return run_dir.rename(aside)
+
+
+def _put_back(aside: Path, run_dir: Path) -> None:
+    shutil.rmtree(run_dir, ignore_errors=True)
+    aside.rename(run_dir)
 
 
 def _loggers(run_dir: Path) -> list:

@@ -1,0 +1,66 @@
+"""Outputs never collide, and writing one never follows a link planted beside it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from hostile import snapshot
+
+from conftest import ASTRONAUT, make_checkpoint
+from ferkit.cli import main
+from ferkit.outputs import replaced_atomically
+
+
+def test_annotate_refuses_two_inputs_with_one_output(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for name in ("a/x.png", "b/x.png"):
+        shutil.copy(ASTRONAUT, tmp_path / name)
+    shutil.copy(ASTRONAUT, tmp_path / "a" / "x.gif")  # the suffix is wrong; PIL reads it
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    ckpt = str(make_checkpoint(tmp_path.parent / f"{tmp_path.name}-m.pt"))
+    inputs = [str(tmp_path / n) for n in ("a/x.png", "b/x.png", "a/x.gif")]
+    for extra in ([], ["--overwrite"]):
+        rc = main(["predict", *inputs, "--annotate", str(out), "--model", ckpt, *extra])
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert f"{inputs[0]} and {inputs[1]} would both be annotated to {out / 'x.png'}" in err
+        assert snapshot(tmp_path) == before
+
+
+def test_temporary_file_never_follows_a_planted_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = folder / "result.json"
+    for planted in (".partial-result.json", ".partial-result-x.json"):
+        (folder / planted).symlink_to(victim)
+    with replaced_atomically(target) as tmp:
+        assert not tmp.is_symlink()
+        tmp.write_text("new")
+    assert victim.read_text() == "precious"
+    assert target.read_text() == "new" and not target.is_symlink()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["result.json", ".partial-result.json", ".partial-result-x.json"]
+    )
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "result.json"
+    target.write_text("old")
+    try:
+        with replaced_atomically(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    except RuntimeError:
+        pass
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
