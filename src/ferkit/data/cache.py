@@ -23,27 +23,31 @@ from ferkit.labels import EMOTIONS
 
 CACHE_FORMAT = 1
 
+# File names are bytes to the OS; one that is not UTF-8 reaches Python with surrogates
+# (PEP 383), which hash as the bytes they stand for.
+NAMES = "surrogateescape"
+
 
 def fingerprint(source: Path) -> str:
     """Hash of the names, sizes and modification times of every file under `source`."""
     h = hashlib.sha1()
     if source.is_file():
         st = source.stat()
-        h.update(f"{source.name}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        h.update(f"{source.name}\0{st.st_size}\0{st.st_mtime_ns}".encode(errors=NAMES))
         return h.hexdigest()
     for dirpath, dirnames, filenames in os.walk(source):
         dirnames.sort()
         for name in sorted(filenames):
             st = os.stat(os.path.join(dirpath, name))
             rel = os.path.relpath(os.path.join(dirpath, name), source)
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors=NAMES))
     return h.hexdigest()
 
 
 def entry_dir(source: Path, image_size: int, variant: str = "") -> Path:
     """The entry of `source` at `image_size`; `variant` names a relabelling (FER+ labels)."""
     key = f"{source}|{image_size}|{CACHE_FORMAT}" + (f"|{variant}" if variant else "")
-    key = hashlib.sha1(key.encode()).hexdigest()[:16]
+    key = hashlib.sha1(key.encode(errors=NAMES)).hexdigest()[:16]
     return cache_root() / f"{source.name or 'data'}-{image_size}px-{key}"
 
 

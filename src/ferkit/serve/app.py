@@ -196,7 +196,9 @@ def create_app(
 
 
 def model_meta(rec: EmotionRecognizer) -> dict[str, Any]:
-    """The recognizer's checkpoint metadata without weights, JSON-safe, plus what serves it."""
+    """The recognizer's checkpoint metadata without weights, JSON-safe, plus what serves it.
+
+    No path of this machine or the training one reaches clients: paths become file names."""
     meta = {k: v for k, v in rec.meta.items() if k not in ("state_dict", "model", "optimizer")}
     out = _json_safe(meta)
     out["source"] = Path(rec.source).name  # the file name only: no server paths to clients
@@ -210,6 +212,8 @@ def _json_safe(value: Any) -> Any:
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set):
         return [_json_safe(v) for v in value]
+    if isinstance(value, str) and (os.path.isabs(value) or value.startswith(("./", "../", "~"))):
+        return Path(value).name  # a training machine's path (data, parent): its name only
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -245,7 +249,9 @@ async def _read_image_bytes(request: Request) -> bytes:
             if "," in raw[:100] and raw.startswith("data:"):  # a data: URL from a browser
                 raw = raw.split(",", 1)[1]
             data = base64.b64decode(raw, validate=True)
-        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+        # RecursionError: JSON nested thousands deep, which json.loads cannot parse
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError,
+                binascii.Error):  # fmt: skip
             raise ApiError(
                 422, "bad_json", 'expected JSON {"image": "<base64 image bytes>"}'
             ) from None
