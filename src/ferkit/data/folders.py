@@ -43,12 +43,19 @@ def _subdirs(folder: Path) -> dict[str, Path]:
 
 def image_files(folder: Path) -> list[Path]:
     """The image files under `folder` and its subfolders, in a stable (sorted) order; hidden
-    files are skipped."""
+    files are skipped, and so is anything that is not a regular file (a FIFO named x.png
+    would block the decoder forever), with a warning naming it."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
-        found += [Path(dirpath, f) for f in sorted(filenames)
-                  if Path(f).suffix.lower() in IMAGE_SUFFIXES and not f.startswith(".")]  # fmt: skip
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if path.suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
+                continue
+            if path.is_file():
+                found.append(path)
+            else:
+                log.warning("%s: not a regular file (a FIFO, socket or device); skipped", path)
     return found
 
 

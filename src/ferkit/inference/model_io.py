@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ def load_torch_model(spec: str | Path | None) -> tuple[Any, dict]:
 
         model, meta = load_checkpoint(path)
     log.debug("loaded %s (%s, input %s)", path, meta.get("arch"), meta.get("input_size"))
-    return model.eval(), dict(meta)
+    return model.eval(), check_meta(dict(meta), path)
 
 
 def read_onnx_meta(path: str | Path) -> dict:
@@ -151,7 +152,52 @@ def read_onnx_meta(path: str | Path) -> dict:
             f"{path} has no ferkit metadata (input size, normalisation, labels); export it "
             "with `ferkit export CHECKPOINT --format onnx OUT.onnx`"
         )
-    return json.loads(props[ONNX_META_KEY])
+    try:
+        meta = json.loads(props[ONNX_META_KEY])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its ferkit metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its ferkit metadata is not a JSON object")
+    return check_meta(meta, path)
+
+
+def check_meta(meta: dict, source: str | Path) -> dict:
+    """`meta` if it holds what inference needs, sane; else a CheckpointError naming the key.
+
+    A checkpoint or export edited by hand (or damaged) must fail on load with its file and
+    key named, not give NaN probabilities later: input_size two sides of 1..4096 pixels,
+    mean/std finite with std > 0, labels distinct names, temperature (if any) finite and > 0.
+    """
+
+    def bad(key: str, rule: str) -> CheckpointError:
+        return CheckpointError(f"{source}: metadata {key!r} must be {rule}, got "
+                               f"{meta.get(key)!r}; re-export it from its training run")  # fmt: skip
+
+    def numbers(key: str) -> list[float]:
+        value = meta.get(key)
+        if not isinstance(value, list | tuple) or not value:
+            raise bad(key, "a list of numbers")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise bad(key, "a list of numbers")
+        if not all(math.isfinite(v) for v in value):
+            raise bad(key, "finite numbers")
+        return list(value)
+
+    size = numbers("input_size")
+    if len(size) != 2 or not all(v == int(v) and 1 <= v <= 4096 for v in size):
+        raise bad("input_size", "[height, width], whole numbers in 1..4096")
+    numbers("mean")
+    if min(numbers("std")) <= 0:
+        raise bad("std", "numbers > 0")
+    labels = meta.get("labels")
+    if (not isinstance(labels, list | tuple) or len(labels) < 2 or len(set(labels)) != len(labels)
+            or not all(isinstance(v, str) and v for v in labels)):  # fmt: skip
+        raise bad("labels", "a list of at least two distinct names")
+    t = meta.get("temperature")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)
+                          or not math.isfinite(t) or t <= 0):  # fmt: skip
+        raise bad("temperature", "a finite number > 0 (or absent)")
+    return meta
 
 
 def meta_value(meta: dict, key: str, default: Any = None) -> Any:
