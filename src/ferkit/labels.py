@@ -17,6 +17,8 @@ NUM_CLASSES = len(EMOTIONS)
 # FER+'s 8 classes: FER-2013's 7 in EMOTIONS order, then contempt (which FER-2013 lacks), so
 # index i means the same emotion in both sets and a 7-class model's outputs are a prefix.
 FERPLUS_EMOTIONS: tuple[str, ...] = (*EMOTIONS, "contempt")
+# How FER+'s ten votes per face become labels (ferkit.data.ferplus): vote shares, or majority
+FERPLUS_LABEL_MODES = ("votes", "majority")
 
 # Folder and column names seen in public FER data sets (FER-2013, FER+, RAF-DB, AffectNet,
 # CK+, JAFFE, KDEF exports), mapped onto EMOTIONS. Keys are lower case.

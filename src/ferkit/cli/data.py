@@ -11,14 +11,28 @@ from pathlib import Path
 
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
 from ferkit.errors import DataError
+from ferkit.labels import FERPLUS_LABEL_MODES
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="FER-2013 CSV, msambare/Kaggle folder, or folder of class folders")
+    p.add_argument("path", help="FER-2013 CSV (.csv or .csv.gz), msambare/Kaggle folder, or folder "
+                   "of class folders")  # fmt: skip
+    add_ferplus_option(p)
     p.add_argument("--image-size", type=int, default=48, help="side of the square images (48)")
     p.add_argument("--strict", action="store_true", help="refuse class folders with no emotion")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images / bad rows")
     p.add_argument("--no-cache", action="store_true", help="decode again, do not use the cache")
+
+
+def add_ferplus_option(p: argparse.ArgumentParser, *, modes: bool = True) -> None:
+    """`--ferplus FILE` (and `--ferplus-labels`): FER+ labels for a FER-2013 CSV."""
+    p.add_argument("--ferplus", metavar="FILE",
+                   help="FER+ label file (fer2013new.csv[.gz]) for the FER-2013 CSV: its 8 "
+                   "classes (FER-2013's 7 + contempt), paired row by row")  # fmt: skip
+    if modes:
+        p.add_argument("--ferplus-labels", choices=FERPLUS_LABEL_MODES, default="votes",
+                       help="with --ferplus: votes (vote shares as soft labels for train; val/test "
+                       "by majority) or majority (every split; FER+'s filtering) (votes)")  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +77,8 @@ def _load(args: argparse.Namespace):
     from ferkit.data import load_dataset
 
     return load_dataset(args.path, image_size=args.image_size, strict=args.strict,
-                        skip_bad=args.skip_bad, use_cache=not args.no_cache)  # fmt: skip
+                        skip_bad=args.skip_bad, use_cache=not args.no_cache,
+                        ferplus=args.ferplus, ferplus_labels=args.ferplus_labels)  # fmt: skip
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -83,7 +98,8 @@ def format_summary(s: dict) -> str:
     lines = [
         f"source: {s['source']}",
         f"layout: {s['kind']}   images: {s['total']:,}   size: {s['image_size'][0]}x"
-        f"{s['image_size'][1]} gray   resized: {s['resized']:,}",
+        f"{s['image_size'][1]} gray   resized: {s['resized']:,}"
+        + (f"   labels: FER+ {s['label_mode']}" if s.get("label_mode") else ""),
         "",
         f"{'class':<{width}} " + "".join(f"{n:>16}" for n in names),
     ]
@@ -110,9 +126,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from ferkit.data.convert import to_csv, to_npy
 
     data = _load(args)
+    if args.to == "csv" and data.kind == "ferplus":
+        raise DataError(
+            "FER+ labels (8 classes, vote shares) do not fit the fer2013.csv format (FER-2013's "
+            "7 classes); use --to npy"
+        )
     if args.to == "npy":
         written = to_npy(data, args.out, overwrite=args.overwrite)
-        print(f"wrote {len(written)} files to {args.out}")
+        for path in written:
+            print(f"wrote {path}")
+        print(f"labels: {', '.join(f'{i} {e}' for i, e in enumerate(data.labels))}")
     else:
         n = to_csv(data, args.out, overwrite=args.overwrite)
         print(f"wrote {n:,} rows to {args.out}")

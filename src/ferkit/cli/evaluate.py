@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ferkit.cli.data import add_ferplus_option
 from ferkit.errors import FerkitError
 from ferkit.outputs import refuse_existing, replaced_atomically
 from ferkit.tta import TTA_MODES
@@ -17,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "checkpoint", nargs="?", help="checkpoint file or run folder (default: shipped model)"
     )
-    p.add_argument("--data", required=True, help="FER-2013 CSV, Kaggle folder, or class folders")
+    p.add_argument("--data", required=True,
+                   help="FER-2013 CSV (.csv/.csv.gz), Kaggle folder, or class folders")  # fmt: skip
+    add_ferplus_option(p, modes=False)
     p.add_argument("--split", choices=("train", "val", "test", "all"),
                    help="split to score (default: val, else test, else the only one)")  # fmt: skip
     p.add_argument("--tta", choices=TTA_MODES, default="none",
@@ -49,7 +52,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = None if args.json in (None, "-") else Path(args.json)
     refuse_existing([out], error=FerkitError, hint="choose another --json file")  # before work
     result = evaluate(args.checkpoint, args.data, split=args.split, tta=args.tta,
-                      batch_size=args.batch_size)  # fmt: skip
+                      batch_size=args.batch_size, ferplus=args.ferplus)  # fmt: skip
     if args.json:
         text = json.dumps(result, indent=1)
         if out is None:
@@ -61,6 +64,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
               f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
               f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}")  # fmt: skip
+        print(f"  ({result['protocol']}, n={result['n']:,})")
         for name, m in result["per_class"].items():
             print(f"  {name:<9} acc {m['accuracy']:6.1%}  precision {m['precision']:.3f}  "
                   f"f1 {m['f1']:.3f}  n={m['support']}")  # fmt: skip

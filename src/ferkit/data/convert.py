@@ -13,15 +13,20 @@ from ferkit.outputs import refuse_existing, replaced_atomically
 
 def to_npy(data: FERData, out: Path, *, overwrite: bool = False) -> list[Path]:
     """Write `{split}_images.npy` (N, H, W) uint8 and `{split}_labels.npy` (N,) int64 into `out`
-    for every non-empty split; returns the files written."""
+    for every non-empty split, and `{split}_soft_labels.npy` (N, C) float32 where the split has
+    label distributions (FER+ votes); returns the files written."""
     splits = {name: s for name, s in data.splits.items() if len(s)}
-    targets = [out / f"{name}_{kind}.npy" for name in splits for kind in ("images", "labels")]
-    if not overwrite:
-        refuse_existing(targets)
+    arrays = {}
     for name, split in splits.items():
-        _save(out / f"{name}_images.npy", np.ascontiguousarray(split.images))
-        _save(out / f"{name}_labels.npy", np.asarray(split.labels, np.int64))
-    return targets
+        arrays[out / f"{name}_images.npy"] = np.ascontiguousarray(split.images)
+        arrays[out / f"{name}_labels.npy"] = np.asarray(split.labels, np.int64)
+        if split.soft_labels is not None:
+            arrays[out / f"{name}_soft_labels.npy"] = np.asarray(split.soft_labels, np.float32)
+    if not overwrite:
+        refuse_existing(list(arrays))
+    for path, array in arrays.items():
+        _save(path, array)
+    return list(arrays)
 
 
 def _save(path: Path, array: np.ndarray) -> None:

@@ -31,9 +31,9 @@ import numpy as np
 from ferkit.data.csv_source import USAGE_TO_SPLIT, _checked, open_text
 from ferkit.data.types import FERData, Split
 from ferkit.errors import DataError
-from ferkit.labels import FERPLUS_EMOTIONS, label_index
+from ferkit.labels import FERPLUS_EMOTIONS, FERPLUS_LABEL_MODES, label_index
 
-LABEL_MODES = ("votes", "majority")
+LABEL_MODES = FERPLUS_LABEL_MODES
 NOT_EMOTIONS = ("unknown", "nf")  # the last two vote columns, after the 8 emotions
 
 

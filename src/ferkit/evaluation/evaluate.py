@@ -9,11 +9,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ferkit.data import FERData, load_dataset
+from ferkit.data.csv_source import SPLIT_TO_USAGE
 from ferkit.errors import CheckpointError, DataError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.inference.model_io import is_onnx, load_torch_model, read_onnx_meta, resolve_model
-from ferkit.labels import EMOTIONS
+from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,18 @@ def pick_split(data: FERData, split: str | None) -> str:
     raise DataError(f"{data.source}: no val, test or unsplit images to evaluate on")
 
 
-def check_labels(meta: dict, checkpoint: Path | str) -> None:
+def check_labels(meta: dict, checkpoint: Path | str, data_labels=EMOTIONS) -> None:
+    """Refuse a model whose labels are not the data's (names and order)."""
     labels = list(meta.get("labels") or [])
-    if labels != list(EMOTIONS):
-        raise CheckpointError(
-            f"{checkpoint} predicts labels {labels}, but ferkit data sets are labelled "
-            f"{list(EMOTIONS)}; it cannot be scored on them"
-        )
+    if labels == list(data_labels):
+        return
+    hint = ""
+    if labels == list(FERPLUS_EMOTIONS):
+        hint = "; it is a FER+ model: score it on FER+ labels (--ferplus fer2013new.csv[.gz])"
+    raise CheckpointError(
+        f"{checkpoint} predicts labels {labels}, but the data is labelled {list(data_labels)}; "
+        f"it cannot be scored on them{hint}"
+    )
 
 
 def evaluate(
@@ -49,6 +55,7 @@ def evaluate(
     batch_size: int = 256,
     with_probs: bool = False,
     progress: bool = True,
+    ferplus: str | Path | None = None,
 ) -> dict:
     """Evaluate a model on a data source.
 
@@ -57,9 +64,12 @@ def evaluate(
             .pt, Lightning .ckpt, .onnx export, a shipped name; None: the shipped model).
             ONNX exports run on ONNX Runtime, the others on PyTorch in float32.
         progress: a progress bar on stderr (where that is a terminal).
+        ferplus: FER+ labels for the FER-2013 CSV `data`: scored as the FER+ papers do, by
+            majority-vote accuracy over the faces FER+'s filtering keeps (8 classes).
 
     Returns:
-        classification_metrics(...) plus `split`, `source`, `checkpoint`, `arch`, `tta`;
+        classification_metrics(...) plus `split`, `source`, `checkpoint`, `arch`, `tta` and
+        `protocol` (FER-2013 labels, or FER+ majority votes);
         with `with_probs`, also `probs` (N, C) and `y_true` as arrays (not JSON-ready).
     """
     path = resolve_model(checkpoint)
@@ -67,8 +77,12 @@ def evaluate(
         meta, model = read_onnx_meta(path), None
     else:
         model, meta = load_torch_model(path)
-    check_labels(meta, path)
-    dataset = data if isinstance(data, FERData) else load_dataset(data)
+    if isinstance(data, FERData):
+        dataset = data
+    else:  # refuse a label mismatch before reading the data
+        check_labels(meta, path, FERPLUS_EMOTIONS if ferplus else EMOTIONS)
+        dataset = load_dataset(data, ferplus=ferplus, ferplus_labels="majority")
+    check_labels(meta, path, dataset.labels)
     name = pick_split(dataset, split)
     images = dataset.splits[name].images
     size = list(meta["input_size"])
@@ -94,10 +108,20 @@ def evaluate(
     bar = tqdm(starts, desc=f"evaluate {name}", unit="batch", disable=None if progress else True)
     probs = np.concatenate([score(images[i : i + batch_size]) for i in bar])
     y_true = np.asarray(dataset.splits[name].labels)
-    result = classification_metrics(y_true, probs, list(EMOTIONS))
+    result = classification_metrics(y_true, probs, list(dataset.labels))
     result.update(
-        split=name, source=dataset.source, checkpoint=str(path), arch=meta["arch"], tta=tta
-    )
+        split=name, source=dataset.source, checkpoint=str(path), arch=meta["arch"], tta=tta,
+        protocol=_protocol(dataset, name),
+    )  # fmt: skip
     if with_probs:
         result.update(probs=probs, y_true=y_true)
     return result
+
+
+def _protocol(data: FERData, split: str) -> str:
+    """How a score on `split` of `data` is read, for reports."""
+    usage = SPLIT_TO_USAGE.get(split, split)
+    if data.kind == "ferplus" and data.label_mode == "majority":
+        return (f"FER+ majority-vote accuracy ({len(data.labels)} classes) on FER+ {usage}: the "
+                "faces with a majority emotion after FER+'s filtering")  # fmt: skip
+    return f"accuracy against the data's labels ({len(data.labels)} classes) on {usage}"

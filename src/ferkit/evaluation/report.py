@@ -13,7 +13,6 @@ from ferkit.data import load_dataset
 from ferkit.errors import DataError
 from ferkit.evaluation import plots
 from ferkit.evaluation.evaluate import evaluate
-from ferkit.labels import EMOTIONS
 
 
 def read_metrics(run: Path) -> pd.DataFrame:
@@ -40,7 +39,10 @@ def make_report(run: str | Path, *, data: str | None = None, n_faces: int = 32,
     run = Path(run)
     metrics = read_metrics(run)
     cfg = run_config(run)
-    dataset = load_dataset(data or cfg["data"])
+    # a FER+ run is scored on FER+ majority labels, as its validation was
+    dataset = load_dataset(data or cfg["data"], ferplus=cfg.get("ferplus"),
+                           ferplus_labels="majority")  # fmt: skip
+    labels = list(dataset.labels)
     result = evaluate(run, dataset, split=None, with_probs=True)
     probs, y_true = result.pop("probs"), result.pop("y_true")
     (run / f"eval_{result['split']}.json").write_text(json.dumps(result, indent=1))
@@ -53,13 +55,13 @@ def make_report(run: str | Path, *, data: str | None = None, n_faces: int = 32,
         "curves": plots.training_curves(metrics, title=f"{cfg['model']}: {run.name}"),
         "lr": plots.lr_curve(metrics),
         "confusion_matrix": plots.confusion_heatmap(
-            result["confusion_matrix_normalized"], list(EMOTIONS), title=title
+            result["confusion_matrix_normalized"], labels, title=title
         ),
         "per_class_accuracy": plots.per_class_bars(
             result["per_class"], result["accuracy"], title=title
         ),
         "predictions": plots.prediction_grid(
-            np.asarray(images[pick]), y_true[pick], probs[pick], list(EMOTIONS)
+            np.asarray(images[pick]), y_true[pick], probs[pick], labels
         ),
     }
     written = {}

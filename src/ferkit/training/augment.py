@@ -7,9 +7,9 @@ masked tensor arithmetic. Randomness comes from torch's global generator (seeded
 The robust photometrics cover what users feed in besides the canonical CSV pixels: contrast
 stretching and equalisation (the processed folder copy of FER-2013 is contrast-stretched),
 small faces scaled up (down-up scaling), blur and JPEG. They use torchvision's v2 functionals
-(`autocontrast`, `equalize`, `resize`, `gaussian_blur`, `jpeg`) on the images each draw picks;
-each is off (p = 0) unless a recipe turns it on. Order: geometry, contrast stretching and
-equalisation, brightness/contrast jitter, down-up scaling, blur, JPEG, erasing.
+(`autocontrast`, `equalize`, `resize`, `gaussian_blur`; JPEG through OpenCV) on the images
+each draw picks; each is off (p = 0) unless a recipe turns it on. Order: geometry, contrast
+stretching and equalisation, brightness/contrast jitter, down-up scaling, blur, JPEG, erasing.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import math
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -41,6 +43,15 @@ def _one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
+    """A uint8 gray image after JPEG encoding at `quality` and decoding (OpenCV's libjpeg;
+    torchvision's JPEG functions are deprecated from 0.29)."""
+    ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not JPEG-encode a {gray.shape} image")
+    return cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
 
 
 def _picked(n: int, p: float, like: torch.Tensor) -> list[int]:
@@ -110,8 +121,8 @@ class BatchAugment(nn.Module):
             x[i] = TF.gaussian_blur(x[i], [k, k], [sigma, sigma])
         for i in _picked(n, self.jpeg, x):
             quality = int(torch.randint(self.jpeg_quality[0], self.jpeg_quality[1] + 1, ()))
-            pixels = (x[i] * 255).round().clamp(0, 255).to(torch.uint8).cpu()
-            x[i] = TF.jpeg(pixels, quality).to(x.device, x.dtype) / 255
+            pixels = (x[i, 0] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+            x[i, 0] = torch.from_numpy(_jpeg(pixels, quality)).to(x.device, x.dtype) / 255
         return x.clamp(0, 1)
 
     def _geometric(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from ferkit.data.ferplus import LABEL_MODES
 from ferkit.errors import ConfigError
+from ferkit.labels import FERPLUS_LABEL_MODES
 from ferkit.tta import TTA_MODES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -204,10 +204,9 @@ def _check_choices(cfg: TrainConfig) -> None:
             raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
     if cfg.teacher_tta != "none" and not cfg.teacher:
         raise ConfigError(f"teacher_tta {cfg.teacher_tta!r} needs a teacher: set teacher=PATH")
-    if cfg.ferplus_labels not in LABEL_MODES:
-        raise ConfigError(
-            f"unknown ferplus_labels {cfg.ferplus_labels!r}; valid: {', '.join(LABEL_MODES)}"
-        )
+    if cfg.ferplus_labels not in FERPLUS_LABEL_MODES:
+        valid = ", ".join(FERPLUS_LABEL_MODES)
+        raise ConfigError(f"unknown ferplus_labels {cfg.ferplus_labels!r}; valid: {valid}")
     for key in ("hard_label_weight", "autocontrast", "equalize", "blur", "downscale", "jpeg"):
         if not 0 <= getattr(cfg, key) <= 1:
             raise ConfigError(f"{key} must be in 0..1, got {getattr(cfg, key)}")

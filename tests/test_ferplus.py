@@ -1,0 +1,271 @@
+"""FER+ labels with the FER-2013 CSV: pairing, FER+'s own filtering, vote distributions, the
+8-class set, .csv.gz, the CLI, FER+ evaluation, soft-label training and a new classifier head."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import face, write_fer_csv
+from ferkit.cli import main
+from ferkit.data import load_dataset
+from ferkit.data.dataset import FERDataset
+from ferkit.data.types import Split
+from ferkit.errors import CheckpointError, ConfigError, DataError
+from ferkit.evaluation.evaluate import evaluate
+from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
+from ferkit.models import create_model, get_model_spec, load_checkpoint, save_checkpoint
+from ferkit.training.config import load_config
+
+HEADER = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger",
+          "disgust", "fear", "contempt", "unknown", "NF"]  # fmt: skip
+# (usage, kept by FER+, votes in HEADER order from neutral to NF): what FER+ makes of each
+ROWS = [
+    ("Training", True, [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]),  # 0 no majority; votes: neutral 4/7, angry 3/7
+    ("Training", True, [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),  # 1 happy
+    ("Training", True, [4, 0, 0, 0, 0, 0, 0, 6, 0, 0]),  # 2 contempt; votes contempt .6, neutral .4
+    ("Training", True, [4, 0, 0, 0, 0, 0, 0, 0, 6, 0]),  # 3 unknown leads: dropped
+    ("Training", True, [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),  # 4 not a face: dropped
+    ("Training", False, [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),  # 5 empty Image name: dropped
+    ("Training", True, [0, 0, 5, 0, 0, 0, 5, 0, 0, 0]),  # 6 tie: no majority; votes .5/.5
+    ("Training", True, [1, 1, 1, 1, 1, 1, 1, 1, 2, 0]),  # 7 single votes are outliers: dropped
+    ("PublicTest", True, [0, 0, 0, 0, 7, 3, 0, 0, 0, 0]),  # 8 angry
+    ("PublicTest", True, [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]),  # 9 no majority: dropped
+    ("PublicTest", True, [0, 0, 2, 2, 0, 0, 6, 0, 0, 0]),  # 10 fear
+]  # fmt: skip
+
+
+def write_ferplus(path: Path, rows=ROWS) -> Path:
+    """The exact fer2013new.csv format (plain, or gzip for a .gz name)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wt", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for i, (usage, kept, votes) in enumerate(rows):
+            w.writerow([usage, f"fer{i:07d}.png" if kept else "", *votes])
+    return path
+
+
+def write_pixels(path: Path, usages: list[str]) -> Path:
+    """fer2013.csv rows (FER-2013 labels do not matter to FER+), face(i) for row i."""
+    return write_fer_csv(path, [(i % 7, face(i), u) for i, u in enumerate(usages)])
+
+
+@pytest.fixture
+def pair(tmp_path) -> tuple[Path, Path]:
+    return write_pixels(tmp_path / "fer2013.csv", [r[0] for r in ROWS]), write_ferplus(
+        tmp_path / "fer2013new.csv"
+    )
+
+
+def idx(name: str) -> int:
+    return FERPLUS_EMOTIONS.index(name)
+
+
+# --- labels: FER+'s own rules -----------------------------------------------------------------
+def test_majority_labels_keep_only_faces_with_a_majority(pair):
+    data = load_dataset(pair[0], ferplus=pair[1], ferplus_labels="majority")
+    assert data.kind == "ferplus" and data.labels == FERPLUS_EMOTIONS
+    assert data["train"].labels.tolist() == [idx("happy"), idx("contempt")]
+    np.testing.assert_array_equal(data["train"].images, np.stack([face(1), face(2)]))
+    assert data["train"].soft_labels is None
+    assert data["val"].labels.tolist() == [idx("angry"), idx("fear")]
+    np.testing.assert_array_equal(data["val"].images, np.stack([face(8), face(10)]))
+
+
+def test_votes_are_ferplus_crossentropy_targets(pair):
+    data = load_dataset(pair[0], ferplus=pair[1], ferplus_labels="votes")
+    train = data["train"]
+    np.testing.assert_array_equal(train.images, np.stack([face(i) for i in (0, 1, 2, 6)]))
+    expected = np.zeros((4, 8), np.float32)
+    expected[0, [idx("neutral"), idx("angry")]] = [4 / 7, 3 / 7]
+    expected[1, idx("happy")] = 1
+    expected[2, [idx("contempt"), idx("neutral")]] = [0.6, 0.4]
+    expected[3, [idx("surprise"), idx("fear")]] = [0.5, 0.5]
+    np.testing.assert_allclose(train.soft_labels, expected, atol=1e-6)
+    assert train.labels.tolist() == expected.argmax(1).tolist()
+    # validation stays majority-labelled: FER+ scores majority-vote accuracy
+    assert data["val"].labels.tolist() == [idx("angry"), idx("fear")]
+    assert data["val"].soft_labels is None
+    assert data.summary()["labels"] == list(FERPLUS_EMOTIONS)
+
+
+def test_gzip_files_read_like_plain_ones(pair, tmp_path):
+    gz_pixels = tmp_path / "gz" / "fer2013.csv.gz"
+    gz_pixels.parent.mkdir()
+    with open(pair[0], "rb") as src, gzip.open(gz_pixels, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    gz_labels = write_ferplus(tmp_path / "gz" / "fer2013new.csv.gz")
+    plain = load_dataset(pair[0])
+    packed = load_dataset(gz_pixels)
+    for name in ("train", "val"):
+        np.testing.assert_array_equal(plain[name].images, packed[name].images)
+        np.testing.assert_array_equal(plain[name].labels, packed[name].labels)
+    a = load_dataset(pair[0], ferplus=pair[1])
+    b = load_dataset(gz_pixels, ferplus=gz_labels)
+    np.testing.assert_array_equal(a["train"].soft_labels, b["train"].soft_labels)
+
+
+def test_cache_keeps_modes_apart(pair):
+    votes = load_dataset(pair[0], ferplus=pair[1])
+    majority = load_dataset(pair[0], ferplus=pair[1], ferplus_labels="majority")
+    again = load_dataset(pair[0], ferplus=pair[1])
+    assert not votes.from_cache and not majority.from_cache and again.from_cache
+    assert again.labels == FERPLUS_EMOTIONS and again.label_mode == "votes"
+    np.testing.assert_array_equal(again["train"].soft_labels, votes["train"].soft_labels)
+    assert len(majority["train"]) == 2 and len(again["train"]) == 4
+    assert load_dataset(pair[0])["train"].soft_labels is None  # the plain CSV: 7 classes
+    assert load_dataset(pair[0]).labels == EMOTIONS
+
+
+# --- pairing ----------------------------------------------------------------------------------
+def test_mismatched_pair_is_refused_with_both_counts(pair, tmp_path):
+    short = write_ferplus(tmp_path / "short.csv", ROWS[:-1])
+    with pytest.raises(DataError, match=r"10 label rows but .* has 11 face rows"):
+        load_dataset(pair[0], ferplus=short)
+    swapped = write_ferplus(tmp_path / "swapped.csv", [ROWS[8], *ROWS[:8], *ROWS[9:]])
+    with pytest.raises(DataError, match=r"row 1 is 'val' in .* but 'train'"):
+        load_dataset(pair[0], ferplus=swapped)
+
+
+def test_bad_ferplus_inputs_say_what_to_do(pair, tmp_path):
+    with pytest.raises(DataError, match=r"no such FER\+ label file"):
+        load_dataset(pair[0], ferplus=tmp_path / "missing.csv")
+    with pytest.raises(DataError, match=r"not a FER\+ label file: no column .*contempt"):
+        load_dataset(pair[0], ferplus=pair[0])  # the pixel CSV given as labels
+    with pytest.raises(DataError, match=r"give the fer2013\.csv"):
+        load_dataset(tmp_path, ferplus=pair[1])
+    with pytest.raises(DataError, match=r"unknown FER\+ label mode 'soft'"):
+        load_dataset(pair[0], ferplus=pair[1], ferplus_labels="soft")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(",".join(HEADER) + "\nTraining,fer0.png,1,two,0,0,0,0,0,0,0,0\n")
+    with pytest.raises(DataError, match=r"bad\.csv, line 2: expected a Usage"):
+        load_dataset(pair[0], ferplus=bad)
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="not a readable CSV"):
+        load_dataset(broken)
+
+
+# --- CLI --------------------------------------------------------------------------------------
+def test_cli_info_convert_with_ferplus(pair, tmp_path, capsys):
+    assert main(["data", "info", str(pair[0]), "--ferplus", str(pair[1]), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["labels"] == list(FERPLUS_EMOTIONS) and info["label_mode"] == "votes"
+    assert info["splits"]["train"]["n"] == 4 and info["splits"]["val"]["n"] == 2
+    assert info["splits"]["val"]["classes"]["fear"] == 1
+    args = ["data", "info", str(pair[0]), "--ferplus", str(pair[1]), "--ferplus-labels", "majority"]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "contempt" in table and "labels: FER+ majority" in table
+    out = tmp_path / "npy"
+    assert main(["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--to", "npy",
+                 str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'train_soft_labels.npy'}" in printed and "7 contempt" in printed
+    assert np.load(out / "train_soft_labels.npy").shape == (4, 8)
+    assert not (out / "val_soft_labels.npy").exists()
+    csv_out = tmp_path / "ferplus.csv"
+    assert main(["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--to", "csv",
+                 str(csv_out)]) == 2  # fmt: skip
+    assert "use --to npy" in capsys.readouterr().err and not csv_out.exists()
+
+
+# --- evaluation -------------------------------------------------------------------------------
+def _checkpoint(path: Path, labels) -> Path:
+    torch.manual_seed(123)  # not the training runs' seed: their fresh weights differ from these
+    model = create_model("simple_cnn", num_classes=len(labels)).eval()
+    spec = get_model_spec("simple_cnn")
+    return save_checkpoint(path, model, input_size=spec.input_size, mean=spec.mean, std=spec.std,
+                           in_channels=spec.in_channels, labels=labels)  # fmt: skip
+
+
+def test_evaluate_scores_ferplus_majority(pair, tmp_path, capsys):
+    ferplus_model = _checkpoint(tmp_path / "ferplus.pt", FERPLUS_EMOTIONS)
+    result = evaluate(ferplus_model, pair[0], ferplus=pair[1])
+    assert result["n"] == 2 and result["split"] == "val"
+    assert "FER+ majority-vote accuracy (8 classes) on FER+ PublicTest" in result["protocol"]
+    assert list(result["per_class"]) == list(FERPLUS_EMOTIONS)
+    assert main(["evaluate", str(ferplus_model), "--data", str(pair[0]), "--ferplus",
+                 str(pair[1])]) == 0  # fmt: skip
+    assert "FER+ majority-vote accuracy" in capsys.readouterr().out
+    # label sets must match, with the way out named
+    with pytest.raises(CheckpointError, match="--ferplus"):
+        evaluate(ferplus_model, pair[0])
+    with pytest.raises(CheckpointError, match="cannot be scored"):
+        evaluate(_checkpoint(tmp_path / "seven.pt", EMOTIONS), pair[0], ferplus=pair[1])
+
+
+# --- training ---------------------------------------------------------------------------------
+def test_hard_label_weight_mixes_the_majority_into_the_votes():
+    soft = np.array([[0.6, 0.4, 0, 0, 0, 0, 0, 0]], np.float32)
+    split = Split(np.zeros((1, 48, 48), np.uint8), np.array([0]), soft)
+    _, target = FERDataset(split, hard_label_weight=0.5)[0]
+    np.testing.assert_allclose(target.numpy(), [0.8, 0.2, 0, 0, 0, 0, 0, 0])
+    _, target = FERDataset(split)[0]
+    np.testing.assert_allclose(target.numpy(), soft[0])
+
+
+def test_ferplus_config_keys_are_validated():
+    assert load_config(None, {"ferplus": "x.csv", "ferplus_labels": "majority"}).ferplus == "x.csv"
+    with pytest.raises(ConfigError, match="unknown ferplus_labels 'soft'"):
+        load_config(None, {"ferplus_labels": "soft"})
+    with pytest.raises(ConfigError, match=r"hard_label_weight must be in 0\.\.1"):
+        load_config(None, {"hard_label_weight": 2})
+
+
+def test_train_on_ferplus_votes_from_a_7_class_checkpoint(tmp_path, caplog):
+    """Soft-label training end to end: 8 outputs, FER+ labels in the checkpoint, and a 7-class
+    starting point whose classifier is re-initialised while the rest is loaded."""
+    rows = ROWS[:8] * 6 + ROWS[8:] * 3  # 48 training rows, 9 PublicTest rows
+    pixels = write_pixels(tmp_path / "fer2013.csv", [r[0] for r in rows])
+    labels = write_ferplus(tmp_path / "fer2013new.csv", rows)
+    start = _checkpoint(tmp_path / "seven.pt", EMOTIONS)
+    run = tmp_path / "run"
+    with caplog.at_level(logging.WARNING):
+        assert main(["train", "--model", "simple_cnn", "--data", str(pixels), "--out", str(run),
+                     "--epochs", "1", "--batch-size", "8", "--no-progress",
+                     "--set", f"ferplus={labels}", "--set", f"pretrained={start}",
+                     "--set", "hard_label_weight=0.2", "--set", "jpeg=0.5",
+                     "--set", "autocontrast=0.5"]) == 0  # fmt: skip
+    assert "7-class classifier; head re-initialised for 8 classes" in caplog.text
+    model, meta = load_checkpoint(run / "best.pt")
+    assert meta["labels"] == list(FERPLUS_EMOTIONS) and meta["num_classes"] == 8
+    assert json.loads((run / "summary.json").read_text())["val_n"] == 6  # 3 x 2 with a majority
+    # the body came from the 7-class checkpoint: its first convolution trained from there
+    seven, _ = load_checkpoint(start)
+    first = next(k for k, v in seven.state_dict().items() if v.ndim == 4)
+    assert torch.allclose(seven.state_dict()[first], model.state_dict()[first], atol=0.05)
+
+
+def test_pretrained_refuses_other_mismatches(tmp_path):
+    start = _checkpoint(tmp_path / "seven.pt", EMOTIONS)
+    model = create_model("simple_cnn", num_classes=8, pretrained=start)
+    assert model.head.out_features == 8
+    with pytest.raises(CheckpointError, match="do not fit"):
+        create_model("simple_cnn", num_classes=8, pretrained=start, batch_norm=True)
+
+
+# --- the real data ----------------------------------------------------------------------------
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.shared_data
+def test_shared_ferplus_counts():
+    pixels = SHARED / "fer2013-csv" / "fer2013.csv.gz"
+    labels = SHARED / "ferplus" / "fer2013new.csv.gz"
+    if not (pixels.exists() and labels.exists()):
+        pytest.skip(f"{pixels} or {labels} is absent")
+    data = load_dataset(pixels, ferplus=labels, ferplus_labels="majority")
+    assert len(data["train"]) == 25_060 and len(data["val"]) == 3_199
+    assert data["val"].class_counts(FERPLUS_EMOTIONS)["contempt"] == 13
+    votes = load_dataset(pixels, ferplus=labels)
+    assert len(votes["train"]) == 27_956 and len(votes["val"]) == 3_199
