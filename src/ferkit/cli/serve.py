@@ -59,6 +59,7 @@ def run(args: argparse.Namespace, on_started: Callable[[str], object] | None = N
         import uvicorn
 
         from ferkit.serve import create_app
+        from ferkit.serve.server import server_config
     except ImportError as exc:
         raise FerkitError(f"`ferkit serve` needs {exc.name}: pip install fastapi uvicorn "
                           "python-multipart") from None  # fmt: skip
@@ -90,10 +91,7 @@ def run(args: argparse.Namespace, on_started: Callable[[str], object] | None = N
                     args.host)  # fmt: skip
     log.info("%r on http://%s:%d (API docs at /docs)", rec, args.host, args.port)
     level = "warning" if args.quiet else "info"
-    config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level=level, timeout_graceful_shutdown=5
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, host=args.host, port=args.port, log_level=level))
     if on_started is not None:
         url = f"http://{args.host}:{args.port}"
         threading.Thread(target=_when_started, args=(server, url, on_started), daemon=True).start()
