@@ -151,7 +151,8 @@ def test_run_folder_contents(trained_run):
         assert (trained_run / name).is_file(), name
     metrics = pd.read_csv(trained_run / "metrics.csv")
     assert {"train_loss_epoch", "val_loss", "val_acc", "train_acc"} <= set(metrics.columns)
-    assert sorted(metrics["epoch"].dropna().unique()) == [0, 1]
+    assert list(metrics["epoch"]) == [1, 2]  # one row per epoch, counted from 1
+    assert metrics[["train_loss_epoch", "val_acc", "lr-AdamW/head"]].notna().all().all()
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["val_n"] == 28 and summary["test_n"] == 14
     assert 0 <= summary["val_accuracy"] <= 1 and summary["train_images_per_s"] > 0
@@ -251,8 +252,7 @@ def test_resume_continues_at_next_epoch(tiny_data, tmp_path):
     run = tmp_path / "r"
     assert main(tiny_args(tiny_data, run, "--epochs", "1")) == 0
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
-    epochs = pd.read_csv(run / "metrics.csv")["epoch"].dropna().unique()
-    assert sorted(epochs) == [0, 1]
+    assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 2]
     assert json.loads((run / "summary.json").read_text())["epochs"] == 2
 
 
@@ -337,6 +337,41 @@ def test_smoke_run_on_fer2013(shared_fer, tmp_path):
                  "--smoke", "--out", str(run), "--no-progress"]) == 0  # fmt: skip
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val_n"] == 256 and summary["epochs"] == 1
+    # best.pt (19 MB of flagship weights) and small text files; no training state (it was
+    # 150 MB: best/last.ckpt with AdamW's moments, and last.pt beside best.pt)
+    written = sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
+    assert written < 25e6 and not (run / "checkpoints").exists()
+
+
+def test_quiet_where_a_user_cannot_act(tiny_data, tmp_path, caplog, recwarn):
+    caplog.set_level("INFO")
+    assert main(tiny_args(tiny_data, tmp_path / "q", "--epochs", "1")) == 0
+    assert "finished" not in caplog.text  # "rank 0 finished": single-process runs say nothing
+    lightning = [str(w.message) for w in recwarn if "lightning" in w.filename]
+    assert lightning == []
+
+
+def test_smoke_keeps_no_training_state(tiny_data, tmp_path):
+    run = tmp_path / "smoke"
+    assert main(tiny_args(tiny_data, run, "--smoke")) == 0
+    names = sorted(p.name for p in run.iterdir())
+    assert names == ["best.pt", "config.yaml", "metrics.csv", "summary.json"]
+    assert main(["evaluate", str(run), "--data", str(tiny_data)]) == 0
+
+
+def test_report_from_another_folder_and_when_the_data_is_gone(tmp_path, monkeypatch, capsys):
+    data = write_class_folders(tmp_path / "d" / "train", dict.fromkeys(EMOTIONS, 4)).parent
+    write_class_folders(data / "test", dict.fromkeys(EMOTIONS, 2), prefix="PublicTest", seed=5)
+    monkeypatch.chdir(tmp_path)
+    assert main(tiny_args(Path("d"), Path("r"), "--epochs", "1")) == 0  # relative paths
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["data"] == str(data)
+    monkeypatch.chdir(tmp_path / "r")
+    assert main(["report", "."]) == 0
+    (tmp_path / "d").rename(tmp_path / "moved")
+    assert main(["report", "."]) == 2
+    err = capsys.readouterr().err
+    assert f"trained on {data}" in err and "--data" in err and "Traceback" not in err
+    assert main(["report", ".", "--data", str(tmp_path / "moved")]) == 0
 
 
 def test_toolbox_options_run(tiny_data, tmp_path):

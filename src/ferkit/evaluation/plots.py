@@ -18,11 +18,20 @@ def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float]):
     return fig, fig.subplots(nrows, ncols)
 
 
+def epochs_from_one(metrics: pd.DataFrame) -> pd.DataFrame:
+    """`metrics` with epochs counted from 1, as ferkit writes metrics.csv; the files of runs
+    made before that (Lightning's CSVLogger: from 0, a row per step) are renumbered."""
+    if "epoch" in metrics and len(metrics) and metrics["epoch"].min() == 0:
+        metrics = metrics.assign(epoch=metrics["epoch"] + 1)
+    return metrics
+
+
 def _epoch_frame(metrics: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """One row per epoch with the given columns (CSVLogger writes train and val rows apart)."""
+    """One row per epoch (from 1) with the given columns (older files hold several per epoch)."""
     present = [c for c in columns if c in metrics]
     if not present:
         return pd.DataFrame()
+    metrics = epochs_from_one(metrics)
     frame = metrics.dropna(subset=["epoch"]).groupby("epoch")[present].mean()
     frame.index = frame.index.astype(int)
     return frame
@@ -50,15 +59,15 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
         for column, label in pairs:
             if column in frame:
                 series = frame[column].dropna()
-                ax.plot(series.index + 1, series.values, marker="o", ms=3, label=label)
+                ax.plot(series.index, series.values, marker="o", ms=3, label=label)
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     if "val_acc" in frame and frame["val_acc"].notna().any():
         best = frame["val_acc"].idxmax()
-        ax_acc.axvline(best + 1, color="grey", ls=":", lw=1)
-        ax_acc.set_title(f"best val {frame['val_acc'].max():.2%} at epoch {best + 1}", fontsize=9)
+        ax_acc.axvline(best, color="grey", ls=":", lw=1)
+        ax_acc.set_title(f"best val {frame['val_acc'].max():.2%} at epoch {best}", fontsize=9)
     fig.suptitle(title or "training curves")
     return fig
 
@@ -66,16 +75,20 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
 def lr_curve(metrics: pd.DataFrame) -> Figure:
     """Learning rate over training (one line per parameter group), in epochs.
 
-    Lightning's LearningRateMonitor logs by step without an epoch; the epoch rows of
-    metrics.csv give the steps per epoch.
+    metrics.csv has the rate at the end of each epoch. Older files have it by step, without
+    an epoch (Lightning's LearningRateMonitor); their epoch rows give the steps per epoch.
     """
     columns = [c for c in metrics if c.startswith("lr-")]
     fig, ax = _subplots(figsize=(6, 3.5))
+    metrics = epochs_from_one(metrics)
     last_step = metrics.dropna(subset=["epoch"]).groupby("epoch")["step"].max()
     per_epoch = float(last_step.iloc[0] + 1) if len(last_step) else 1.0
     for column in columns:
         rows = metrics.dropna(subset=[column])
-        ax.plot(rows["step"] / per_epoch, rows[column], label=column.removeprefix("lr-"))
+        by_epoch = rows["epoch"].notna().all()
+        x = rows["epoch"] if by_epoch else rows["step"] / per_epoch
+        marker = "o" if by_epoch else None
+        ax.plot(x, rows[column], marker=marker, ms=3, label=column.removeprefix("lr-"))
     ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
     ax.grid(alpha=0.3)
     if len(columns) > 1:
@@ -133,7 +146,7 @@ def val_accuracy_overlay(curves: dict[str, pd.Series]) -> Figure:
     """Validation accuracy per epoch of several runs on one plot."""
     fig, ax = _subplots(figsize=(7, 4))
     for name, series in curves.items():
-        ax.plot(series.index + 1, series.values, marker="o", ms=3, label=name)
+        ax.plot(series.index, series.values, marker="o", ms=3, label=name)
     ax.set(xlabel="epoch", ylabel="val accuracy", title="validation accuracy")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)

@@ -19,7 +19,7 @@ def read_metrics(run: Path) -> pd.DataFrame:
     path = run / "metrics.csv"
     if not path.exists():
         raise DataError(f"{run}: no metrics.csv; is it a `ferkit train` run folder?")
-    return pd.read_csv(path)
+    return plots.epochs_from_one(pd.read_csv(path))
 
 
 def run_config(run: Path) -> dict:
@@ -39,6 +39,11 @@ def make_report(run: str | Path, *, data: str | None = None, n_faces: int = 32,
     run = Path(run)
     metrics = read_metrics(run)
     cfg = run_config(run)
+    if data is None and not Path(cfg["data"]).expanduser().exists():
+        raise DataError(
+            f"{run} was trained on {cfg['data']}, which is not there (looked from "
+            f"{Path.cwd()}); pass the data with --data PATH"
+        )
     # a FER+ run is scored on FER+ majority labels, as its validation was
     dataset = load_dataset(data or cfg["data"], ferplus=cfg.get("ferplus"),
                            ferplus_labels="majority")  # fmt: skip
@@ -91,7 +96,7 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
             "run": run.name,
             "model": summary.get("model") or run_config(run)["model"],
             "parameters": summary.get("parameters"),
-            "epochs": int(val.index.max() + 1) if len(val) else 0,
+            "epochs": int(val.index.max()) if len(val) else 0,
             "best_val_acc": round(float(val.max()), 4) if len(val) else None,
             "test_acc": round(test, 4) if test is not None else None,
             "train_min": round(summary["train_seconds"] / 60, 1) if summary.get("train_seconds") else None,

@@ -120,7 +120,7 @@ class FERClassifier(L.LightningModule):
             loss = (1 - w) * loss + w * soft
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"training loss is {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
+                f"training loss is {loss.item()} at epoch {self.current_epoch + 1}, batch {batch_idx}; "
                 "stopped. The last good checkpoint is kept: lower --lr, set grad_clip, or "
                 "use precision 32"
             )

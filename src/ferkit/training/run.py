@@ -7,6 +7,7 @@ Lightning's CSVLogger), `checkpoints/{best,last}.ckpt` (full training state, for
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -32,7 +33,6 @@ from lightning.pytorch.callbacks import (
     Timer,
     TQDMProgressBar,
 )
-from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ferkit.data.dataset import FERDataModule
@@ -41,6 +41,7 @@ from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.models._weights import safe_load
+from ferkit.outputs import replaced_atomically
 from ferkit.training.config import TrainConfig, load_config, save_config
 from ferkit.training.module import FERClassifier, NonFiniteLossError
 
@@ -161,12 +162,13 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
         overwrite: reuse an existing run folder instead of creating a new one.
         progress: show a progress bar.
     """
+    smoke = cfg.smoke and not resume  # resolved() turns it off
     if resume:
         run_dir = resume_dir(resume)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
         _check_training_state(ckpt)
     else:
-        cfg = cfg.resolved()
+        cfg = _data_resolved(cfg.resolved())
         run_dir, ckpt = new_run_dir(cfg, overwrite), None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = FERDataModule(
@@ -194,11 +196,13 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
         precision=_precision(cfg, accelerator),
         gradient_clip_val=cfg.grad_clip or None,
         logger=_loggers(run_dir),
-        callbacks=_callbacks(cfg, run_dir, progress),
+        callbacks=_callbacks(cfg, run_dir, progress, checkpoints=not smoke),
         deterministic=accelerator == "cpu",
         enable_progress_bar=progress,
+        enable_checkpointing=not smoke,
         enable_model_summary=False,
-        log_every_n_steps=10,
+        # every 10 steps, or once an epoch when an epoch is shorter (Lightning warns otherwise)
+        log_every_n_steps=max(1, min(10, len(data.splits["train"]) // cfg.batch_size)),
     )
     replaced = None
     if trainer.is_global_zero and not resume:
@@ -212,6 +216,10 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
         with warnings.catch_warnings():
             # the run folder holds config.yaml already: that is expected, not a stale log
             warnings.filterwarnings("ignore", message="Experiment logs directory")
+            # Lightning's own use of a torch API torch deprecated: nothing a user can change
+            warnings.filterwarnings("ignore", message=r".*LeafSpec.* is deprecated")
+            # --resume writes into the run's own checkpoints/ folder: expected
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* not empty")
             # weights_only whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says: no pickled code runs
             trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError:
@@ -238,7 +246,8 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
     _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started)
     if replaced is not None:
         shutil.rmtree(replaced)
-    log.info("rank %d finished", trainer.global_rank)
+    if trainer.world_size > 1:
+        log.info("rank %d finished", trainer.global_rank)
     return run_dir
 
 
@@ -262,9 +271,62 @@ def _put_back(aside: Path, run_dir: Path) -> None:
     aside.rename(run_dir)
 
 
+def _data_resolved(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` with its data files as absolute paths, so the run's config.yaml and summary name
+    them from any folder (`ferkit report RUN`); a path that does not exist is left for the data
+    module to refuse."""
+    paths = {}
+    for key in ("data", "ferplus"):
+        value = getattr(cfg, key, None)
+        if value and Path(value).expanduser().exists():
+            paths[key] = str(Path(value).expanduser().resolve())
+    return dataclasses.replace(cfg, **paths)
+
+
+class _EpochMetrics(Callback):
+    """metrics.csv: one row per epoch, epochs counted from 1 (as the progress bar and the
+    plots count them): the epoch's logged metrics, the step and the learning rate(s) at its end.
+    Lightning's CSVLogger writes a row per logging step and per validation, epochs from 0."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
+        for key, value in metrics.items():
+            # "train_loss" logged per step and per epoch: keep the epoch's mean, train_loss_epoch
+            if not key.endswith("_step") and f"{key}_epoch" not in metrics:
+                row[key] = value
+        for optimizer in trainer.optimizers:
+            groups, prefix = optimizer.param_groups, f"lr-{type(optimizer).__name__}"
+            for i, group in enumerate(groups):
+                # named as LearningRateMonitor names them
+                name = (
+                    f"{prefix}/{group.get('name') or f'pg{i + 1}'}" if len(groups) > 1 else prefix
+                )
+                row[name] = float(group["lr"])
+        old = pd.read_csv(self.path) if self.path.exists() else None
+        table = pd.DataFrame([row]) if old is None else pd.concat([old, pd.DataFrame([row])])
+        with replaced_atomically(self.path) as tmp:
+            table.to_csv(tmp, index=False)
+
+
+class _ProgressBar(TQDMProgressBar):
+    """Lightning's bar, with epochs counted from 1 as in metrics.csv and the plots."""
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        epoch = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        self.train_progress_bar.set_description(epoch)
+
+
 def _loggers(run_dir: Path) -> list:
-    """metrics.csv always; TensorBoard event files too (run_dir/tensorboard) if installed."""
-    loggers = [CSVLogger(run_dir, name="", version="")]
+    """TensorBoard event files (run_dir/tensorboard) if it is installed; metrics.csv is written
+    by _EpochMetrics."""
+    loggers = []
     if importlib.util.find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -273,7 +335,7 @@ def _loggers(run_dir: Path) -> list:
 
 
 def _set_aside_metrics(run_dir: Path) -> Path | None:
-    """Lightning's CSVLogger starts metrics.csv afresh; keep the earlier epochs of a resumed run."""
+    """A resumed run's metrics.csv starts afresh; keep the earlier epochs to merge back."""
     path = run_dir / "metrics.csv"
     if not path.exists():
         return None
@@ -289,27 +351,32 @@ def _merge_metrics(path: Path, earlier: Path) -> None:
     earlier.unlink()
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, progress: bool) -> list[Callback]:
+def _callbacks(
+    cfg: TrainConfig, run_dir: Path, progress: bool, checkpoints: bool = True
+) -> list[Callback]:
+    """`checkpoints=False` (a smoke run): no training state is written, only best.pt."""
     mode = "max" if cfg.monitor == "val_acc" else "min"
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[Callback] = [
-        # best by the monitored value; first, so it is trainer.checkpoint_callback
-        ModelCheckpoint(
-            ckpt_dir,
-            filename="best",
-            monitor=cfg.monitor,
-            mode=mode,
-            save_top_k=1,
-            enable_version_counter=False,
-        ),
-        # the latest epoch, every epoch, for --resume (monitor=None keeps the newest)
-        ModelCheckpoint(ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False),
-        _CheckpointOnInterrupt(ckpt_dir / "last.ckpt"),
-        LearningRateMonitor(logging_interval="step"),
-        _Throughput(),
-    ]
+    callbacks: list[Callback] = [_EpochMetrics(run_dir / "metrics.csv"), _Throughput()]
+    if _loggers(run_dir):  # it logs to them: TensorBoard when installed
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if checkpoints:
+        callbacks[:0] = [
+            # best by the monitored value; first, so it is trainer.checkpoint_callback
+            ModelCheckpoint(
+                ckpt_dir,
+                filename="best",
+                monitor=cfg.monitor,
+                mode=mode,
+                save_top_k=1,
+                enable_version_counter=False,
+            ),
+            # the latest epoch, every epoch, for --resume (monitor=None keeps the newest)
+            ModelCheckpoint(ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False),
+            _CheckpointOnInterrupt(ckpt_dir / "last.ckpt"),
+        ]
     if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
+        callbacks.append(_ProgressBar(refresh_rate=10))
     if cfg.patience > 0:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode))
     if cfg.ema > 0:
@@ -344,10 +411,9 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     """
     if not trainer.is_global_zero:
         return
-    ckpt_cb = next(c for c in trainer.callbacks if isinstance(c, ModelCheckpoint))
+    ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     throughput = next(c for c in trainer.callbacks if isinstance(c, _Throughput))
-    meta = dict(input_size=list(module.input_size), mean=list(module.mean), std=list(module.std),
-                in_channels=module.in_channels, labels=list(module.labels))  # fmt: skip
+    meta = module.inference_meta()
     hardware = _hardware(trainer)
     recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
               "n_train": len(data.splits["train"]), "data": cfg.data,
@@ -356,16 +422,21 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         recipe["teachers"] = [t.record() for t in module.teachers]
     scores = {}
     module = module.float().cpu()
-    sources = {
-        "last": Path(ckpt_cb.dirpath) / "last.ckpt",
-        "best": Path(ckpt_cb.best_model_path or "-"),
-    }
+    if ckpt_cb is None:  # a smoke run keeps no training state: its weights now are the best
+        sources = {"best": None}
+        best_score = trainer.callback_metrics.get(cfg.monitor)
+    else:
+        sources = {
+            "last": Path(ckpt_cb.dirpath) / "last.ckpt",
+            "best": Path(ckpt_cb.best_model_path or "-"),
+        }
+        best_score = ckpt_cb.best_model_score
     for name, path in sources.items():
-        if not path.is_file():
+        if path is not None and not path.is_file():
             continue
-        module.load_state_dict(
-            torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-        )
+        if path is not None:
+            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
         val = _score(module, data.splits["val"])
         metrics = {"val_accuracy": val["accuracy"], "val_loss": val["loss"],
                    "val_macro_f1": val["macro_f1"], "val_n": val["n"]}  # fmt: skip
@@ -383,7 +454,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         "input_size": list(module.input_size),
         "epochs": trainer.current_epoch,
         "monitor": cfg.monitor,
-        "best_val": None if ckpt_cb.best_model_score is None else float(ckpt_cb.best_model_score),
+        "best_val": None if best_score is None else float(best_score),
         "val_accuracy": best.get("accuracy"),
         "val_loss": best.get("loss"),
         "val_n": best.get("n"),
