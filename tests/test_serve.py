@@ -264,10 +264,13 @@ def test_serve_starts_uvicorn_on_localhost(checkpoint, monkeypatch):
     import uvicorn
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: seen.update(config=self.config))
     monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.update(threads=n))
     assert main(["serve", "--model", str(checkpoint), "--port", "8123"]) == 0
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8123 and seen["threads"] == 1
+    config = seen["config"]
+    assert config.host == "127.0.0.1" and config.port == 8123 and seen["threads"] == 1
+    assert config.timeout_keep_alive == 5 and config.limit_concurrency == 256
+    seen["app"] = config.app
     with TestClient(seen["app"]) as c:
         assert c.get("/v1/health").json()["status"] == "ok"
 
