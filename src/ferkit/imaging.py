@@ -98,8 +98,10 @@ def open_image(
 
 
 def _too_large(label: str, size: str, limit: int) -> str:
-    return (f"{label}: the image is {size}; the limit is {limit / 1e6:.1f} MP "
-            "(a guard against decompression bombs); shrink it first")  # fmt: skip
+    return (
+        f"{label}: the image is {size}; the limit is {limit / 1e6:.1f} MP "
+        "(a guard against decompression bombs); shrink it first"
+    )
 
 
 def read_image(path: str | Path, *, max_side: int | None = None) -> Image.Image:

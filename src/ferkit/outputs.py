@@ -52,8 +52,9 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".partial-{path.stem}-", suffix=path.suffix,
-                                dir=path.parent)  # fmt: skip
+    fd, name = tempfile.mkstemp(
+        prefix=f".partial-{path.stem}-", suffix=path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp = Path(name)
     try:

@@ -37,8 +37,12 @@ def bomb_png(width: int = 29_000, height: int = 29_000) -> bytes:
     adler = ((raw % 65521) << 16) | 1
     stream = b"\x78\xda" + body + struct.pack(">I", adler)
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream)
-            + _chunk(b"IEND", b""))  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", stream)
+        + _chunk(b"IEND", b"")
+    )
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -79,8 +79,12 @@ def test_fifo_in_a_data_folder_is_skipped_not_waited_for(tmp_path):
     root = tmp_path / "faces"
     write_class_folders(root, {"happy": 2, "sad": 2})
     os.mkfifo(root / "happy" / "pipe.png")
-    done = subprocess.run([sys.executable, "-m", "ferkit", "data", "info", str(root), "--json",
-                           "--no-cache"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "ferkit", "data", "info", str(root), "--json", "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert f"{root / 'happy' / 'pipe.png'}: not a regular file" in done.stderr
     assert json.loads(done.stdout)["splits"]["all"]["n"] == 4

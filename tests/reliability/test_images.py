@@ -52,8 +52,9 @@ def test_predict_refuses_bomb_fast_and_small(bomb, tmp_path):
         extra_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
         print(json.dumps({{"rc": rc, "seconds": seconds, "extra_mb": extra_mb}}))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["rc"] == 2

@@ -33,8 +33,21 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--model", "simple_cnn", "--data", str(data), "--out", str(out),
-            "--epochs", "1", "--batch-size", "16", "--no-progress", *extra]  # fmt: skip
+    return [
+        "train",
+        "--model",
+        "simple_cnn",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -160,13 +173,18 @@ def test_sigterm_saves_and_resume_finishes(tiny_data, tmp_path):
     out = tmp_path / "run"
     script = textwrap.dedent(SLOW_TRAINING.format(kill_at=9))  # epoch 2 of 2 (7 steps each)
     args = train_args(tiny_data, out, "--epochs", "2", "--batch-size", "8")
-    killed = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    killed = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300
+    )
     assert killed.returncode == 128 + signal.SIGTERM, killed.stderr[-3000:]
     assert "resume with `ferkit train --resume" in killed.stderr
     assert (out / "checkpoints" / "last.ckpt").is_file()
-    resumed = subprocess.run([sys.executable, "-m", "ferkit", "train", "--resume", str(out),
-                              "--no-progress"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    resumed = subprocess.run(
+        [sys.executable, "-m", "ferkit", "train", "--resume", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2

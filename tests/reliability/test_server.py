@@ -28,10 +28,14 @@ def test_model_route_sends_no_paths(tmp_path):
     secret = tmp_path / "secret-home"
     ckpt = make_checkpoint(
         tmp_path / "m.pt",
-        extra={"recipe": {"data": f"{secret}/fer2013", "config": {"data": "../shared/fer2013",
-                          "teacher": [f"{secret}/t.pt"]},
-                          "parent": {"checkpoint": f"{secret}/parent.pt"}}},
-    )  # fmt: skip
+        extra={
+            "recipe": {
+                "data": f"{secret}/fer2013",
+                "config": {"data": "../shared/fer2013", "teacher": [f"{secret}/t.pt"]},
+                "parent": {"checkpoint": f"{secret}/parent.pt"},
+            }
+        },
+    )
     text = TestClient(create_app(ckpt)).get("/v1/model").text
     assert str(secret) not in text and str(tmp_path) not in text and "../" not in text
     assert '"parent.pt"' in text and '"fer2013"' in text  # the names stay
@@ -49,8 +53,9 @@ def served(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = create_app(make_checkpoint(tmp_path / "m.pt"))
-    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=port, log_level="warning",
-                                          header_timeout_s=0.5))  # fmt: skip
+    server = uvicorn.Server(
+        server_config(app, host="127.0.0.1", port=port, log_level="warning", header_timeout_s=0.5)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -147,8 +147,10 @@ def _refuse_collisions(args, images, videos, video_out) -> None:
     pairs += [(path, _video_out(args, rel, video_out)) for path, rel in videos]
     for path, out in pairs:
         if out in seen:
-            raise ConfigError(f"{seen[out]} and {path} would both be annotated to {out}; "
-                              "rename one, or annotate them in separate runs")  # fmt: skip
+            raise ConfigError(
+                f"{seen[out]} and {path} would both be annotated to {out}; "
+                "rename one, or annotate them in separate runs"
+            )
         seen[out] = path
 
 

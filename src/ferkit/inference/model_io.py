@@ -170,8 +170,10 @@ def check_meta(meta: dict, source: str | Path) -> dict:
     """
 
     def bad(key: str, rule: str) -> CheckpointError:
-        return CheckpointError(f"{source}: metadata {key!r} must be {rule}, got "
-                               f"{meta.get(key)!r}; re-export it from its training run")  # fmt: skip
+        return CheckpointError(
+            f"{source}: metadata {key!r} must be {rule}, got "
+            f"{meta.get(key)!r}; re-export it from its training run"
+        )
 
     def numbers(key: str) -> list[float]:
         value = meta.get(key)
@@ -190,12 +192,17 @@ def check_meta(meta: dict, source: str | Path) -> dict:
     if min(numbers("std")) <= 0:
         raise bad("std", "numbers > 0")
     labels = meta.get("labels")
-    if (not isinstance(labels, list | tuple) or len(labels) < 2 or len(set(labels)) != len(labels)
-            or not all(isinstance(v, str) and v for v in labels)):  # fmt: skip
+    if (
+        not isinstance(labels, list | tuple)
+        or len(labels) < 2
+        or len(set(labels)) != len(labels)
+        or not all(isinstance(v, str) and v for v in labels)
+    ):
         raise bad("labels", "a list of at least two distinct names")
     t = meta.get("temperature")
-    if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)
-                          or not math.isfinite(t) or t <= 0):  # fmt: skip
+    if t is not None and (
+        isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0
+    ):
         raise bad("temperature", "a finite number > 0 (or absent)")
     return meta
 

@@ -250,8 +250,7 @@ async def _read_image_bytes(request: Request) -> bytes:
                 raw = raw.split(",", 1)[1]
             data = base64.b64decode(raw, validate=True)
         # RecursionError: JSON nested thousands deep, which json.loads cannot parse
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError,
-                binascii.Error):  # fmt: skip
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
             raise ApiError(
                 422, "bad_json", 'expected JSON {"image": "<base64 image bytes>"}'
             ) from None

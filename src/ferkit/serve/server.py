@@ -48,8 +48,11 @@ class HeaderTimeout(H11Protocol):
     def _too_slow(self) -> None:
         self._timer = None
         if self.cycle is None or self.cycle.response_complete:  # no request under way
-            log.info("%s: no complete request headers after %g s; closed",
-                     self.client, self.header_timeout_s)  # fmt: skip
+            log.info(
+                "%s: no complete request headers after %g s; closed",
+                self.client,
+                self.header_timeout_s,
+            )
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -67,12 +70,24 @@ class HeaderTimeout(H11Protocol):
         super().connection_lost(exc)
 
 
-def server_config(app, *, host: str, port: int, log_level: str = "info",
-                  header_timeout_s: float = HEADER_TIMEOUT_S) -> uvicorn.Config:  # fmt: skip
+def server_config(
+    app,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    header_timeout_s: float = HEADER_TIMEOUT_S,
+) -> uvicorn.Config:
     """uvicorn's config for `app` with ferkit's limits (see the module docstring)."""
     protocol = type("HeaderTimeout", (HeaderTimeout,), {"header_timeout_s": header_timeout_s})
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, http=protocol,
-        timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_graceful_shutdown=5,
-    )  # fmt: skip
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=protocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        limit_concurrency=MAX_CONNECTIONS,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        timeout_graceful_shutdown=5,
+    )
