@@ -11,6 +11,13 @@ that is already running instead.
 
 Without --model the shipped model is used; where none is shipped, a random-weight --arch model
 (the speed is the architecture's; its predictions mean nothing).
+
+    .venv/bin/python benchmarks/serve_load.py --soak 180 [--concurrency 8]
+
+--soak SECONDS: a bounded loop for that long mixing, per ten requests, seven photo uploads, a
+decompression bomb (a 3.3 MB PNG of 29,000 x 29,000 pixels: 413 expected), random bytes (415),
+a truncated photo (422) and JSON nested 50,000 deep (422). An error is any other answer; the
+report adds the server's resident memory (RSS) before and after and its peak.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "astronaut.png"
+MB = 1024 * 1024
 
 
 def model_path(args, tmp: Path) -> str:
@@ -90,13 +98,41 @@ def multipart(data: bytes, name: str) -> tuple[bytes, str]:
 
 
 def load(url: str, body: bytes, ctype: str, n: int, concurrency: int) -> dict:
-    """Send `n` requests from `concurrency` threads; latencies (s) and errors."""
+    """Send `n` photo uploads from `concurrency` threads; latencies (s) and errors."""
+    return mixed(url, [("photo", body, ctype, 200)], concurrency, requests=n)
+
+
+def hostile_cases(photo: bytes) -> list[tuple[str, bytes, str, int]]:
+    """(kind, body, content type, expected status): what --soak mixes with the photos."""
+    sys.path.insert(0, str(ROOT / "tests" / "reliability"))
+    from hostile import bomb_png
+
+    nested = ("[" * 50_000 + "]" * 50_000).encode()
+    return [
+        ("bomb", *multipart(bomb_png(29_000, 29_000), "bomb.png"), 413),
+        ("random_bytes", *multipart(os.urandom(64 * 1024), "noise.jpg"), 415),
+        ("truncated", *multipart(photo[: len(photo) // 2], "half.png"), 422),
+        ("nested_json", nested, "application/json", 422),
+    ]
+
+
+def mixed(
+    url: str, cases: list, concurrency: int, *, requests: int = 0, seconds: float = 0
+) -> dict:
+    """Send `cases` in turn from `concurrency` threads, `requests` in all or for `seconds`.
+
+    Returns the wall time, latencies (s) per kind, and errors (an unexpected status or a
+    failed connection)."""
     host = urlsplit(url)
     local = threading.local()
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {kind: [] for kind, *_ in cases}
     errors: list[str] = []
+    deadline = time.perf_counter() + seconds
 
-    def one(_i: int) -> None:
+    def one(i: int) -> bool:
+        if seconds and time.perf_counter() > deadline:
+            return False
+        kind, body, ctype, expected = cases[i % len(cases)]
         if getattr(local, "conn", None) is None:
             local.conn = http.client.HTTPConnection(host.hostname, host.port, timeout=60)
         t0 = time.perf_counter()
@@ -104,18 +140,34 @@ def load(url: str, body: bytes, ctype: str, n: int, concurrency: int) -> dict:
             local.conn.request("POST", "/v1/predict", body, {"Content-Type": ctype})
             resp = local.conn.getresponse()
             payload = resp.read()
-            if resp.status != 200 or "faces" not in json.loads(payload):
-                errors.append(f"HTTP {resp.status}: {payload[:200]!r}")
+            if resp.status != expected or (expected == 200 and "faces" not in json.loads(payload)):
+                errors.append(f"{kind}: HTTP {resp.status}: {payload[:200]!r}")
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            errors.append(f"{type(exc).__name__}: {exc}")
+            errors.append(f"{kind}: {type(exc).__name__}: {exc}")
             local.conn = None  # reconnect on the next request
-            return
-        latencies.append(time.perf_counter() - t0)
+            return True
+        if resp.will_close:
+            local.conn = None
+        latencies[kind].append(time.perf_counter() - t0)
+        return True
+
+    def worker(start: int) -> None:
+        i = start
+        while (seconds or i < requests) and one(i):
+            i += concurrency
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, range(n)))
+        list(pool.map(worker, range(concurrency)))
     return {"seconds": time.perf_counter() - start, "latencies": latencies, "errors": errors}
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory of process `pid` now and at its peak, in MiB (Linux /proc)."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return {k: round(int(fields[k].split()[0]) / 1024, 1) for k in ("VmRSS", "VmHWM")}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -132,7 +184,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, help="server inference workers (default: cores)")
     parser.add_argument("--url", help="an already running server instead of starting one")
     parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="mix photos with bombs and garbage for this long (see above)",
+    )
     args = parser.parse_args()
+    if args.soak:
+        return soak(args)
 
     image = Path(args.image)
     body, ctype = multipart(image.read_bytes(), image.name)
@@ -148,7 +208,7 @@ def main() -> None:
             if proc is not None:
                 proc.terminate()
                 proc.wait(30)
-    lat = [v * 1000 for v in r["latencies"]]
+    lat = [v * 1000 for v in r["latencies"]["photo"]]
     report = {
         "requests": args.requests,
         "concurrency": args.concurrency,
@@ -170,6 +230,52 @@ def main() -> None:
     print(f"throughput: {report['throughput_rps']} requests/s   errors: {report['errors']}")
     for err in report["first_errors"]:
         print(f"  {err}")
+
+
+def soak(args) -> None:
+    """--soak: the bounded mixed loop, with the server's memory before and after."""
+    photo = Path(args.image).read_bytes()
+    good = ("photo", *multipart(photo, Path(args.image).name), 200)
+    bad = hostile_cases(photo)
+    cases = [good] * 3 + [bad[0]] + [good] * 2 + [bad[1], bad[2]] + [good, bad[3]]  # 7 of 10 photos
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.url:
+            sys.exit("--soak starts its own server (it reads the server's memory)")
+        proc, url = start_server(model_path(args, Path(tmp)), args.workers)
+        try:
+            mixed(url, cases, args.concurrency, requests=4 * len(cases))  # warm-up
+            before = rss_mb(proc.pid)
+            r = mixed(url, cases, args.concurrency, seconds=args.soak)
+            after = rss_mb(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    n = sum(len(v) for v in r["latencies"].values()) + len(r["errors"])
+    kinds = {}
+    for kind, values in r["latencies"].items():
+        ms = [v * 1000 for v in values]
+        kinds[kind] = {
+            "n": len(ms),
+            "p50_ms": round(percentile(ms, 50), 1),
+            "p99_ms": round(percentile(ms, 99), 1),
+        }
+    report = {
+        "seconds": round(r["seconds"], 1),
+        "concurrency": args.concurrency,
+        "cpus": os.cpu_count(),
+        "requests": n,
+        "throughput_rps": round(n / r["seconds"], 1),
+        "kinds": kinds,
+        "errors": len(r["errors"]),
+        "first_errors": r["errors"][:3],
+        "server_rss_mb": {
+            "before": before["VmRSS"],
+            "after": after["VmRSS"],
+            "peak": after["VmHWM"],
+        },
+        "rss_growth_mb": round(after["VmRSS"] - before["VmRSS"], 1),
+    }
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
