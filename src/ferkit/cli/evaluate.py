@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ferkit.cli.data import add_ferplus_option
+from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
 from ferkit.errors import FerkitError
 from ferkit.outputs import refuse_existing, replaced_atomically
 from ferkit.tta import TTA_MODES
@@ -28,6 +29,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--json", metavar="OUT", nargs="?", const="-",
                    help="write the full result as JSON to OUT (- or no value: stdout)")  # fmt: skip
+    p.add_argument(
+        "--detect",
+        action="store_true",
+        help="--data is class folders of whole photos: detect, classify the largest "
+        "face of each, count a photo without a face as wrong (the options below)",
+    )
+    add_detector_options(p, crops=False)
     p.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("report", help="write plots (curves, confusion matrix, ...) into a run")
@@ -51,8 +59,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     out = None if args.json in (None, "-") else Path(args.json)
     refuse_existing([out], error=FerkitError, hint="choose another --json file")  # before work
-    result = evaluate(args.checkpoint, args.data, split=args.split, tta=args.tta,
-                      batch_size=args.batch_size, ferplus=args.ferplus)  # fmt: skip
+    if args.detect:
+        result = _evaluate_photos(args)
+    else:
+        result = evaluate(
+            args.checkpoint,
+            args.data,
+            split=args.split,
+            tta=args.tta,
+            batch_size=args.batch_size,
+            ferplus=args.ferplus,
+        )
     if args.json:
         text = json.dumps(result, indent=1)
         if out is None:
@@ -65,10 +82,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
               f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}")  # fmt: skip
         print(f"  ({result['protocol']}, n={result['n']:,})")
+        if args.detect:
+            print(
+                f"  a face in {result['faces_found']:,} of {result['photos']:,} photos "
+                f"({result['face_found_rate']:.1%}); {result['ms_per_photo']:.1f} ms per photo, "
+                f"file to label"
+            )
+            for path in result["no_face"][:10]:
+                print(f"  no face (counted wrong): {path}")
         for name, m in result["per_class"].items():
             print(f"  {name:<9} acc {m['accuracy']:6.1%}  precision {m['precision']:.3f}  "
                   f"f1 {m['f1']:.3f}  n={m['support']}")  # fmt: skip
     return 0
+
+
+def _evaluate_photos(args: argparse.Namespace) -> dict:
+    """`evaluate --detect`: whole photos through the recognizer, as `predict` would run them."""
+    from ferkit.evaluation.photos import evaluate_photos
+    from ferkit.inference.recognizer import EmotionRecognizer
+
+    if args.split or args.ferplus:
+        raise FerkitError("--detect scores one folder of photos: leave out --split and --ferplus")
+    options = {
+        k: getattr(args, k)
+        for k in ("min_face_score", "min_face_size", "max_faces")
+        if getattr(args, k, None) is not None
+    }
+    rec = EmotionRecognizer(
+        args.checkpoint,
+        detector=detector_from_args(args),
+        tta=args.tta,
+        batch_size=min(args.batch_size, 64),
+        **options,
+    )
+    result = evaluate_photos(rec, args.data)
+    result.update(
+        split="all",
+        source=str(args.data),
+        checkpoint=rec.source,
+        arch=rec.meta.get("arch"),
+        tta=rec.tta,
+        protocol=f"whole photos, {args.detector} detector, largest face, no face counted wrong",
+    )
+    return result
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -63,6 +63,29 @@ class Framing:
         return asdict(self)
 
 
+# FER-2013's framing as each detector sees it, fitted on FER-2013 itself (never on photos):
+# `benchmarks/fit_framing.py` runs the detector on the 28,709 train faces (padded, enlarged)
+# and measures crop side / box side and the centre offset. The scale is that fit's lower
+# quartile, the tight end of FER-2013's own framings: the model loses little on tighter views
+# of its faces, and a loose crop shows background no FER-2013 face has (docs/photos.md has
+# the figures and the variants scored on photos). The offsets are the medians.
+FRAMINGS: dict[str, Framing] = {
+    "yunet": Framing(scale=0.91, dx=0.01, dy=0.01),
+    "haar": Framing(scale=0.965, dx=0.0, dy=0.0),
+}
+
+
+def framing_for(detector) -> Framing:
+    """The fitted framing of a detector, by name ("yunet", "haar") or object (YuNetDetector,
+    HaarDetector); `Framing()` (margin 0.1) for any other detector, "none" or None."""
+    if detector is None or isinstance(detector, str):
+        return FRAMINGS.get(detector or "", Framing())
+    from ferkit.detection.detectors import HaarDetector, YuNetDetector
+
+    kinds = {YuNetDetector: "yunet", HaarDetector: "haar"}
+    return FRAMINGS.get(kinds.get(type(detector), ""), Framing())
+
+
 def square_box(box: Sequence[float], width: int, height: int, framing: Framing = Framing()) -> Box:
     """The square `framing` makes of `box`, moved inside the image.
 

@@ -6,13 +6,17 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict:
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, labels: list[str], *, y_pred: np.ndarray | None = None
+) -> dict:
     """Accuracy, loss, per-class precision/recall/F1/accuracy, macro-F1, confusion matrices.
 
     Args:
         y_true: (N,) int label indices.
         probs: (N, C) predicted class probabilities.
         labels: the C class names.
+        y_pred: (N,) predicted indices, where they are not `probs.argmax(1)`; -1 means no
+            prediction (a photo without a face), counted wrong everywhere.
 
     Returns:
         A JSON-ready dict. Per-class accuracy is the recall: the fraction of that class's
@@ -20,12 +24,12 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, labels: list[s
     """
     y_true = np.asarray(y_true)
     classes = list(range(len(labels)))
-    y_pred = probs.argmax(1)
+    y_pred = probs.argmax(1) if y_pred is None else np.asarray(y_pred)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=classes, zero_division=0
     )
     cm = confusion_matrix(y_true, y_pred, labels=classes)
-    rows = cm.sum(1, keepdims=True)
+    rows = np.bincount(y_true, minlength=len(labels))[:, None]  # cm's rows omit y_pred == -1
     return {
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
         "n": len(y_true),

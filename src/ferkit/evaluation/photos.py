@@ -1,0 +1,91 @@
+"""Score whole photos end to end: detect, keep the largest face, classify; no face is wrong.
+
+    ferkit evaluate --data PHOTOS --detect          # PHOTOS: class folders of photos
+
+The result has the keys of crop evaluation (`classification_metrics`: accuracy, per-class
+accuracy, confusion matrix, ...) plus what only photos have: how many photos had a face
+(`face_found_rate`), which had none (`no_face`), and the time per photo, file to label.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ferkit.data.folders import plan_folder
+from ferkit.errors import DataError
+from ferkit.evaluation.metrics import classification_metrics
+from ferkit.labels import EMOTIONS
+
+log = logging.getLogger(__name__)
+
+CHUNK = 32  # photos per `predict` call: detection runs in parallel threads within a call
+
+
+def list_photos(folder: str | Path) -> tuple[list[str], np.ndarray]:
+    """(photo paths, label indices) of a folder of class subfolders (happy/, sad/, ...)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(
+            f"{root}: not a folder; --detect scores class folders of photos "
+            "(happy/*.jpg, sad/*.jpg, ...)"
+        )
+    plan = plan_folder(root)
+    if not plan.files:
+        raise DataError(f"{root}: no photos in its class folders")
+    return [f for f, _, _ in plan.files], np.array([y for _, y, _ in plan.files], np.int64)
+
+
+def evaluate_photos(
+    recognizer,
+    folder: str | Path,
+    *,
+    progress: bool = True,
+) -> dict:
+    """Score `recognizer` (an EmotionRecognizer with a detector) on a folder of photos.
+
+    Each photo counts once: its largest face's top label, or wrong when no face is found.
+    A photo that cannot be read stops the run with its name (a data error, not a miss).
+
+    Args:
+        recognizer: an `EmotionRecognizer`; its detector, framing and options are used as set.
+        folder: class subfolders of photos, named as `ferkit.labels` maps them.
+        progress: a progress bar on stderr.
+
+    Returns:
+        `classification_metrics` (per-class accuracy and the confusion matrix count a photo
+        without a face as wrong; its loss uses uniform probabilities) plus `photos`,
+        `faces_found`, `face_found_rate`, `no_face` (the files), `ms_per_photo`, `detector`.
+    """
+    files, y_true = list_photos(folder)
+    labels = list(recognizer.labels)
+    if labels != list(EMOTIONS):
+        raise DataError(f"the model predicts {labels}; photo folders are labelled {EMOTIONS}")
+    probs = np.full((len(files), len(labels)), 1.0 / len(labels), np.float32)
+    y_pred = np.full(len(files), -1, np.int64)
+    bar = tqdm(total=len(files), desc="photos", unit="photo", file=sys.stderr, disable=not progress)
+    start = time.perf_counter()
+    for i in range(0, len(files), CHUNK):
+        for j, faces in enumerate(recognizer.predict(files[i : i + CHUNK]), start=i):
+            if faces:  # largest first
+                probs[j] = [faces[0].scores[k] for k in labels]
+                y_pred[j] = int(np.argmax(probs[j]))
+        bar.update(min(CHUNK, len(files) - i))
+    seconds = time.perf_counter() - start
+    bar.close()
+    found = y_pred >= 0
+    result = classification_metrics(y_true, probs, labels, y_pred=y_pred)
+    result.update(
+        photos=len(files),
+        faces_found=int(found.sum()),
+        face_found_rate=float(found.mean()),
+        no_face=[f for f, ok in zip(files, found, strict=True) if not ok],
+        ms_per_photo=round(1000 * seconds / len(files), 2),
+        detector=type(recognizer.detector).__name__ if recognizer.detector else "none",
+    )
+    return result

@@ -1,0 +1,110 @@
+"""Photos end to end: the framing math that turns a detector box into the model's crop,
+`ferkit evaluate --detect` on a tiny folder of photos built here, and photos without a face."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ASTRONAUT
+from ferkit.cli import main
+from ferkit.detection.crops import FRAMINGS, Framing, crop_faces, framing_for, square_box
+from ferkit.evaluation.metrics import classification_metrics
+from ferkit.inference import EmotionRecognizer
+from ferkit.labels import EMOTIONS
+
+
+@pytest.mark.parametrize(
+    ("box", "framing", "expected"),
+    [
+        ((100, 100, 50, 50), Framing(), (95, 95, 60, 60)),  # margin 0.1: 1.2 x the side
+        ((100, 100, 40, 50), Framing(scale=1.0), (95, 100, 50, 50)),  # the longer side, centred
+        ((100, 100, 50, 50), Framing(scale=1.0, dx=0.2, dy=-0.1), (110, 95, 50, 50)),
+        ((100, 100, 50, 50), Framing(scale=0.8, dy=0.1), (105, 110, 40, 40)),
+        ((0, 0, 50, 50), Framing(scale=2.0), (0, 0, 100, 100)),  # moved inside, not cut
+        ((150, 150, 50, 50), Framing(scale=2.0), (100, 100, 100, 100)),
+    ],
+)
+def test_square_box(box, framing, expected):
+    assert square_box(box, 200, 200, framing) == expected
+
+
+def test_square_box_larger_than_the_image_is_clipped():
+    assert square_box((10, 10, 80, 80), 100, 60, Framing(scale=2.0)) == (0, 0, 100, 60)
+
+
+def test_crop_follows_the_framing():
+    """A bright square in a dark image: a crop at the box's own size is all bright, a crop of
+    twice the box shows the dark ring, and an offset crop shows the square off-centre."""
+    gray = np.zeros((200, 200), np.uint8)
+    gray[80:120, 80:120] = 255
+    box = [(80, 80, 40, 40)]
+    tight = crop_faces(gray, box, (48, 48), Framing(scale=1.0))[0]
+    wide = crop_faces(gray, box, (48, 48), Framing(scale=2.0))[0]
+    right = crop_faces(gray, box, (48, 48), Framing(scale=1.0, dx=0.5))[0]
+    assert tight.min() == 255
+    assert wide[24, 24] == 255 and wide[2, 2] == 0 and 0.2 < (wide == 255).mean() < 0.3
+    assert right[:, :20].min() == 255 and right[:, 28:].max() == 0
+
+
+def test_fitted_framings_per_detector():
+    """Each detector has its own fitted framing; an unknown one gets the plain default."""
+    assert set(FRAMINGS) >= {"yunet", "haar"}
+    for name, framing in FRAMINGS.items():
+        assert framing_for(name) == framing
+        assert 0.7 < framing.scale < 1.3 and abs(framing.dx) < 0.1 and abs(framing.dy) < 0.1
+    assert framing_for("none") == Framing() and framing_for(None) == Framing()
+    assert Framing.from_dict(FRAMINGS["yunet"].to_dict()) == FRAMINGS["yunet"]
+
+
+def test_metrics_count_a_missing_prediction_wrong():
+    y_true = np.array([0, 0, 1, 1])
+    probs = np.eye(2, dtype=np.float32)[[0, 1, 1, 1]]
+    m = classification_metrics(y_true, probs, ["a", "b"], y_pred=np.array([0, -1, 1, 1]))
+    assert m["accuracy"] == 0.75
+    assert m["per_class"]["a"]["accuracy"] == 0.5 and m["per_class"]["b"]["accuracy"] == 1.0
+    assert m["confusion_matrix"] == [[1, 0], [0, 2]]  # the miss is in no column
+    assert m["confusion_matrix_normalized"][0] == [0.5, 0.0]  # but counts in its row
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """happy/astronaut.png (one face) and sad/blank.png (a plain grey image: no face)."""
+    (tmp_path / "happy").mkdir()
+    (tmp_path / "sad").mkdir()
+    cv2.imwrite(str(tmp_path / "happy" / "astronaut.png"), cv2.imread(str(ASTRONAUT)))
+    cv2.imwrite(str(tmp_path / "sad" / "blank.png"), np.full((300, 300, 3), 128, np.uint8))
+    return tmp_path
+
+
+def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, capsys):
+    args = ["evaluate", str(checkpoint), "--data", str(photo_folder), "--detect"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "a face in 1 of 2 photos (50.0%)" in printed and "blank.png" in printed
+    assert main([*args, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n"] == r["photos"] == 2 and r["faces_found"] == 1
+    assert r["face_found_rate"] == 0.5 and r["no_face"] == [str(photo_folder / "sad/blank.png")]
+    assert r["per_class"]["sad"]["accuracy"] == 0.0  # the photo without a face: wrong
+    assert r["accuracy"] <= 0.5 and r["ms_per_photo"] > 0
+    assert r["labels"] == list(EMOTIONS) and len(r["confusion_matrix"]) == len(EMOTIONS)
+    for key in ("macro_f1", "loss", "confusion_matrix_normalized", "checkpoint", "arch"):
+        assert key in r  # the keys of crop evaluation
+
+
+def test_evaluate_detect_refuses_what_is_not_a_photo_folder(checkpoint, tmp_path, capsys):
+    code = main(["evaluate", str(checkpoint), "--data", str(tmp_path / "nope"), "--detect"])
+    assert code == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_a_photo_without_a_face_gives_no_faces(checkpoint):
+    rec = EmotionRecognizer(checkpoint)
+    blank = np.full((240, 320, 3), 200, np.uint8)
+    assert len(rec.predict(blank)) == 0 and list(rec.predict(blank)) == []
+    empty, astronaut = rec.predict([blank, cv2.imread(str(ASTRONAUT))])
+    assert len(empty) == 0 and len(astronaut) == 1
