@@ -119,11 +119,18 @@ def create_app(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ferkit-serve")
     pending = 0  # inferences submitted and not yet finished (or cancelled while queued)
 
+    def busy() -> ApiError:
+        return ApiError(
+            503,
+            "busy",
+            f"{pending} images are already being analysed; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
     def submit(data: bytes) -> asyncio.Future:
         nonlocal pending
         if pending >= max_queue:
-            raise ApiError(503, "busy", f"{pending} images are already being analysed; retry "
-                           "shortly", headers={"Retry-After": "1"})  # fmt: skip
+            raise busy()
         pending += 1
         job = pool.submit(_infer, rec, data, max_pixels, time.perf_counter())
         loop = asyncio.get_running_loop()
@@ -180,6 +187,10 @@ def create_app(
         start = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
+                if pending >= max_queue:  # busy: the upload is read but not parsed
+                    async for _chunk in request.stream():
+                        pass  # a client still sending would not see the 503
+                    raise busy()
                 data = await _read_image_bytes(request)
                 if len(data) > limit:
                     raise ApiError(413, "too_large", f"the image is {len(data) / MB:.1f} MiB; "
