@@ -26,6 +26,7 @@ import argparse
 import http.client
 import json
 import os
+import shlex
 import socket
 import statistics
 import subprocess
@@ -66,13 +67,16 @@ def model_path(args, tmp: Path) -> str:
         return str(path)
 
 
-def start_server(model: str, workers: int | None) -> tuple[subprocess.Popen, str]:
+def start_server(
+    model: str, workers: int | None, options: str = ""
+) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "ferkit", "-q", "serve", "--model", model, "--port", str(port)]
     if workers:
         cmd += ["--workers", str(workers)]
+    cmd += shlex.split(options)
     proc = subprocess.Popen(cmd)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -182,6 +186,12 @@ def main() -> None:
     parser.add_argument("--arch", default="flagship", help="random-weight arch if none shipped")
     parser.add_argument("--image", default=str(PHOTO), help="the photo sent (astronaut.png)")
     parser.add_argument("--workers", type=int, help="server inference workers (default: cores)")
+    parser.add_argument(
+        "--serve-options",
+        default="",
+        metavar="OPTIONS",
+        help='more `ferkit serve` options, e.g. "--detect-side 320"',
+    )
     parser.add_argument("--url", help="an already running server instead of starting one")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     parser.add_argument(
@@ -200,7 +210,7 @@ def main() -> None:
         proc = None
         url = args.url
         if url is None:
-            proc, url = start_server(model_path(args, Path(tmp)), args.workers)
+            proc, url = start_server(model_path(args, Path(tmp)), args.workers, args.serve_options)
         try:
             load(url, body, ctype, min(16, args.requests), args.concurrency)  # warm-up
             r = load(url, body, ctype, args.requests, args.concurrency)
@@ -241,7 +251,7 @@ def soak(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.url:
             sys.exit("--soak starts its own server (it reads the server's memory)")
-        proc, url = start_server(model_path(args, Path(tmp)), args.workers)
+        proc, url = start_server(model_path(args, Path(tmp)), args.workers, args.serve_options)
         try:
             mixed(url, cases, args.concurrency, requests=4 * len(cases))  # warm-up
             before = rss_mb(proc.pid)
