@@ -40,7 +40,7 @@ def test_numbers_in_scientific_notation_are_numbers(tmp_path, capsys):
 
 
 def test_readme_train_example_runs_as_written(fer_csv, monkeypatch, capsys):
-    argv = readme_command("ferkit train --model simple_cnn --data fer2013.csv")
+    argv = readme_command("ferkit train --arch simple_cnn --data fer2013.csv")
     assert argv[0] == "ferkit" and "3e-4" in argv
     monkeypatch.chdir(fer_csv.parent)  # the example names fer2013.csv in the current folder
     assert main(argv[1:]) == 0, capsys.readouterr().err

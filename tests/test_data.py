@@ -226,13 +226,13 @@ def test_cli_bad_input_one_line_exit_2(tmp_path, capsys):
 
 def test_cli_convert_npy_and_csv_round_trip(msambare, tmp_path, capsys):
     out = tmp_path / "arrays"
-    assert main(["data", "convert", str(msambare), "--to", "npy", str(out)]) == 0
+    assert main(["data", "convert", str(msambare), "--format", "npy", str(out)]) == 0
     assert np.load(out / "train_images.npy").shape == (21, 48, 48)
     assert sorted(np.load(out / "val_labels.npy").tolist()) == sorted([*range(7)] * 2)
-    assert main(["data", "convert", str(msambare), "--to", "npy", str(out)]) == 2  # no overwrite
+    assert main(["data", "convert", str(msambare), "--to", "npy", str(out)]) == 2  # old spelling
     assert "--overwrite" in capsys.readouterr().err
     csv_path = tmp_path / "fer2013.csv"
-    assert main(["data", "convert", str(msambare), "--to", "csv", str(csv_path)]) == 0
+    assert main(["data", "convert", str(msambare), "--format", "csv", str(csv_path)]) == 0
     back = load_dataset(csv_path)
     original = load_dataset(msambare)
     for name in ("train", "val", "test"):

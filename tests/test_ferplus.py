@@ -167,16 +167,16 @@ def test_cli_info_convert_with_ferplus(pair, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "contempt" in table and "labels: FER+ majority" in table
     out = tmp_path / "npy"
-    assert main(["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--to", "npy",
+    assert main(["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--format", "npy",
                  str(out)]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert f"wrote {out / 'train_soft_labels.npy'}" in printed and "7 contempt" in printed
     assert np.load(out / "train_soft_labels.npy").shape == (4, 8)
     assert not (out / "val_soft_labels.npy").exists()
     csv_out = tmp_path / "ferplus.csv"
-    assert main(["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--to", "csv",
+    assert main(["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--format", "csv",
                  str(csv_out)]) == 2  # fmt: skip
-    assert "use --to npy" in capsys.readouterr().err and not csv_out.exists()
+    assert "use --format npy" in capsys.readouterr().err and not csv_out.exists()
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def test_train_on_ferplus_votes_from_a_7_class_checkpoint(tmp_path, caplog):
     start = _checkpoint(tmp_path / "seven.pt", EMOTIONS)
     run = tmp_path / "run"
     with caplog.at_level(logging.WARNING):
-        assert main(["train", "--model", "simple_cnn", "--data", str(pixels), "--out", str(run),
+        assert main(["train", "--arch", "simple_cnn", "--data", str(pixels), "--out", str(run),
                      "--epochs", "1", "--batch-size", "8", "--no-progress",
                      "--set", f"ferplus={labels}", "--set", f"pretrained={start}",
                      "--set", "hard_label_weight=0.2", "--set", "jpeg=0.5",

@@ -23,7 +23,7 @@ def run(tmp_path_factory) -> Path:
     rows = [(y, face(10 * y + i), u) for y in range(7) for i, u in enumerate(usages)]
     data = write_fer_csv(root / "fer2013.csv", rows)
     run = root / "run"
-    args = ["train", "--model", "simple_cnn", "--data", str(data), "--out", str(run),
+    args = ["train", "--arch", "simple_cnn", "--data", str(data), "--out", str(run),
             "--epochs", "1", "--no-progress"]  # fmt: skip
     assert main(args) == 0
     assert main(["export", str(run), str(root / "model.onnx"), "--int8", "--data", str(data)]) == 0
@@ -102,5 +102,7 @@ def test_compare_and_convert_say_what_they_wrote_once(run, tmp_path, capsys):
     assert main(["compare", str(run), "--plot", str(plot)]) == 0
     assert capsys.readouterr().err.count(f"wrote {plot}") == 1 and plot.is_file()
     out = tmp_path / "copy.csv"
-    assert main(["data", "convert", str(run.parent / "fer2013.csv"), "--to", "csv", str(out)]) == 0
+    assert (
+        main(["data", "convert", str(run.parent / "fer2013.csv"), "--format", "csv", str(out)]) == 0
+    )
     assert capsys.readouterr().out.count(f"to {out}") == 1 and out.is_file()

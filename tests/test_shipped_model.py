@@ -57,7 +57,7 @@ def test_predict_uses_the_shipped_model(capsys):
 @pytest.mark.shared_data
 def test_publictest_accuracy_as_the_model_card_says(shared_fer, tmp_path):
     out = tmp_path / "eval.json"
-    assert main(["evaluate", "--data", str(shared_fer), "--json", str(out)]) == 0
+    assert main(["evaluate", "--data", str(shared_fer), "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["n"] == PUBLIC_TEST_N and result["split"] == "val"
     assert result["accuracy"] >= 0.70  # docs/MODEL_CARD.md: 70.3% without TTA

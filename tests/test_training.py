@@ -38,7 +38,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--model", "simple_cnn", "--data", str(data), "--out", str(out),
+    return ["train", "--arch", "simple_cnn", "--data", str(data), "--out", str(out),
             "--epochs", "2", "--batch-size", "16", "--no-progress", *extra]  # fmt: skip
 
 
@@ -109,7 +109,7 @@ def test_recipes_load(capsys):
 
 
 def test_cli_bad_model_lists_valid_names(tiny_data, tmp_path, capsys):
-    assert main(tiny_args(tiny_data, tmp_path / "r", "--model", "vgg_99")) == 2
+    assert main(tiny_args(tiny_data, tmp_path / "r", "--arch", "vgg_99")) == 2
     err = capsys.readouterr().err
     assert "vgg_99" in err and "simple_cnn" in err and "Traceback" not in err
 
@@ -173,7 +173,8 @@ def test_new_run_never_overwrites(trained_run, tiny_data):
 
 def test_evaluate_json(trained_run, tiny_data, tmp_path, capsys):
     out = tmp_path / "eval.json"
-    assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--json", str(out)]) == 0
+    assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--output", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().err
     result = json.loads(out.read_text())
     assert result["n"] == 28 and result["split"] == "val" and 0 <= result["accuracy"] <= 1
     for key in ("loss", "macro_f1", "confusion_matrix", "confusion_matrix_normalized", "source"):
@@ -186,12 +187,14 @@ def test_evaluate_json(trained_run, tiny_data, tmp_path, capsys):
                  "--tta", "tencrop", "--json"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["n"] == 14
     before = out.read_bytes()
-    assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--json", str(out)]) == 2
-    assert "eval.json already exists; choose another --json file" in capsys.readouterr().err
+    assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "-o", str(out)]) == 2
+    assert "eval.json already exists; choose another --output file" in capsys.readouterr().err
     assert out.read_bytes() == before
-    # refused before any work: a data set that does not exist is not even looked at
+    # refused before any work: a data set that does not exist is not even looked at; the old
+    # spelling `--json FILE` still names the file, with a note
     assert main(["evaluate", str(trained_run), "--data", "nowhere", "--json", str(out)]) == 2
-    assert "eval.json already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "eval.json already exists" in err and "--json FILE is deprecated" in err
 
 
 def test_evaluate_other_data_set_through_aliases(trained_run, tmp_path):
@@ -380,7 +383,7 @@ def test_toolbox_options_run(tiny_data, tmp_path):
     sets = ["ema=0.99", "class_weights=true", "balanced_sampler=true", "scheduler=onecycle",
             "grad_clip=1.0", "label_smoothing=0.1", "cutmix=1.0", "erasing=0.5", "precision=32",
             "crop_scale=0.7", "batch_norm=false"]  # fmt: skip
-    args = tiny_args(tiny_data, run, "--epochs", "1", "--model", "vgg_11_half")
+    args = tiny_args(tiny_data, run, "--epochs", "1", "--arch", "vgg_11_half")
     assert main([*args, *[x for s in sets for x in ("--set", s)]]) == 0
     from ferkit.models import load_checkpoint
 

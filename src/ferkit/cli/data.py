@@ -10,15 +10,27 @@ import json
 from pathlib import Path
 
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
+from ferkit.cli.vocabulary import add_deprecated
 from ferkit.errors import DataError
 from ferkit.labels import FERPLUS_LABEL_MODES
+
+CONVERT_FORMATS = ("npy", "csv")
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="FER-2013 CSV (.csv or .csv.gz), msambare/Kaggle folder, or folder "
                    "of class folders")  # fmt: skip
     add_ferplus_option(p)
-    p.add_argument("--image-size", type=int, default=48, help="side of the square images (48)")
+    p.add_argument(
+        "--data-size",
+        dest="image_size",
+        type=int,
+        default=48,
+        metavar="PX",
+        help="side of the decoded square gray images (48; train's data_size)",
+    )
+    new = "--data-size (--image-size is a model's input side)"
+    add_deprecated(p, "--image-size", new, dest="image_size", type=int)
     p.add_argument("--strict", action="store_true", help="refuse class folders with no emotion")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images / bad rows")
     p.add_argument("--no-cache", action="store_true", help="decode again, do not use the cache")
@@ -46,7 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     convert = data_sub.add_parser("convert", help="export as .npy arrays or fer2013.csv")
     _add_load_options(convert)
-    convert.add_argument("--to", choices=("npy", "csv"), required=True, help="output format")
+    convert.add_argument(
+        "--format",
+        choices=CONVERT_FORMATS,
+        help="output format: npy arrays or the fer2013.csv format (needed)",
+    )
+    add_deprecated(convert, "--to", "--format", dest="format", choices=CONVERT_FORMATS)
     convert.add_argument("out", type=Path, help="output folder (npy) or .csv file (csv)")
     convert.add_argument("--overwrite", action="store_true", help="replace existing files")
     convert.set_defaults(func=cmd_convert)
@@ -123,15 +140,17 @@ def format_summary(s: dict) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    if args.format is None:
+        raise DataError("choose an output format: --format npy or --format csv")
     from ferkit.data.convert import to_csv, to_npy
 
     data = _load(args)
-    if args.to == "csv" and data.kind == "ferplus":
+    if args.format == "csv" and data.kind == "ferplus":
         raise DataError(
             "FER+ labels (8 classes, vote shares) do not fit the fer2013.csv format (FER-2013's "
-            "7 classes); use --to npy"
+            "7 classes); use --format npy"
         )
-    if args.to == "npy":
+    if args.format == "npy":
         written = to_npy(data, args.out, overwrite=args.overwrite)
         for path in written:
             print(f"wrote {path}")

@@ -9,26 +9,38 @@ from pathlib import Path
 
 from ferkit.cli.data import add_ferplus_option
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
+from ferkit.cli.vocabulary import MODEL_HELP, add_model_option, add_tta_option
 from ferkit.errors import FerkitError
 from ferkit.outputs import refuse_existing, replaced_atomically
-from ferkit.tta import TTA_MODES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a checkpoint on a data set")
-    p.add_argument(
-        "checkpoint", nargs="?", help="checkpoint file or run folder (default: shipped model)"
-    )
+    p = sub.add_parser("evaluate", help="score a model on a data set")
+    p.add_argument("checkpoint", nargs="?", metavar="MODEL", help=f"{MODEL_HELP} (or --model)")
+    add_model_option(p, dest="model")
     p.add_argument("--data", required=True,
                    help="FER-2013 CSV (.csv/.csv.gz), Kaggle folder, or class folders")  # fmt: skip
     add_ferplus_option(p, modes=False)
     p.add_argument("--split", choices=("train", "val", "test", "all"),
                    help="split to score (default: val, else test, else the only one)")  # fmt: skip
-    p.add_argument("--tta", choices=TTA_MODES, default="none",
-                   help="test-time augmentation")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--json", metavar="OUT", nargs="?", const="-",
-                   help="write the full result as JSON to OUT (- or no value: stdout)")  # fmt: skip
+    add_tta_option(p)
+    p.add_argument("--batch-size", type=int, default=256, help="faces per forward pass (256)")
+    # --json takes no value, as everywhere; `--json FILE` (the old spelling) still writes FILE
+    p.add_argument(
+        "--json",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="",
+        help="print the full result as JSON on stdout",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        metavar="FILE",
+        help="also write the full result as JSON to FILE",
+    )
     p.add_argument(
         "--detect",
         action="store_true",
@@ -57,8 +69,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ferkit.evaluation.evaluate import evaluate
 
-    out = None if args.json in (None, "-") else Path(args.json)
-    refuse_existing([out], error=FerkitError, hint="choose another --json file")  # before work
+    if args.model and args.checkpoint and args.model != args.checkpoint:
+        raise FerkitError(f"two models: {args.checkpoint} and --model {args.model}; give one")
+    args.checkpoint = args.model or args.checkpoint
+    if isinstance(args.json, str):  # the old spelling `--json FILE` (`--json -`: stdout)
+        note = "use --output FILE (--json alone prints the JSON)"
+        print(
+            f"ferkit: --json FILE is deprecated and goes in the next release; {note}",
+            file=sys.stderr,
+        )
+        args.output, args.json = (None, True) if args.json == "-" else (Path(args.json), False)
+    refuse_existing([args.output], error=FerkitError, hint="choose another --output file")
     if args.detect:
         result = _evaluate_photos(args)
     else:
@@ -70,14 +91,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             ferplus=args.ferplus,
         )
+    text = json.dumps(result, indent=1)
+    if args.output is not None:
+        with replaced_atomically(args.output) as tmp:
+            tmp.write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
     if args.json:
-        text = json.dumps(result, indent=1)
-        if out is None:
-            print(text)
-        else:
-            with replaced_atomically(out) as tmp:
-                tmp.write_text(text)
-    if args.json != "-":
+        print(text)
+    else:
         print(f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
               f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
               f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}")  # fmt: skip

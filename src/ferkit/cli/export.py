@@ -1,6 +1,7 @@
-"""`ferkit export CHECKPOINT --format onnx OUT.onnx`: a deployable model, checked.
+"""`ferkit export MODEL OUT.onnx`: a deployable model, checked.
 
-    ferkit export runs/exp1 --format onnx model.onnx
+    ferkit export flagship model.onnx                    # the shipped model
+    ferkit export runs/exp1/checkpoints/best.ckpt --format onnx model.onnx
     ferkit export runs/exp1 --format onnx model.onnx --int8 --data ../shared/data/fer2013
     ferkit export runs/exp1 --format pt calibrated.pt --calibrate --data ../shared/data/fer2013
     ferkit export runs/exp1 --format pt small.pt --half       # float16 weights, half the file
@@ -19,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ferkit.cli.vocabulary import MODEL_HELP, add_format_option
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.outputs import refuse_existing
 
@@ -35,9 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("checkpoint", help="checkpoint file or training run folder")
+    p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP.split("; default")[0])
     p.add_argument("out", type=Path, help="output file (.onnx, or .pt with --format pt)")
-    p.add_argument("--format", choices=("onnx", "pt"), default="onnx", help="output format (onnx)")
+    add_format_option(p, ("onnx", "pt"), default="onnx")
     p.add_argument("--data", help="labelled faces (FER-2013 folder/CSV) for --calibrate / --int8")
     p.add_argument("--calibrate", action="store_true", help="fit and store a temperature on --data")
     p.add_argument("--int8", action="store_true", help="also write an int8-quantised OUT.int8.onnx")

@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ferkit.cli.recognizer_options import add_model_options, make_recognizer
+from ferkit.cli.vocabulary import add_smooth_option
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.outputs import refuse_existing
 
@@ -50,8 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--every", type=int, default=1, metavar="N", help="video: analyse every Nth frame"
     )
-    p.add_argument("--smooth", type=float, default=0.0, metavar="A",
-                   help="video: EMA weight of past frames per face, 0..1 (0 = off)")  # fmt: skip
+    add_smooth_option(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace --csv and --annotate outputs that exist (refused otherwise)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

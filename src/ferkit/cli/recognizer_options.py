@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import argparse
 
+from ferkit.cli.vocabulary import add_model_option, add_tta_option
 from ferkit.detection.registry import DEFAULT_DETECTOR, DETECTORS, FACE_DETECTORS, make_detector
-from ferkit.tta import TTA_MODES
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """--model/--backend/--detector/--tta/--batch-size: the recognizer a command runs."""
-    p.add_argument("--model", "-m", help="checkpoint, run folder or .onnx (default: shipped model)")
+    add_model_option(p)
     p.add_argument(
         "--backend", choices=("torch", "onnx"), help="default: onnx for .onnx, else torch"
     )
     add_detector_options(p)
-    p.add_argument("--tta", nargs="?", const="flip", default="none", choices=TTA_MODES,
-                   help="test-time augmentation: flip (the default when given alone: each face "
-                   "and its mirror image, 2x the compute) or tencrop (10 crops, 10x)")  # fmt: skip
+    add_tta_option(p)
     p.add_argument("--batch-size", type=int, default=64, help="faces per forward pass (64)")
 
 

@@ -6,15 +6,17 @@ import argparse
 import json
 import sys
 
+from ferkit.cli.vocabulary import add_deprecated, add_json_option
 from ferkit.training.config import FIELDS, TrainConfig, field_comments, load_config, parse_set
 
-# Flags for the common settings: flag -> config key.
+# Flags for the common settings: flag -> config key. The architecture is --arch (config key
+# `model`): --model means a trained model in every command (docs/cli.md).
 FLAGS = {
-    "--model": "model", "--data": "data", "--epochs": "epochs", "--batch-size": "batch_size",
+    "--arch": "model", "--data": "data", "--epochs": "epochs", "--batch-size": "batch_size",
     "--lr": "lr", "--optimizer": "optimizer", "--scheduler": "scheduler", "--augment": "augment",
-    "--image-size": "image_size", "--seed": "seed", "--out": "out", "--device": "device",
-    "--devices": "devices", "--strategy": "strategy", "--precision": "precision",
-    "--name": "name",
+    "--image-size": "image_size", "--data-size": "data_size", "--seed": "seed", "--out": "out",
+    "--device": "device", "--devices": "devices", "--strategy": "strategy",
+    "--precision": "precision", "--name": "name",
 }  # fmt: skip
 
 
@@ -32,15 +34,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="override any config key (repeatable); see --help-config")  # fmt: skip
     comments = field_comments()
     for flag, key in FLAGS.items():
-        p.add_argument(flag, dest=f"flag_{key}", metavar=key.upper(),
+        p.add_argument(flag, dest=f"flag_{key}", metavar=flag[2:].upper().replace("-", "_"),
                        help=f"{comments[key]} [config key {key}, default {FIELDS[key].default}]")  # fmt: skip
+    add_deprecated(
+        p, "--model", "--arch (--model names a trained model in every command)", dest="flag_model"
+    )
     p.add_argument("--smoke", action="store_true", help="shrink to seconds: 1 epoch, 256 images")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="reuse an existing --out folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
-    p.add_argument("--json", action="store_true", help="print the run summary as JSON at the end")
+    add_json_option(p, "the run summary, at the end")
     p.set_defaults(func=cmd_train)
 
 

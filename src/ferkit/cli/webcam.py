@@ -30,6 +30,7 @@ PAGE = "/?webcam"  # the server's page, starting its webcam mode
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ferkit.cli.recognizer_options import add_model_options
     from ferkit.cli.serve import add_server_options
+    from ferkit.cli.vocabulary import add_smooth_option
 
     p = sub.add_parser(
         "webcam",
@@ -47,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="browser: print the page's address instead of opening it")  # fmt: skip
     add_model_options(p)
     add_server_options(p)
-    p.add_argument("--smooth", type=float, default=0.6, help="EMA weight of past frames (0.6)")
+    add_smooth_option(p)  # the window's; the browser page shows each frame alone
     p.set_defaults(func=run)
 
 
