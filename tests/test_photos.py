@@ -12,6 +12,7 @@ import pytest
 from conftest import ASTRONAUT
 from ferkit.cli import main
 from ferkit.detection.crops import FRAMINGS, Framing, crop_faces, framing_for, square_box
+from ferkit.errors import ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.inference import EmotionRecognizer
 from ferkit.labels import EMOTIONS
@@ -58,6 +59,16 @@ def test_fitted_framings_per_detector():
         assert 0.7 < framing.scale < 1.3 and abs(framing.dx) < 0.1 and abs(framing.dy) < 0.1
     assert framing_for("none") == Framing() and framing_for(None) == Framing()
     assert Framing.from_dict(FRAMINGS["yunet"].to_dict()) == FRAMINGS["yunet"]
+
+
+def test_a_checkpoint_s_framing_comes_first():
+    own = Framing(scale=1.1, dy=0.05)
+    meta = {"extra": {"framing": {"yunet": own.to_dict()}}}
+    assert framing_for("yunet", meta) == own
+    assert framing_for("haar", meta) == FRAMINGS["haar"]  # none of its own for haar
+    assert framing_for("haar", {"extra": {"crop_margin": 0.2}}) == Framing(scale=1.4)
+    with pytest.raises(ConfigError, match="valid: scale, dx, dy"):
+        framing_for("yunet", {"framing": {"yunet": {"scale": 1.0, "zoom": 2}}})
 
 
 def test_metrics_count_a_missing_prediction_wrong():

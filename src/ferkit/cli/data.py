@@ -6,13 +6,13 @@ Data loading (NumPy, OpenCV) is imported inside the handlers: `ferkit --help` st
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
 from ferkit.cli.vocabulary import add_deprecated
 from ferkit.errors import DataError
 from ferkit.labels import FERPLUS_LABEL_MODES
+from ferkit.outputs import json_dumps
 
 CONVERT_FORMATS = ("npy", "csv")
 
@@ -101,7 +101,7 @@ def _load(args: argparse.Namespace):
 def cmd_info(args: argparse.Namespace) -> int:
     summary = _load(args).summary()
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json_dumps(summary, indent=2))
         return 0
     print(format_summary(summary))
     return 0
@@ -170,7 +170,7 @@ def cmd_crop(args: argparse.Namespace) -> int:
                                detector=detector_from_args(args), overwrite=args.overwrite,
                                workers=args.workers)  # fmt: skip
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json_dumps(summary, indent=2))
     else:
         print(format_crop_summary(summary))
     if not summary["ok"]:

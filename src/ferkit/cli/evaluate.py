@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from ferkit.cli.data import add_ferplus_option
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
 from ferkit.cli.vocabulary import MODEL_HELP, add_model_option, add_tta_option
 from ferkit.errors import FerkitError
-from ferkit.outputs import refuse_existing, replaced_atomically
+from ferkit.outputs import json_dumps, refuse_existing, replaced_atomically
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,7 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             ferplus=args.ferplus,
         )
-    text = json.dumps(result, indent=1)
+    text = json_dumps(result, indent=1)
     if args.output is not None:
         with replaced_atomically(args.output) as tmp:
             tmp.write_text(text)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ferkit import __version__
 from ferkit.cache import cache_root
-from ferkit.outputs import replaced_atomically
+from ferkit.outputs import json_dumps, replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def model_rows() -> list[dict]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with replaced_atomically(path) as tmp:
-            tmp.write_text(json.dumps({"key": key, "rows": rows}))
+            tmp.write_text(json_dumps({"key": key, "rows": rows}))
     except OSError as exc:  # a read-only home: list anyway
         log.debug("not cached (%s)", exc)
     return rows
@@ -135,5 +135,5 @@ def format_rows(rows: list[dict]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     rows = model_rows()
-    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    print(json_dumps(rows, indent=2) if args.json else format_rows(rows))
     return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from pathlib import Path
 from ferkit.cli.recognizer_options import add_model_options, make_recognizer
 from ferkit.cli.vocabulary import add_smooth_option
 from ferkit.errors import ConfigError, FerkitError
-from ferkit.outputs import refuse_existing
+from ferkit.outputs import json_dumps, refuse_existing
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         for path, rel in videos:
             _predict_video(rec, path, rel, args, rows, document, errors, video_out)
     if args.json:
-        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write(json_dumps(document, indent=2))
         print()
     return 2 if errors else 0
 
@@ -201,7 +200,7 @@ def _emit(record: dict, args, document: list) -> None:
     if args.json:
         document.append(record)
     elif args.jsonl:
-        print(json.dumps(record), flush=False)
+        print(json_dumps(record), flush=False)
     elif "frame" not in record:
         faces = record["faces"]
         print(f"{record['file']}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
@@ -230,7 +229,7 @@ def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> N
             return
         faces = [f.to_dict(4) | {"track": t} for f, t in zip(r.faces, r.tracks, strict=True)]
         record = {"file": str(path), "frame": r.index, "time_s": round(r.time_s, 3), "faces": faces}
-        frames.append(record) if args.json else print(json.dumps(record))
+        frames.append(record) if args.json else print(json_dumps(record))
 
     try:
         summary = process_video(

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ferkit.cli.vocabulary import add_deprecated, add_json_option
+from ferkit.outputs import json_dumps
 from ferkit.training.config import FIELDS, TrainConfig, field_comments, load_config, parse_set
 
 # Flags for the common settings: flag -> config key. The architecture is --arch (config key
@@ -74,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, overrides)
     if args.dry_run:
-        print(json.dumps(cfg.resolved().to_dict(), indent=1))
+        print(json_dumps(cfg.resolved().to_dict(), indent=1))
         return 0
     from ferkit.training.run import train  # Lightning is heavy: import only when training
 

@@ -75,15 +75,40 @@ FRAMINGS: dict[str, Framing] = {
 }
 
 
-def framing_for(detector) -> Framing:
-    """The fitted framing of a detector, by name ("yunet", "haar") or object (YuNetDetector,
-    HaarDetector); `Framing()` (margin 0.1) for any other detector, "none" or None."""
-    if detector is None or isinstance(detector, str):
-        return FRAMINGS.get(detector or "", Framing())
+def framing_for(detector, meta: Mapping | None = None) -> Framing:
+    """How a detector's boxes become crops for a checkpoint: the one rule every path asks.
+
+    In order: the checkpoint's own framing for that detector (`meta["framing"][name]`, or in
+    `meta["extra"]`, as `Framing.to_dict()`), its older single `crop_margin`, the detector's
+    fitted framing in `FRAMINGS`, else `Framing()` (margin 0.1).
+
+    Args:
+        detector: a name ("yunet", "haar", ...) or a detector object (YuNetDetector,
+            HaarDetector; any other kind has no fitted framing), or None.
+        meta: a checkpoint's metadata, or None.
+    """
+    name = detector if detector is None or isinstance(detector, str) else _kind(detector)
+    found = _meta_key(meta, "framing") or {}
+    if name in found:
+        return Framing.from_dict(found[name])
+    margin = _meta_key(meta, "crop_margin")
+    if margin is not None:
+        return Framing.from_margin(margin)
+    return FRAMINGS.get(name or "", Framing())
+
+
+def _kind(detector) -> str | None:
     from ferkit.detection.detectors import HaarDetector, YuNetDetector
 
-    kinds = {YuNetDetector: "yunet", HaarDetector: "haar"}
-    return FRAMINGS.get(kinds.get(type(detector), ""), Framing())
+    return {YuNetDetector: "yunet", HaarDetector: "haar"}.get(type(detector))
+
+
+def _meta_key(meta: Mapping | None, key: str):
+    if not meta:
+        return None
+    if meta.get(key) is not None:
+        return meta[key]
+    return (meta.get("extra") or {}).get(key)
 
 
 def square_box(box: Sequence[float], width: int, height: int, framing: Framing = Framing()) -> Box:

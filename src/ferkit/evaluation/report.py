@@ -13,6 +13,7 @@ from ferkit.data import load_dataset
 from ferkit.errors import DataError
 from ferkit.evaluation import plots
 from ferkit.evaluation.evaluate import evaluate
+from ferkit.outputs import json_dumps
 
 
 def read_metrics(run: Path) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def make_report(run: str | Path, *, data: str | None = None, n_faces: int = 32,
     labels = list(dataset.labels)
     result = evaluate(run, dataset, split=None, with_probs=True)
     probs, y_true = result.pop("probs"), result.pop("y_true")
-    (run / f"eval_{result['split']}.json").write_text(json.dumps(result, indent=1))
+    (run / f"eval_{result['split']}.json").write_text(json_dumps(result, indent=1))
     images = dataset.splits[result["split"]].images
     pick = np.sort(
         np.random.default_rng(seed).choice(len(y_true), min(n_faces, len(y_true)), replace=False)

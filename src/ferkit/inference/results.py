@@ -14,7 +14,6 @@ JSON, CSV rows, drawings and the command line's text all come from here, so `fer
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +120,7 @@ class Result:
 
     def to_json(self, indent: int | None = None, digits: int | None = DIGITS) -> str:
         """`to_dict()` as a JSON string."""
-        return json.dumps(self.to_dict(digits), indent=indent)
+        return json_dumps(self.to_dict(digits), indent=indent)
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per face with the keys of `columns(labels)`: the table form of the result."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -41,7 +40,7 @@ from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.models._weights import safe_load
-from ferkit.outputs import replaced_atomically
+from ferkit.outputs import json_dumps, replaced_atomically
 from ferkit.training.config import TrainConfig, load_config, save_config
 from ferkit.training.module import FERClassifier, NonFiniteLossError
 
@@ -470,7 +469,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         "stopped": stopped or _stop_reason(trainer),
         "hardware": hardware,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    (run_dir / "summary.json").write_text(json_dumps(summary, indent=1))
 
 
 def _stop_reason(trainer) -> str:
