@@ -106,3 +106,12 @@ def test_models_cache_of_another_install_is_not_used(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "_compute_rows", lambda: [{"name": "measured"}])
     assert models.model_rows() == [{"name": "measured"}]
     assert json.loads((tmp_path / "models.json").read_text())["key"] == models._cache_key()
+
+
+def test_make_demo_says_what_it_wrote_once(tmp_path, capsys):
+    from ferkit import demo
+
+    assert demo.run(tmp_path / "demo") == 0
+    out = capsys.readouterr().out
+    annotated = tmp_path / "demo" / "astronaut.png"
+    assert out.count("wrote ") == 1 and f"wrote {annotated}" in out and annotated.is_file()

@@ -15,6 +15,7 @@ import argparse
 import csv
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -109,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.overwrite:
         _refuse_existing(args, images, videos, video_out)
     rec = make_recognizer(args)
+    started = time.time()
     document: list[dict] = []
     with ExitStack() as stack:
         rows = None
@@ -126,7 +128,24 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json_dumps(document, indent=2))
         print()
+    _say_written(args, images, since=started)
     return 2 if errors else 0
+
+
+def _say_written(args, images, since: float) -> None:
+    """A "wrote" line per output of this run (each video says its own): the CSV, and the
+    annotated image, or how many under the folder. On stderr when stdout carries JSON."""
+    to = sys.stderr if args.json or args.jsonl else sys.stdout
+    if args.csv:
+        print(f"wrote {args.csv}", file=to)
+    if not (args.annotate and images):
+        return
+    targets = (_annotated_image(args.annotate, rel) for _, rel in images)
+    done = [p for p in targets if p.is_file() and p.stat().st_mtime >= since]
+    if len(done) == 1:
+        print(f"wrote {done[0]}", file=to)
+    elif done:
+        print(f"wrote {len(done)} annotated images under {args.annotate}", file=to)
 
 
 def _annotated_image(out: Path, rel: Path) -> Path:
