@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import face, write_fer_csv
+from conftest import ASTRONAUT, face, write_fer_csv
 from ferkit.cli import main
 from ferkit.errors import CheckpointError
 from ferkit.inference.model_io import default_checkpoint, load_torch_model, resolve_model
@@ -106,3 +106,12 @@ def test_compare_and_convert_say_what_they_wrote_once(run, tmp_path, capsys):
         main(["data", "convert", str(run.parent / "fer2013.csv"), "--format", "csv", str(out)]) == 0
     )
     assert capsys.readouterr().out.count(f"to {out}") == 1 and out.is_file()
+
+
+def test_predict_takes_every_kind(run, capsys):
+    kinds = [run, run / "best.pt", run / "checkpoints" / "best.ckpt", "flagship"]
+    kinds += [run.parent / "model.onnx", run.parent / "model.int8.onnx"]
+    for kind in kinds:
+        assert main(["predict", str(ASTRONAUT), "--model", str(kind), "--json"]) == 0, kind
+        [result] = json.loads(capsys.readouterr().out)
+        assert len(result["faces"]) == 1, kind
