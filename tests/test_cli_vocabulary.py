@@ -119,3 +119,41 @@ def test_every_old_spelling_in_the_table_is_still_parsed():
             if (name, old_flag) != ("evaluate", "--json"):  # read by its handler (a file name
                 # or none); test_training.test_evaluate_json runs it
                 assert options[old_flag].dest == options[new_flag].dest, (name, old_flag)
+
+
+def doc_commands() -> list[tuple[str, str]]:
+    """(where, command) for every `ferkit ...` line in the README's and docs' code blocks."""
+    root = DOC.parents[1]
+    found = []
+    for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        block, pending = False, ""
+        for n, line in enumerate(doc.read_text().splitlines(), 1):
+            if line.startswith("```"):
+                block, pending = not block, ""
+                continue
+            text = pending + line.strip()
+            if text.endswith("\\"):  # a command continued on the next line
+                pending = text[:-1] + " "
+                continue
+            pending = ""
+            if block and text.startswith("ferkit "):
+                found.append((f"{doc.name}:{n}", text))
+    return found
+
+
+def test_every_documented_command_parses_in_the_current_spelling(capsys):
+    import shlex
+
+    commands = doc_commands()
+    assert len(commands) > 20
+    for where, text in commands:
+        argv = shlex.split(text, comments=True)
+        for stop in ("|", ">"):  # the shell's part
+            argv = argv[: argv.index(stop)] if stop in argv else argv
+        try:
+            build_parser().parse_args(argv[1:])
+        except SystemExit:
+            pytest.fail(f"{where}: `{text}` does not parse: {capsys.readouterr().err.strip()}")
+        assert "deprecated" not in capsys.readouterr().err, (
+            f"{where}: `{text}` uses an old spelling"
+        )
