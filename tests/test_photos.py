@@ -119,3 +119,10 @@ def test_a_photo_without_a_face_gives_no_faces(checkpoint):
     assert len(rec.predict(blank)) == 0 and list(rec.predict(blank)) == []
     empty, astronaut = rec.predict([blank, cv2.imread(str(ASTRONAUT))])
     assert len(empty) == 0 and len(astronaut) == 1
+
+
+def test_the_recognizer_frames_as_its_detector_was_fitted(checkpoint):
+    for name in ("yunet", "haar"):
+        assert EmotionRecognizer(checkpoint, detector=name).framing == FRAMINGS[name]
+    assert EmotionRecognizer(checkpoint, detector="haar", margin=0.0).framing == Framing(1.0)
+    assert EmotionRecognizer(checkpoint, detector="none").framing == Framing()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ferkit.detection.boxes import Box, clip_box
-from ferkit.detection.crops import DEFAULT_MARGIN, Framing, crop_faces
+from ferkit.detection.crops import Framing, crop_faces, framing_for
 from ferkit.detection.detectors import Detector, FixedBoxes, find_faces
 from ferkit.detection.frames import DEFAULT_MAX_SIDE, Frame, load_frame
 from ferkit.detection.registry import make_detector
@@ -92,8 +92,10 @@ class EmotionRecognizer:
         temperature: divide logits by this before the softmax; None uses the checkpoint's
             calibrated temperature (1.0 if it has none).
         batch_size: faces per forward pass.
-        margin: crop margin around detected boxes; None uses the checkpoint's
-            `extra["crop_margin"]`, else 0.1.
+        margin: crop margin around detected boxes (a centred square, this fraction of the
+            box's longer side added on every side); None: the checkpoint's framing for the
+            detector, else the detector's framing fitted on FER-2013
+            (`ferkit.detection.crops.framing_for`). Set `recognizer.framing` to any `Framing`.
         max_side: longer side of the working copy of each image (huge images are shrunk).
         bf16: bfloat16 autocast for the torch backend; None: where the CPU has native bf16
             (see `backends.TorchRunner`). False gives exact fp32 results.
@@ -159,12 +161,11 @@ class EmotionRecognizer:
         if self.temperature <= 0:
             raise ConfigError(f"temperature must be positive (got {self.temperature})")
         self.batch_size = batch_size
-        self.margin = float(
-            margin
-            if margin is not None
-            else model_io.meta_value(meta, "crop_margin", DEFAULT_MARGIN)
+        # How boxes become crops: margin= if given, else the checkpoint's framing for this
+        # detector, else the detector's framing fitted on FER-2013 (detection.crops.framing_for).
+        self.framing = (
+            Framing.from_margin(margin) if margin is not None else framing_for(self.detector, meta)
         )
-        self.framing = Framing.from_margin(self.margin)
         self.max_side = max_side
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
