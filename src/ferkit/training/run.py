@@ -32,6 +32,7 @@ from lightning.pytorch.callbacks import (
     Timer,
     TQDMProgressBar,
 )
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ferkit.data.dataset import FERDataModule
@@ -316,8 +317,12 @@ class _EpochMetrics(Callback):
 class _ProgressBar(TQDMProgressBar):
     """Lightning's bar, with epochs counted from 1 as in metrics.csv and the plots."""
 
-    def on_train_epoch_start(self, trainer, *args) -> None:
-        super().on_train_epoch_start(trainer, *args)
+    def on_train_epoch_start(self, trainer, *_) -> None:
+        # Lightning's own, but for the description (calling it would show "Epoch 0" first)
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset(total=convert_inf(self.total_train_batches))
+        self.train_progress_bar.initial = 0
         epoch = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
         self.train_progress_bar.set_description(epoch)
 
