@@ -96,13 +96,14 @@ def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "a face in 1 of 2 photos (50.0%)" in printed and "blank.png" in printed
-    assert main([*args, "--json"]) == 0
+    assert main([*args, "--json", "--framing", "0.9,0,0.05"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n"] == r["photos"] == 2 and r["faces_found"] == 1
     assert r["face_found_rate"] == 0.5 and r["no_face"] == [str(photo_folder / "sad/blank.png")]
     assert r["per_class"]["sad"]["accuracy"] == 0.0  # the photo without a face: wrong
     assert r["accuracy"] <= 0.5 and r["ms_per_photo"] > 0
     assert r["labels"] == list(EMOTIONS) and len(r["confusion_matrix"]) == len(EMOTIONS)
+    assert "Framing(scale=0.9, dx=0.0, dy=0.05)" in r["protocol"]
     for key in ("macro_f1", "loss", "confusion_matrix_normalized", "checkpoint", "arch"):
         assert key in r  # the keys of crop evaluation
 
@@ -111,6 +112,9 @@ def test_evaluate_detect_refuses_what_is_not_a_photo_folder(checkpoint, tmp_path
     code = main(["evaluate", str(checkpoint), "--data", str(tmp_path / "nope"), "--detect"])
     assert code == 2
     assert "not a folder" in capsys.readouterr().err
+    args = ["evaluate", str(checkpoint), "--data", str(tmp_path), "--detect", "--framing", "1,0"]
+    assert main(args) == 2
+    assert "SCALE or SCALE,DX,DY" in capsys.readouterr().err
 
 
 def test_a_photo_without_a_face_gives_no_faces(checkpoint):

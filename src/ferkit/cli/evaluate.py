@@ -47,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "face of each, count a photo without a face as wrong (the options below)",
     )
     add_detector_options(p, crops=False)
+    p.add_argument(
+        "--framing",
+        metavar="SCALE[,DX,DY]",
+        help="with --detect: crop side / box side and the crop centre's offset, in box sides "
+        "(default: the checkpoint's, else the detector's framing fitted on FER-2013)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("report", help="write plots (curves, confusion matrix, ...) into a run")
@@ -135,6 +141,8 @@ def _evaluate_photos(args: argparse.Namespace) -> dict:
         batch_size=min(args.batch_size, 64),
         **options,
     )
+    if args.framing:
+        rec.framing = _framing(args.framing)
     result = evaluate_photos(rec, args.data)
     result.update(
         split="all",
@@ -142,9 +150,24 @@ def _evaluate_photos(args: argparse.Namespace) -> dict:
         checkpoint=rec.source,
         arch=rec.meta.get("arch"),
         tta=rec.tta,
-        protocol=f"whole photos, {args.detector} detector, largest face, no face counted wrong",
+        protocol=f"whole photos, {args.detector} detector, {rec.framing}, largest face, "
+        "no face counted wrong",
     )
     return result
+
+
+def _framing(text: str):
+    from ferkit.detection.crops import Framing
+
+    try:
+        values = [float(v) for v in text.split(",")]
+        if len(values) not in (1, 3):
+            raise ValueError
+    except ValueError:
+        raise FerkitError(
+            f"--framing {text!r}: give SCALE or SCALE,DX,DY as numbers (e.g. 0.91,0.01,0.01)"
+        ) from None
+    return Framing(*values)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
