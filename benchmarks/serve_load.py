@@ -14,7 +14,7 @@ Without --model the shipped model is used; where none is shipped, a random-weigh
 
     .venv/bin/python benchmarks/serve_load.py --soak 180 [--concurrency 8]
 
---soak SECONDS: a bounded loop for that long mixing, per ten requests, seven photo uploads, a
+--soak SECONDS: a bounded loop for that long mixing, per ten requests, six photo uploads, a
 decompression bomb (a 3.3 MB PNG of 29,000 x 29,000 pixels: 413 expected), random bytes (415),
 a truncated photo (422) and JSON nested 50,000 deep (422). An error is any other answer; the
 report adds the server's resident memory (RSS) before and after and its peak.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import shlex
@@ -155,10 +156,12 @@ def mixed(
         latencies[kind].append(time.perf_counter() - t0)
         return True
 
-    def worker(start: int) -> None:
-        i = start
-        while (seconds or i < requests) and one(i):
-            i += concurrency
+    turns = itertools.count()  # one sequence for all threads: the cases keep their mix
+
+    def worker(_: int) -> None:
+        for i in turns:
+            if (requests and i >= requests) or not one(i):
+                return
 
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -247,7 +250,7 @@ def soak(args) -> None:
     photo = Path(args.image).read_bytes()
     good = ("photo", *multipart(photo, Path(args.image).name), 200)
     bad = hostile_cases(photo)
-    cases = [good] * 3 + [bad[0]] + [good] * 2 + [bad[1], bad[2]] + [good, bad[3]]  # 7 of 10 photos
+    cases = [good] * 3 + [bad[0]] + [good] * 2 + [bad[1], bad[2]] + [good, bad[3]]  # 6 of 10 photos
     with tempfile.TemporaryDirectory() as tmp:
         if args.url:
             sys.exit("--soak starts its own server (it reads the server's memory)")

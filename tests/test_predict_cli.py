@@ -133,10 +133,13 @@ def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
     results = {Path(r["file"]).name: r["faces"] for r in map(json.loads, out.splitlines())}
     for good in ("full.jpg", "gray.png", "rgba.png", "deep16.png"):
         assert len(results[good]) == 1, good
-    assert results["tiny.png"] == [] and results["huge.png"] == []
+    assert results["tiny.png"] == [] and "huge.png" not in results
     errors = err.strip().splitlines()
     for bad in ("notes.txt.png", "empty.jpg", "truncated.jpg", "broken.mp4", "missing.jpg"):
         assert sum(bad in line for line in errors) == 1, (bad, errors)
+    # 400 MP is over Pillow's decompression-bomb limit: refused from its header
+    (huge,) = [line for line in errors if "huge.png" in line]
+    assert "400 MP" in huge and "89.5 MP" in huge
 
 
 def test_video_annotated_and_timeline(checkpoint, clip, tmp_path, capsys):

@@ -8,15 +8,35 @@ mid-write keeps the old file whole.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ferkit.errors import DataError, FerkitError
 
 SHOWN = 3  # existing outputs named in the message; the rest are counted
+
+
+def json_dumps(obj: Any, **kwargs: Any) -> str:
+    """`json.dumps` for every JSON ferkit writes or prints: standard JSON only. NaN and
+    infinity are no JSON numbers (`NaN` breaks JavaScript, jq, strict parsers): they are
+    written as null, and `allow_nan=False` keeps any other path to them out."""
+    return json.dumps(_finite(obj), allow_nan=False, **kwargs)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def refuse_existing(

@@ -64,3 +64,16 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         pass
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_json_written_is_standard_json():
+    """NaN and infinity are no JSON numbers; what ferkit writes parses anywhere."""
+    import json
+
+    from ferkit.outputs import json_dumps
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    text = json_dumps({"loss": float("nan"), "best": [float("inf"), 0.5], "n": 3})
+    assert json.loads(text, parse_constant=refuse) == {"loss": None, "best": [None, 0.5], "n": 3}

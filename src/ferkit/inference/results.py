@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.outputs import json_dumps
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Face
