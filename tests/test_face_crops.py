@@ -16,9 +16,9 @@ from ferkit.data import load_dataset
 from ferkit.data.face_crops import crop_face_folder
 from ferkit.errors import DataError
 from ferkit.inference import EmotionRecognizer
-from ferkit.inference.video import iou
+from ferkit.inference.tracking import iou
 
-ASTRONAUT_FACE = (177, 67, 93, 93)  # where the Haar cascade finds her face (x, y, w, h)
+ASTRONAUT_FACE = (178, 63, 90, 113)  # where YuNet finds her face (x, y, w, h)
 
 
 @pytest.fixture

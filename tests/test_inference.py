@@ -88,9 +88,11 @@ def test_color_orders_and_types_agree(rec, photo):
         rec.predict(rgb, color="rgb"),
         rec.predict(Image.fromarray(rgb)),
         rec.predict(str(ASTRONAUT)),
-        rec.predict(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), color="gray"),
     ):
         assert [f.box for f in other] == [f.box for f in by_bgr]
+    # YuNet sees the gray image as three equal channels: the same face, a pixel or two apart
+    (gray,) = rec.predict(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), color="gray")
+    assert overlap(gray.box, by_bgr[0].box) > 0.9
 
 
 def test_boxes_in_input_pixels_for_large_images(checkpoint, photo):
@@ -113,18 +115,18 @@ def test_custom_and_fixed_detectors(checkpoint, photo):
 
     assert EmotionRecognizer(checkpoint, detector=Corner()).predict(photo)[0].box == (0, 0, 40, 40)
     fixed = FixedBoxes([(500, 500, 100, 100)])  # sticks out of the 512x512 photo: clipped
-    assert fixed.detect(photo) == [(500, 500, 12, 12)]
+    assert [d.box for d in fixed.detect(photo)] == [(500, 500, 12, 12)]
 
 
 def test_detector_errors_say_what_to_do(tmp_path):
-    with pytest.raises(ConfigError, match="opencv_zoo"):
+    with pytest.raises(ConfigError, match="OpenCV model zoo"):
         YuNetDetector(tmp_path / "face_detection_yunet_2023mar.onnx")
     with pytest.raises(ConfigError, match="choose one of"):
         make_detector("mtcnn")
     with pytest.raises(ConfigError, match="cascade"):
         HaarDetector("no_such_cascade.xml")
-    with pytest.raises(ConfigError, match="model file"):
-        make_detector("yunet")
+    with pytest.raises(ConfigError, match="not found"):
+        make_detector("yunet", model_path=tmp_path / "missing.onnx")
 
 
 @pytest.mark.shared_data
@@ -148,7 +150,7 @@ def test_fer_faces_upscaled_are_found(shared_fer, rec):
 def test_result_shape_is_json_ready(rec):
     (face,) = rec.predict(ASTRONAUT)
     d = face.to_dict()
-    assert set(d) == {"box", "label", "confidence", "emotions"}
+    assert set(d) >= {"box", "label", "confidence", "emotions", "score", "landmarks"}
     assert len(d["box"]) == 4 and all(isinstance(v, int) for v in d["box"])
     assert list(d["emotions"]) == list(EMOTIONS)
     assert sum(d["emotions"].values()) == pytest.approx(1.0, abs=1e-5)

@@ -86,7 +86,7 @@ def test_json_document_csv_and_annotations(checkpoint, tmp_path, capsys):
     assert code == 0
     doc = {Path(r["file"]).name: r["faces"] for r in json.loads(out)}
     assert len(doc["a.jpg"]) == 1 and doc["empty_scene.png"] == []
-    assert set(doc["a.jpg"][0]) == {"box", "label", "confidence", "emotions"}
+    assert set(doc["a.jpg"][0]) == {"box", "label", "confidence", "emotions", "score", "landmarks"}
     rows = list(csv.DictReader(out_csv.open()))
     assert len(rows) == 1 and rows[0]["file"].endswith("a.jpg") and rows[0]["label"]
     assert (ann / "sub" / "a.jpg").is_file() and (ann / "empty_scene.png").is_file()

@@ -8,7 +8,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
+from ferkit.cli.recognizer_options import (
+    add_detector_options,
+    detector_from_args,
+    face_filter_from_args,
+)
 from ferkit.cli.vocabulary import add_deprecated
 from ferkit.errors import DataError
 from ferkit.labels import FERPLUS_LABEL_MODES
@@ -168,6 +172,7 @@ def cmd_crop(args: argparse.Namespace) -> int:
     margin = DEFAULT_MARGIN if args.margin is None else args.margin
     summary = crop_face_folder(args.path, args.out, size=args.size, margin=margin,
                                detector=detector_from_args(args), overwrite=args.overwrite,
+                               face_filter=face_filter_from_args(args),
                                workers=args.workers)  # fmt: skip
     if args.json:
         print(json_dumps(summary, indent=2))

@@ -28,10 +28,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from ferkit.data.folders import image_files
+from ferkit.detection.boxes import FaceFilter
 from ferkit.detection.crops import DEFAULT_MARGIN, Framing, crop_faces
 from ferkit.detection.detectors import Detector, find_faces
 from ferkit.detection.frames import load_frame
-from ferkit.detection.registry import make_detector
+from ferkit.detection.registry import DEFAULT_DETECTOR, FACE_DETECTORS, make_detector
 from ferkit.errors import DataError
 from ferkit.imaging import ImageError
 from ferkit.outputs import refuse_existing, replaced_atomically
@@ -58,8 +59,9 @@ def crop_face_folder(
     *,
     size: int = 48,
     margin: float = DEFAULT_MARGIN,
-    detector: str | Detector = "haar",
+    detector: str | Detector = DEFAULT_DETECTOR,
     detector_model: str | Path | None = None,
+    face_filter: FaceFilter | None = None,
     overwrite: bool = False,
     workers: int | None = None,
     progress: bool = True,
@@ -71,7 +73,10 @@ def crop_face_folder(
         dst: the output folder; created. Must not be inside `src`, nor `src` inside it.
         size: side of the square grayscale crops, in pixels.
         margin: fraction of the face box's longer side added on every side (the recognizer's).
-        detector: "haar", "yunet" (with `detector_model`) or a Detector object.
+        detector: a name in `ferkit.detection.DETECTORS` other than "none" (default yunet),
+            or a Detector object.
+        detector_model: the detector's model file (default: the shipped one).
+        face_filter: which faces count (minimum score and size); default `FaceFilter()`.
         overwrite: replace crops and the log that already exist (refused otherwise).
         workers: images processed at once (default: one per core).
         progress: show a progress bar.
@@ -86,9 +91,14 @@ def crop_face_folder(
     files = _check_folders(src, dst)
     if size < 8:
         raise DataError(f"crop size must be at least 8 pixels (got {size})")
-    finder = make_detector(detector, model_path=detector_model)
+    face_filter = face_filter or FaceFilter()
+    finder = make_detector(
+        detector, model_path=detector_model, min_score=face_filter.min_face_score
+    )
     if finder is None:
-        raise DataError("cropping faces needs a face detector (haar or yunet), not 'none'")
+        raise DataError(
+            f"cropping faces needs a face detector ({' or '.join(FACE_DETECTORS)}), not 'none'"
+        )
     targets = _outputs(src, files)
     if not overwrite:
         refuse_existing(
@@ -97,7 +107,7 @@ def crop_face_folder(
         )
 
     def one(job: tuple[Path, Path]) -> Crop:
-        return _crop_one(job[0], src, dst, job[1], finder, size, margin)
+        return _crop_one(job[0], src, dst, job[1], finder, face_filter, size, margin)
 
     threads = workers or os.cpu_count() or 1
     if not getattr(finder, "thread_safe", False):
@@ -137,21 +147,29 @@ def _outputs(src: Path, files: list[Path]) -> list[Path]:
 
 
 def _crop_one(
-    path: Path, src: Path, dst: Path, target: Path, finder, size: int, margin: float
+    path: Path,
+    src: Path,
+    dst: Path,
+    target: Path,
+    finder: Detector,
+    face_filter: FaceFilter,
+    size: int,
+    margin: float,
 ) -> Crop:
     rel = path.relative_to(src).as_posix()
     try:
         frame = load_frame(path)
     except ImageError as exc:
         return Crop(rel, "unreadable", error=str(exc))
-    boxes = find_faces(finder, frame)
-    if not boxes:
+    found = find_faces(finder, frame, face_filter)
+    if not found:
         return Crop(rel, "no_face")
-    face = crop_faces(frame.gray, boxes[:1], (size, size), Framing.from_margin(margin))[0]
+    box = found[0].box
+    face = crop_faces(frame.gray, [box], (size, size), Framing.from_margin(margin))[0]
     out = dst / target
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(face).save(out)
-    return Crop(rel, "ok", target.as_posix(), len(boxes), frame.to_input(boxes[0]))
+    return Crop(rel, "ok", target.as_posix(), len(found), frame.to_input(box))
 
 
 def _write_log(path: Path, crops: list[Crop]) -> None:

@@ -1,13 +1,15 @@
-"""Face detectors: where the faces are in an image, as (x, y, w, h) boxes, largest first.
+"""Face detectors: where the faces are in an image, largest first.
 
-A detector is any object with `detect(image) -> list[Box]`, where `image` is a uint8 grayscale
-(H, W) or BGR (H, W, 3) array and boxes are in that image's pixels. Three ship here:
+A detector is any object with `detect(image) -> list[Detection]` (or plain (x, y, w, h)
+boxes), where `image` is a uint8 grayscale (H, W) or BGR (H, W, 3) array and coordinates are
+in that image's pixels. Three ship here:
 
-- `HaarDetector`: OpenCV's frontal-face Haar cascade, which ships inside opencv-python(-headless),
-  so it works offline with nothing to download. The default.
-- `YuNetDetector`: OpenCV's small CNN detector (cv2.FaceDetectorYN) from a local .onnx file
-  (`face_detection_yunet_2023mar.onnx` of the OpenCV model zoo); better on turned or small faces.
+- `YuNetDetector`: OpenCV Zoo's YuNet CNN (cv2.FaceDetectorYN), its 232 KB model shipped in
+  `ferkit/detection/yunet/`; scores and five landmarks per face. The default.
+- `HaarDetector`: OpenCV's frontal-face Haar cascade (ships inside opencv-python); boxes only.
 - `FixedBoxes`: boxes the caller already knows (a fixed camera, another detector's output).
+
+`find_faces` runs one on a Frame, merges overlapping boxes and keeps what the caller asked for.
 
 `ferkit.detection.registry` builds one by name (the table the CLI offers).
 """
@@ -23,7 +25,16 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from ferkit.detection.boxes import Box, clip_box, largest_first
+from ferkit.detection.boxes import (
+    Box,
+    Detection,
+    FaceFilter,
+    as_detection,
+    by_area,
+    clip_box,
+    largest_first,
+    merge_overlaps,
+)
 from ferkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,13 +43,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_FACE_SIDE = 12  # an image smaller than this cannot hold a detectable face
+NMS_IOU = 0.3  # boxes overlapping more than this (intersection over union) are one face
+YUNET_MIN_SCORE = 0.5  # YuNet reports nothing below this; FaceFilter picks from the rest
+YUNET_MODEL = Path(__file__).parent / "yunet" / "face_detection_yunet_2023mar.onnx"
 
 
 @runtime_checkable
 class Detector(Protocol):
-    """Anything that finds faces: `detect(gray_or_bgr) -> [(x, y, w, h), ...]`, largest first."""
+    """Anything that finds faces: `detect(gray_or_bgr) -> [Detection or (x, y, w, h), ...]`."""
 
-    def detect(self, image: np.ndarray) -> list[Box]: ...
+    def detect(self, image: np.ndarray) -> list[Detection] | list[Box]: ...
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
@@ -114,8 +128,8 @@ class HaarDetector:
             cascade = self._local.cascade = cv2.CascadeClassifier(str(self.path))
         return cascade
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Faces in a gray or BGR uint8 image, as (x, y, w, h) in its pixels, largest first."""
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a gray or BGR uint8 image, in its pixels, largest first (no scores)."""
         small, f = _shrink(_gray(image), self.max_side)
         if self.equalize:
             small = cv2.equalizeHist(small)
@@ -127,77 +141,99 @@ class HaarDetector:
             minNeighbors=self.min_neighbors,
             minSize=(self.min_size, self.min_size),
         )
-        return largest_first(np.asarray(found, dtype=np.float64).reshape(-1, 4) / f)
+        boxes = largest_first(np.asarray(found, dtype=np.float64).reshape(-1, 4) / f)
+        return [Detection(b) for b in boxes]
 
 
 class YuNetDetector:
-    """OpenCV's YuNet face detector (cv2.FaceDetectorYN) from a local ONNX file.
+    """OpenCV Zoo's YuNet face detector (cv2.FaceDetectorYN), shipped with ferkit.
 
-    Nothing is downloaded: get `face_detection_yunet_2023mar.onnx` from the OpenCV model zoo
-    (github.com/opencv/opencv_zoo, models/face_detection_yunet) and pass its path.
+    A small CNN (Wu, Peng, Yu, "YuNet: A tiny millisecond-level face detector", Machine
+    Intelligence Research 2023; MIT / Apache-2.0, the license texts are in
+    `ferkit/detection/yunet/`). Each face comes with a score and five landmarks (eyes, nose
+    tip, mouth corners). Nothing is downloaded.
 
     Args:
-        model_path: the YuNet .onnx file.
-        score_threshold: minimum face score in 0..1.
+        model_path: a YuNet .onnx file (default: the shipped `face_detection_yunet_2023mar.onnx`).
+        score_threshold: the lowest face score reported, 0..1. Below the default face filter's
+            (0.7, see `FaceFilter`) so that a caller can ask for less sure faces at run time.
         nms_threshold: IoU above which overlapping boxes are merged.
         max_side: longer side the image is shrunk to before detection (boxes scaled back).
     """
 
     color = True  # YuNet wants BGR; the recognizer passes colour when a detector says so
+    thread_safe = True  # one network per thread: FaceDetectorYN keeps its input size
 
     def __init__(
         self,
-        model_path: str | Path,
+        model_path: str | Path | None = None,
         *,
-        score_threshold: float = 0.7,
+        score_threshold: float = YUNET_MIN_SCORE,
         nms_threshold: float = 0.3,
         max_side: int | None = 640,
     ) -> None:
-        path = Path(model_path)
+        path = Path(model_path) if model_path else YUNET_MODEL
         if not path.is_file():
             raise ConfigError(
-                f"YuNet model file {path} not found; download face_detection_yunet_2023mar.onnx "
-                "from the OpenCV model zoo (opencv_zoo/models/face_detection_yunet) and pass its "
-                "path, or use the built-in Haar detector (--detector haar)"
+                f"YuNet model file {path} not found; pass the path of "
+                "face_detection_yunet_2023mar.onnx (OpenCV model zoo), or leave it out to use "
+                "the one shipped with ferkit"
             )
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ConfigError(f"score_threshold must be in 0..1 (got {score_threshold})")
         self.path, self.max_side = path, max_side
-        self._args = (score_threshold, nms_threshold)
+        self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
         self._local = threading.local()
         try:
-            self._net()
+            self._net((320, 320))
         except cv2.error as exc:
             raise ConfigError(f"{path}: not a YuNet model OpenCV can load ({exc})") from None
 
-    thread_safe = True  # one network per thread: FaceDetectorYN keeps its input size
+    def _net(self, size: tuple[int, int]):
+        """This thread's network, set to `size` = (width, height) only when it changes."""
+        local = self._local
+        if getattr(local, "net", None) is None:
+            local.net = cv2.FaceDetectorYN.create(
+                str(self.path), "", size, self.score_threshold, self.nms_threshold, 5000
+            )
+            local.size, local.score = size, self.score_threshold
+        if local.size != size:
+            local.net.setInputSize(size)
+            local.size = size
+        if local.score != self.score_threshold:  # changed on the object since
+            local.net.setScoreThreshold(self.score_threshold)
+            local.score = self.score_threshold
+        return local.net
 
-    def _net(self):
-        net = getattr(self._local, "net", None)
-        if net is None:
-            score, nms = self._args
-            net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), score, nms, 5000)
-            self._local.net = net
-        return net
-
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Faces in a BGR (or gray) uint8 image, as (x, y, w, h) in its pixels, largest first."""
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in a BGR (or gray) uint8 image, in its pixels, largest first."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         elif image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         small, f = _shrink(image, self.max_side)
-        net = self._net()
-        net.setInputSize((small.shape[1], small.shape[0]))
-        _, faces = net.detect(small)
+        _, faces = self._net((small.shape[1], small.shape[0])).detect(small)
         if faces is None:
             return []
-        return largest_first(faces[:, :4].astype(np.float64) / f)
+        coords = faces[:, :14].astype(np.float64) / f
+        return by_area(
+            Detection(
+                tuple(round(v) for v in xy[:4]),  # type: ignore[arg-type]
+                float(score),
+                tuple((float(x), float(y)) for x, y in xy[4:14].reshape(5, 2)),
+            )
+            for xy, score in zip(coords, faces[:, 14], strict=True)
+        )
 
 
 class FixedBoxes:
     """A detector that returns boxes given in advance (clipped to each image), largest first.
 
     Use it for a fixed camera, or to feed another detector's output through the same pipeline.
+    Its boxes are taken as they are: overlapping ones are not merged.
     """
+
+    merge = False  # the caller's boxes are not suppressed as duplicates
 
     def __init__(self, boxes: Iterable[Sequence[float]]) -> None:
         self.boxes = largest_first(boxes)
@@ -205,17 +241,30 @@ class FixedBoxes:
             if b[2] <= 0 or b[3] <= 0:
                 raise ConfigError(f"box {b} must have a positive width and height (x, y, w, h)")
 
-    def detect(self, image: np.ndarray) -> list[Box]:
+    def detect(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
-        return [b for b in (clip_box(b, w, h) for b in self.boxes) if b[2] > 0 and b[3] > 0]
+        clipped = (clip_box(b, w, h) for b in self.boxes)
+        return [Detection(b) for b in clipped if b[2] > 0 and b[3] > 0]
 
 
-def find_faces(detector: Detector, frame: Frame) -> list[Box]:
-    """Face boxes in a Frame's working pixels, largest first: colour for detectors that want
-    it (`color = True`), gray for the others; none (with a warning) in a too-small image."""
+def find_faces(
+    detector: Detector, frame: Frame, face_filter: FaceFilter | None = None
+) -> list[Detection]:
+    """The faces in a Frame, in its working pixels, largest first, as `face_filter` selects them
+    (default: `FaceFilter()`).
+
+    Colour goes to detectors that want it (`color = True`), gray to the others; overlapping
+    boxes are merged (except a detector's with `merge = False`); none (with a warning) in a
+    too-small image.
+    """
     h, w = frame.gray.shape[:2]
     if min(h, w) < MIN_FACE_SIDE:
         log.warning("%s: %dx%d is too small to hold a face; none reported", frame.source, w, h)
         return []
     wants_color = getattr(detector, "color", False) and frame.image.ndim == 3
-    return detector.detect(frame.image if wants_color else frame.gray)
+    found = by_area(
+        as_detection(d) for d in detector.detect(frame.image if wants_color else frame.gray)
+    )
+    if getattr(detector, "merge", True):
+        found = merge_overlaps(found, NMS_IOU)
+    return (face_filter or FaceFilter()).apply(found, frame.scale)

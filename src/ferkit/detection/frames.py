@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ferkit.detection.boxes import Box, clip_box
+from ferkit.detection.boxes import Box, Detection, clip_box
 from ferkit.imaging import ColorOrder, ImageError, read_image, to_gray
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,13 @@ class Frame:
         if self.scale == 1.0:
             return box
         return clip_box(tuple(round(v * self.scale) for v in box), *self.size)
+
+    def detection_to_input(self, detection: Detection) -> Detection:
+        """A Detection in the working copy's pixels (box, landmarks), in the input's own pixels."""
+        if self.scale == 1.0:
+            return detection
+        scaled = detection.scaled(self.scale)
+        return Detection(self.to_input(detection.box), scaled.score, scaled.landmarks)
 
 
 def load_frame(

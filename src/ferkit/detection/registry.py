@@ -15,31 +15,29 @@ if TYPE_CHECKING:
     from ferkit.detection.detectors import Detector, HaarDetector, YuNetDetector
 
 
-def _haar(model_path: str | Path | None = None, **options) -> HaarDetector:
-    from ferkit.detection.detectors import HaarDetector
+def _yunet(model_path=None, *, min_score: float | None = None, **options) -> YuNetDetector:
+    from ferkit.detection.detectors import YUNET_MIN_SCORE, YuNetDetector
 
-    return HaarDetector(model_path, **options) if model_path else HaarDetector(**options)
-
-
-def _yunet(model_path: str | Path | None = None, **options) -> YuNetDetector:
-    from ferkit.detection.detectors import YuNetDetector
-
-    if not model_path:
-        raise ConfigError(
-            "the YuNet detector needs its model file: pass --detector-model PATH to "
-            "face_detection_yunet_2023mar.onnx (OpenCV model zoo)"
-        )
+    if min_score is not None and min_score < YUNET_MIN_SCORE:
+        options["score_threshold"] = min_score  # so YuNet reports faces down to that score
     return YuNetDetector(model_path, **options)
 
 
-def _no_detector(model_path: str | Path | None = None, **options) -> None:
+def _haar(model_path=None, *, min_score: float | None = None, **options) -> HaarDetector:
+    from ferkit.detection.detectors import HaarDetector
+
+    # Haar gives no scores, so min_score has nothing to filter.
+    return HaarDetector(model_path, **options) if model_path else HaarDetector(**options)
+
+
+def _no_detector(model_path=None, *, min_score: float | None = None, **options) -> None:
     return None
 
 
-# name -> factory(model_path=None, **options); the first one is the default.
+# name -> factory(model_path=None, *, min_score=None, **options); the first is the default.
 DETECTORS: dict[str, Callable[..., Detector | None]] = {
-    "haar": _haar,
-    "yunet": _yunet,
+    "yunet": _yunet,  # OpenCV Zoo's YuNet, shipped in ferkit/detection/yunet/
+    "haar": _haar,  # OpenCV's frontal-face Haar cascade
     "none": _no_detector,  # every image is one face already
 }
 DEFAULT_DETECTOR = next(iter(DETECTORS))
@@ -51,13 +49,17 @@ def make_detector(
     name: str | Detector | None = DEFAULT_DETECTOR,
     *,
     model_path: str | Path | None = None,
+    min_score: float | None = None,
     **options,
 ):
     """A detector by its name in `DETECTORS`, or None for "none"/None.
 
     Args:
         name: a key of `DETECTORS`, a Detector object (returned as it is), or None.
-        model_path: the detector's model file (a YuNet .onnx, a Haar cascade XML).
+        model_path: the detector's model file (a YuNet .onnx, a Haar cascade XML); None: the
+            shipped one.
+        min_score: the lowest face score the detector must report (for detectors with scores
+            and a floor above it).
         options: keyword arguments of the detector's class.
 
     Raises:
@@ -68,4 +70,4 @@ def make_detector(
     factory = DETECTORS.get(name)
     if factory is None:
         raise ConfigError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
-    return factory(model_path, **options)
+    return factory(model_path, min_score=min_score, **options)

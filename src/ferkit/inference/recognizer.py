@@ -25,11 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferkit.detection.boxes import Box, clip_box
+from ferkit.detection.boxes import (
+    DEFAULT_MIN_FACE_SCORE,
+    Box,
+    Detection,
+    FaceFilter,
+    Point,
+    clip_box,
+    named_landmarks,
+)
 from ferkit.detection.crops import Framing, crop_faces, framing_for
 from ferkit.detection.detectors import Detector, FixedBoxes, find_faces
 from ferkit.detection.frames import DEFAULT_MAX_SIDE, Frame, load_frame
-from ferkit.detection.registry import make_detector
+from ferkit.detection.registry import DEFAULT_DETECTOR, make_detector
 from ferkit.errors import ConfigError
 from ferkit.imaging import ColorOrder, resize_gray
 from ferkit.inference import model_io
@@ -49,15 +57,23 @@ class Face:
         label: the most probable emotion.
         scores: emotion -> probability, in the checkpoint's label order, summing to 1.
         confidence: the probability of `label`.
+        score: the detector's confidence that this is a face, 0..1 (None: the detector gives
+            none, as Haar, or the box was given).
+        landmarks: YuNet's five points (right eye, left eye, nose tip, right and left mouth
+            corner; "right" is the person's right) as (x, y) in the input image's pixels, or
+            None.
     """
 
     box: Box
     label: str
     scores: dict[str, float]
     confidence: float
+    score: float | None = None
+    landmarks: tuple[Point, ...] | None = None
 
     def to_dict(self, digits: int | None = None) -> dict[str, Any]:
-        """JSON-ready: {"box": [x, y, w, h], "label", "confidence", "emotions": {...}}.
+        """JSON-ready: {"box": [x, y, w, h], "label", "confidence", "emotions": {...}, "score",
+        "landmarks": {"right_eye": [x, y], ...}} (score and landmarks null where there are none).
 
         The `box` and `emotions` keys are those of the `fer` package, so code written for it
         reads ours. `digits` rounds the probabilities (None keeps full precision).
@@ -71,6 +87,8 @@ class Face:
             "label": self.label,
             "confidence": r(self.confidence),
             "emotions": {k: r(v) for k, v in self.scores.items()},
+            "score": None if self.score is None else r(self.score),
+            "landmarks": named_landmarks(self.landmarks),
         }
 
 
@@ -83,8 +101,9 @@ class EmotionRecognizer:
             None for the model shipped with ferkit.
         backend: "torch" or "onnx" (ONNX Runtime; a checkpoint is exported in memory). None:
             "onnx" for .onnx files, else "torch".
-        detector: "haar" (default), "none" (every image is one face), or any object with
-            `detect(image) -> [(x, y, w, h), ...]` (see `ferkit.detection.detectors`).
+        detector: a name in `ferkit.detection.DETECTORS`: "yunet" (default, shipped with
+            ferkit), "haar", "none" (every image is one face); or any object with
+            `detect(image) -> [Detection or (x, y, w, h), ...]` (see `ferkit.detection`).
         tta: test-time augmentation, averaging the probabilities of several views of each
             face: "flip" (or True) the face and its mirror image, 2x the compute; "tencrop"
             four corner crops and a centre crop at 7/8 of the side and their mirror images,
@@ -97,6 +116,10 @@ class EmotionRecognizer:
             detector, else the detector's framing fitted on FER-2013
             (`ferkit.detection.crops.framing_for`). Set `recognizer.framing` to any `Framing`.
         max_side: longer side of the working copy of each image (huge images are shrunk).
+        min_face_score: drop faces the detector scores below this, 0..1 (Haar gives no
+            scores); see `ferkit.detection.FaceFilter`.
+        min_face_size: drop faces whose shorter side is below this many input pixels.
+        max_faces: keep at most this many faces per image, the largest (None: all).
         bf16: bfloat16 autocast for the torch backend; None: where the CPU has native bf16
             (see `backends.TorchRunner`). False gives exact fp32 results.
         threads: ONNX Runtime intra-op threads (None: all cores).
@@ -108,12 +131,15 @@ class EmotionRecognizer:
         model: str | Path | None = None,
         *,
         backend: str | None = None,
-        detector: str | Detector | None = "haar",
+        detector: str | Detector | None = DEFAULT_DETECTOR,
         tta: bool | str = False,
         temperature: float | None = None,
         batch_size: int = 64,
         margin: float | None = None,
         max_side: int | None = DEFAULT_MAX_SIDE,
+        min_face_score: float = DEFAULT_MIN_FACE_SCORE,
+        min_face_size: float = 0,
+        max_faces: int | None = None,
         bf16: bool | None = None,
         threads: int | None = None,
         workers: int | None = None,
@@ -134,7 +160,20 @@ class EmotionRecognizer:
                 runner = OnnxRunner(onnx_bytes(torch_model, meta), threads=threads)
             else:
                 runner = TorchRunner(torch_model, bf16=bf16)
-        self._setup(runner, meta, detector, tta, temperature, batch_size, margin, max_side, workers)
+        self._setup(
+            runner,
+            meta,
+            detector=detector,
+            tta=tta,
+            temperature=temperature,
+            batch_size=batch_size,
+            margin=margin,
+            max_side=max_side,
+            workers=workers,
+            min_face_score=min_face_score,
+            min_face_size=min_face_size,
+            max_faces=max_faces,
+        )
         self.source = str(path)
 
     @classmethod
@@ -146,15 +185,29 @@ class EmotionRecognizer:
         self.source = "<model>"
         return self
 
-    def _setup(self, runner, meta, detector="haar", tta=False, temperature=None, batch_size=64,
-               margin=None, max_side=DEFAULT_MAX_SIDE, workers=None) -> None:  # fmt: skip
+    def _setup(
+        self,
+        runner,
+        meta,
+        detector=DEFAULT_DETECTOR,
+        tta=False,
+        temperature=None,
+        batch_size=64,
+        margin=None,
+        max_side=DEFAULT_MAX_SIDE,
+        workers=None,
+        min_face_score=DEFAULT_MIN_FACE_SCORE,
+        min_face_size=0,
+        max_faces=None,
+    ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1 (got {batch_size})")
         self.runner = runner
         self.meta = meta
         self.labels: tuple[str, ...] = tuple(meta["labels"])
         self.input_size: tuple[int, int] = tuple(int(v) for v in meta["input_size"])  # type: ignore[assignment]
-        self.detector = make_detector(detector)
+        self.face_filter = FaceFilter(min_face_score, min_face_size, max_faces)
+        self.detector = make_detector(detector, min_score=min_face_score)
         self.tta = check_tta(tta)
         t = temperature if temperature is not None else meta.get("temperature")
         self.temperature = float(t) if t else 1.0
@@ -223,12 +276,13 @@ class EmotionRecognizer:
             in_channels=int(self.meta.get("in_channels", 1)),
         )
 
-    def _faces(self, probs: np.ndarray, boxes: Sequence[Box]) -> list[Face]:
+    def _faces(self, probs: np.ndarray, found: Sequence[Detection]) -> list[Face]:
         out = []
-        for p, box in zip(probs, boxes, strict=True):
+        for p, d in zip(probs, found, strict=True):
             k = int(p.argmax())
             scores = {name: float(v) for name, v in zip(self.labels, p, strict=True)}
-            out.append(Face(box=box, label=self.labels[k], scores=scores, confidence=float(p[k])))
+            label, confidence = self.labels[k], float(p[k])
+            out.append(Face(d.box, label, scores, confidence, score=d.score, landmarks=d.landmarks))
         return out
 
     # -- public entry points ----------------------------------------------------------------
@@ -241,14 +295,15 @@ class EmotionRecognizer:
         """
         return load_frame(image, color=color, max_side=self.max_side)
 
-    def detect(self, frame: Frame) -> list[Box]:
-        """Face boxes in a Frame's working pixels, largest first (the whole frame if no detector)."""
+    def detect(self, frame: Frame, face_filter: FaceFilter | None = None) -> list[Detection]:
+        """Faces in a Frame's working pixels, largest first, as `face_filter` (default: the
+        recognizer's) selects them; the whole frame if there is no detector."""
         if self.detector is None:
             h, w = frame.gray.shape[:2]
-            return [(0, 0, w, h)]
-        return find_faces(self.detector, frame)
+            return [Detection((0, 0, w, h))]
+        return find_faces(self.detector, frame, face_filter or self.face_filter)
 
-    def predict(self, images, *, color: ColorOrder = "bgr", boxes=None):
+    def predict(self, images, *, color: ColorOrder = "bgr", boxes=None, face_filter=None):
         """Faces and their emotions in one image, or in each image of a list.
 
         Args:
@@ -257,6 +312,8 @@ class EmotionRecognizer:
                 or "gray".
             boxes: faces already located, (x, y, w, h) in input pixels, instead of detection;
                 for a list of images, one list of boxes (or None) per image.
+            face_filter: a `ferkit.detection.FaceFilter` for this call (minimum face score
+                and size, maximum number of faces) instead of the recognizer's.
 
         Returns:
             A list of Face, largest first (empty when there is no face); for a list of images
@@ -273,11 +330,11 @@ class EmotionRecognizer:
         if not batch:
             return []
         frames = [self.load(im, color=color) for im in batch]
-        found = self._locate(frames, per_image_boxes)
+        found = self._locate(frames, per_image_boxes, face_filter)
         crops = [
             _whole(f, self.input_size)
             if given is None and self.detector is None
-            else crop_faces(f.gray, bx, self.input_size, self.framing)
+            else crop_faces(f.gray, [d.box for d in bx], self.input_size, self.framing)
             for f, bx, given in zip(frames, found, per_image_boxes, strict=True)
         ]
         probs = self.classify(np.concatenate(crops))
@@ -285,7 +342,7 @@ class EmotionRecognizer:
         for f, bx in zip(frames, found, strict=True):
             p = probs[start : start + len(bx)]
             start += len(bx)
-            results.append(self._faces(p, [f.to_input(b) for b in bx]))
+            results.append(self._faces(p, [f.detection_to_input(d) for d in bx]))
         return results[0] if single else results
 
     def predict_faces(self, crops, *, color: ColorOrder = "bgr") -> list[Face]:
@@ -306,11 +363,13 @@ class EmotionRecognizer:
             return []
         frames = [self.load(c, color=color) for c in items]
         probs = self.classify(np.concatenate([_whole(f, self.input_size) for f in frames]))
-        return self._faces(probs, [(0, 0, *f.size) for f in frames])
+        return self._faces(probs, [Detection((0, 0, *f.size)) for f in frames])
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _locate(self, frames: list[Frame], given: list) -> list[list[Box]]:
+    def _locate(
+        self, frames: list[Frame], given: list, face_filter: FaceFilter | None = None
+    ) -> list[list[Detection]]:
         """Boxes per frame: the caller's, or detected, in parallel threads where safe.
 
         OpenCV's detectors run on one core each and release the GIL, so detecting in several
@@ -327,19 +386,21 @@ class EmotionRecognizer:
         if parallel:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ferkit-detect")
-            detected = list(self._pool.map(self.detect, [frames[i] for i in todo]))
+            detected = list(
+                self._pool.map(self.detect, [frames[i] for i in todo], [face_filter] * len(todo))
+            )
         else:
-            detected = [self.detect(frames[i]) for i in todo]
+            detected = [self.detect(frames[i], face_filter) for i in todo]
         for i, boxes in zip(todo, detected, strict=True):
             out[i] = boxes
         return out
 
-    def _given_boxes(self, frame: Frame, boxes: Sequence[Sequence[float]]) -> list[Box]:
+    def _given_boxes(self, frame: Frame, boxes: Sequence[Sequence[float]]) -> list[Detection]:
         """Caller's boxes (input pixels) -> working pixels, clipped, largest first."""
         h, w = frame.gray.shape[:2]
         s = frame.scale
         scaled = FixedBoxes([[v / s for v in b[:4]] for b in boxes]).boxes if boxes else []
-        return [b for b in (clip_box(b, w, h) for b in scaled) if b[2] > 0 and b[3] > 0]
+        return [Detection(b) for b in (clip_box(b, w, h) for b in scaled) if b[2] > 0 and b[3] > 0]
 
 
 def _whole(frame: Frame, size: tuple[int, int]) -> np.ndarray:
@@ -361,6 +422,7 @@ def _is_stack(crops) -> bool:
 
 def _setup_kwargs(kwargs: dict) -> dict:
     allowed = {"detector", "tta", "temperature", "batch_size", "margin", "max_side", "workers"}
+    allowed |= {"min_face_score", "min_face_size", "max_faces"}
     unknown = set(kwargs) - allowed
     if unknown:
         raise ConfigError(

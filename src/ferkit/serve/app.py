@@ -4,7 +4,8 @@
     app = create_app("runs/exp1", max_upload_mb=10, timeout_s=30)   # or an EmotionRecognizer
     # uvicorn.run(app, host="127.0.0.1", port=8000)  -- what `ferkit serve` does
 
-Routes: `POST /v1/predict` (multipart upload, JSON with base64, or a raw image body),
+Routes: `POST /v1/predict` (multipart upload, JSON with base64, or a raw image body; query
+options `min_face_score`, `min_face_size`, `max_faces` as in `EmotionRecognizer`),
 `GET /v1/health`, `GET /v1/model`, the page at `/` (files in `static/`), OpenAPI at `/docs`.
 
 Concurrency: the model is loaded once. Decoding and inference run in a thread pool of
@@ -27,6 +28,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ferkit import __version__
-from ferkit.errors import FerkitError
+from ferkit.detection.boxes import FaceFilter
+from ferkit.errors import ConfigError, FerkitError
 from ferkit.imaging import ImageError, ImageTooLargeError, NotAnImageError, open_image
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.serve.docs import add_docs
@@ -127,12 +130,12 @@ def create_app(
             headers={"Retry-After": "1"},
         )
 
-    def submit(data: bytes) -> asyncio.Future:
+    def submit(data: bytes, face_filter: FaceFilter | None) -> asyncio.Future:
         nonlocal pending
         if pending >= max_queue:
             raise busy()
         pending += 1
-        job = pool.submit(_infer, rec, data, max_pixels, time.perf_counter())
+        job = pool.submit(_infer, rec, data, max_pixels, time.perf_counter(), face_filter)
         loop = asyncio.get_running_loop()
 
         def done(_job) -> None:  # in the worker thread, or the loop's where cancelled
@@ -191,11 +194,12 @@ def create_app(
                     async for _chunk in request.stream():
                         pass  # a client still sending would not see the 503
                     raise busy()
+                face_filter = _face_filter(rec, request)
                 data = await _read_image_bytes(request)
                 if len(data) > limit:
                     raise ApiError(413, "too_large", f"the image is {len(data) / MB:.1f} MiB; "
                                    f"the limit is {max_upload_mb:g} MiB")  # fmt: skip
-                result = await submit(data)
+                result = await submit(data, face_filter)
         except TimeoutError:
             raise ApiError(
                 504, "timeout", f"the request took longer than {timeout_s:g} s"
@@ -236,6 +240,28 @@ def _json_safe(value: Any) -> Any:
 
 
 # -- reading the request ---------------------------------------------------------------------
+
+FACE_OPTIONS = {"min_face_score": float, "min_face_size": float, "max_faces": int}
+
+
+def _face_filter(rec: EmotionRecognizer, request: Request) -> FaceFilter | None:
+    """The query's face options (`?min_face_score=0.9&max_faces=1`) over the recognizer's,
+    or None when it gives none. A score below the detector's floor (YuNet: 0.5) finds no more."""
+    query = request.query_params
+    given = {k: query[k] for k in FACE_OPTIONS if k in query}
+    if not given:
+        return None
+    values = {}
+    for name, text in given.items():
+        try:
+            values[name] = FACE_OPTIONS[name](text)
+        except ValueError:
+            kind = "a whole number" if FACE_OPTIONS[name] is int else "a number"
+            raise ApiError(422, "bad_option", f"{name}={text!r} is not {kind}") from None
+    try:
+        return replace(rec.face_filter, **values)
+    except ConfigError as exc:
+        raise ApiError(422, "bad_option", str(exc)) from None
 
 
 async def _read_image_bytes(request: Request) -> bytes:
@@ -314,11 +340,17 @@ def decode_image(data: bytes, *, max_side: int | None, max_pixels: int) -> tuple
     return img, ((h, w) if transposed else (w, h))
 
 
-def _infer(rec: EmotionRecognizer, data: bytes, max_pixels: int, queued_at: float) -> dict:
+def _infer(
+    rec: EmotionRecognizer,
+    data: bytes,
+    max_pixels: int,
+    queued_at: float,
+    face_filter: FaceFilter | None = None,
+) -> dict:
     t0 = time.perf_counter()
     img, (w, h) = decode_image(data, max_side=rec.max_side, max_pixels=max_pixels)
     t1 = time.perf_counter()
-    faces = rec.predict(img)
+    faces = rec.predict(img, face_filter=face_filter)
     t2 = time.perf_counter()
     sx, sy = w / img.width, h / img.height  # draft mode decoded a smaller image: scale back
     out = []
