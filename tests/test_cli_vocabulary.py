@@ -80,6 +80,9 @@ def test_the_table_matches_every_parser_both_ways():
 
 
 def test_shared_flags_have_one_meaning():
+    from ferkit.inference.model_io import SHIPPED
+
+    assert f"({', '.join(SHIPPED)})" in MODEL_HELP
     for name, parser in commands().items():
         options = visible(parser)
         if "--tta" in options:

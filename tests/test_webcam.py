@@ -12,6 +12,9 @@ from conftest import make_checkpoint
 from ferkit.cli import main
 from ferkit.cli.webcam import gui_problem
 
+# the browser test's fixtures (chromium installed when missing, the app under uvicorn)
+from test_serve_browser import CHROME_ARGS, CHROMEDRIVER, chromium, server, wait_for  # noqa: F401
+
 
 @pytest.fixture
 def free_port() -> int:
@@ -53,3 +56,32 @@ def test_webcam_window_without_gui_opencv_says_what_to_do(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no GUI" in err and "opencv-python" in err and "--view browser" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.browser
+def test_page_at_webcam_address_starts_the_camera(request):
+    """Headless Chromium with its fake camera opens /?webcam, as `ferkit webcam` does: the page
+    starts the camera itself and sends frames to the server."""
+    binary, base = (request.getfixturevalue(name) for name in ("chromium", "server"))
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for arg in (
+        *CHROME_ARGS,
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(options=opts, service=Service(executable_path=CHROMEDRIVER))
+    try:
+        driver.get(base + "/?webcam")
+        wait_for(driver, "#video")
+        assert driver.find_element(By.ID, "webcam").text == "Stop webcam"
+        # the fake camera shows no face: an answer came back and was said
+        wait_for(driver, "#status.warn")
+        assert "No face" in driver.find_element(By.ID, "status").text
+    finally:
+        driver.quit()
