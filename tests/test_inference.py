@@ -23,7 +23,7 @@ from ferkit.imaging import ImageError
 from ferkit.inference import EmotionRecognizer, Face, FixedBoxes, HaarDetector, YuNetDetector
 from ferkit.inference.calibration import calibrate, expected_calibration_error, fit_temperature
 from ferkit.inference.model_io import resolve_checkpoint
-from ferkit.inference.video import Smoother, iou
+from ferkit.inference.tracking import iou
 from ferkit.labels import EMOTIONS
 
 ASTRONAUT_FACE = (177, 67, 93, 93)  # where the Haar cascade finds her face (x, y, w, h)
@@ -77,8 +77,8 @@ def test_face_found_where_pasted(rec, photo):
 
 
 def test_no_face_gives_empty_list(rec):
-    assert rec.predict(np.full((240, 320, 3), 128, np.uint8)) == []
-    assert rec.predict(np.zeros((1, 1), np.uint8)) == []  # too small to hold a face: no crash
+    assert len(rec.predict(np.full((240, 320, 3), 128, np.uint8))) == 0
+    assert len(rec.predict(np.zeros((1, 1), np.uint8))) == 0  # too small to hold a face: no crash
 
 
 def test_color_orders_and_types_agree(rec, photo):
@@ -348,23 +348,6 @@ def test_import_ferkit_stays_light():
     import ferkit
 
     assert ferkit.EmotionRecognizer is EmotionRecognizer
-
-
-# -- tracking ---------------------------------------------------------------------------
-
-
-def test_smoother_tracks_and_smooths():
-    def face(x, happy):
-        scores = {"happy": happy, "sad": 1 - happy}
-        label = max(scores, key=scores.get)
-        return Face((x, 0, 100, 100), label, scores, scores[label])
-
-    s = Smoother(alpha=0.5)
-    _, ids0 = s.update([face(0, 0.9), face(300, 0.1)])
-    out, ids1 = s.update([face(305, 0.9), face(5, 0.1)])  # same faces, listed the other way
-    assert ids1 == [ids0[1], ids0[0]]
-    assert out[1].scores["happy"] == pytest.approx(0.5)  # 0.5 * 0.9 + 0.5 * 0.1
-    assert sum(out[0].scores.values()) == pytest.approx(1.0)
 
 
 def test_bf16_stays_close_to_fp32(checkpoint):

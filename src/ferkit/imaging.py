@@ -14,7 +14,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ferkit.errors import DataError
 
@@ -23,6 +23,9 @@ ColorOrder = Literal["bgr", "rgb", "gray"]
 # The file types read as images wherever folders are searched (data sets, `ferkit predict`).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                             ".pgm", ".ppm", ".pbm", ".pnm"})  # fmt: skip
+
+
+EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a photo is turned for display
 
 
 class ImageError(DataError):
@@ -104,25 +107,49 @@ def _too_large(label: str, size: str, limit: int) -> str:
     )
 
 
-def read_image(path: str | Path, *, max_side: int | None = None) -> Image.Image:
-    """Open and fully decode an image file, naming the file in any error.
+def read_image(
+    source: str | Path | bytes,
+    *,
+    max_side: int | None = None,
+    max_pixels: int | None = None,
+    name: str | None = None,
+) -> Image.Image:
+    """Open and fully decode an image file (or its bytes), upright, naming it in any error.
+
+    The one reader of image files and uploads (`ferkit predict`, data sets, `ferkit serve`).
+    EXIF orientation is applied, so a phone photo stored sideways is read as it is shown,
+    and boxes found in it match what people see.
 
     Args:
-        path: the image file.
+        source: the image file, or the bytes of one (an upload).
         max_side: if given, large JPEGs are decoded at reduced scale (see `open_image`).
+        max_pixels: the most pixels to decode (see `open_image`).
+        name: what to call the image in messages (default: the file name, or "the image").
+
+    Returns:
+        The decoded image; `img.info["original_size"]` is its upright (w, h) before any
+        reduced-scale decoding.
 
     Raises:
-        ImageTooLargeError: more pixels than `pixel_limit()`, refused from the header.
-        ImageError: missing, not an image, corrupt or truncated.
+        ImageTooLargeError: more pixels than allowed, refused from the header.
+        NotAnImageError: no image format PIL knows.
+        ImageError: missing, corrupt or truncated.
     """
-    path = Path(path)
-    img = open_image(path, max_side=max_side)
+    label = name or (str(source) if isinstance(source, str | Path) else "the image")
+    img = open_image(source, max_side=max_side, max_pixels=max_pixels, name=name)
+    w, h = img.info["original_size"]
     try:
         img.load()
+        if img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            turned = ImageOps.exif_transpose(img)
+            if turned.size != img.size:  # a quarter turn swaps width and height
+                w, h = h, w
+            img = turned
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+        raise ImageError(f"{label}: corrupt or truncated image ({exc})") from None
     if img.width < 1 or img.height < 1:
-        raise ImageError(f"{path}: empty image ({img.width}x{img.height})")
+        raise ImageError(f"{label}: empty image ({img.width}x{img.height})")
+    img.info["original_size"] = (w, h)
     return img
 
 

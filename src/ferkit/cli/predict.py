@@ -12,7 +12,6 @@ the exit code is 2 at the end if any failed (0 otherwise).
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
 import time
@@ -89,7 +88,8 @@ def _chunks(items: list, n: int) -> Iterator[list]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ferkit.inference.video import is_video, timeline_header
+    from ferkit.inference.results import CsvRows
+    from ferkit.inference.video import is_video
 
     if args.every < 1 or not 0.0 <= args.smooth < 1.0:
         raise ConfigError("--every must be >= 1 and --smooth in [0, 1)")
@@ -112,16 +112,16 @@ def run(args: argparse.Namespace) -> int:
     rec = make_recognizer(args)
     started = time.time()
     document: list[dict] = []
+    tally = Tally()
     with ExitStack() as stack:
         rows = None
         if args.csv:
             args.csv.parent.mkdir(parents=True, exist_ok=True)
-            rows = csv.writer(stack.enter_context(open(args.csv, "w", newline="")))
-            rows.writerow(timeline_header(rec.labels))
+            rows = CsvRows(stack.enter_context(open(args.csv, "w", newline="")), rec.labels)
         show = not args.no_progress and len(images) > 1
         bar = stack.enter_context(tqdm(total=len(images), unit="img", disable=not show or None))
         for chunk in _chunks(images, FILES_PER_BATCH):
-            _predict_images(rec, chunk, args, rows, document, errors)
+            _predict_images(rec, chunk, args, rows, document, errors, tally)
             bar.update(len(chunk))
         for path, rel in videos:
             _predict_video(rec, path, rel, args, rows, document, errors, video_out)
@@ -129,7 +129,51 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json_dumps(document, indent=2))
         print()
     _say_written(args, images, since=started)
+    if images:
+        # The summary is for people: on stderr when stdout carries JSON.
+        summary_to = sys.stderr if args.json or args.jsonl else sys.stdout
+        for line in tally.lines(detecting=rec.detector is not None):
+            print(line, file=summary_to)
     return 2 if errors else 0
+
+
+# A face crop (FER-2013 is 48x48, RAF-DB's aligned faces 100x100) is small and about square;
+# a detector rarely finds a face that fills its whole image.
+CROP_MAX_SIDE = 128
+CROP_ASPECT = 1.5
+
+
+def looks_like_face_crop(size: tuple[int, int]) -> bool:
+    """True for a small, roughly square image (at most CROP_MAX_SIDE px): a face crop."""
+    w, h = size
+    return max(w, h) <= CROP_MAX_SIDE and max(w, h) <= CROP_ASPECT * min(w, h)
+
+
+class Tally:
+    """Counts over the images of one `ferkit predict` run, for its summary line."""
+
+    def __init__(self) -> None:
+        self.images = self.faces = self.no_face = self.crop_like_no_face = 0
+
+    def add(self, result) -> None:
+        self.images += 1
+        self.faces += len(result)
+        if not len(result):
+            self.no_face += 1
+            self.crop_like_no_face += looks_like_face_crop(result.size)
+
+    def lines(self, *, detecting: bool) -> list[str]:
+        """The summary line, and a hint when faceless images look like face crops."""
+        images = f"{self.images} image{'' if self.images == 1 else 's'}"
+        faces = f"{self.faces} face{'' if self.faces == 1 else 's'}"
+        out = [f"{images}, {faces}, {self.no_face} without a face"]
+        if detecting and self.crop_like_no_face and self.crop_like_no_face * 2 >= self.no_face:
+            out.append(
+                f"hint: {self.crop_like_no_face} of the images without a face are small "
+                f"(at most {CROP_MAX_SIDE} px) and about square, like face crops; if the inputs "
+                "are crops, pass --detector none to classify each whole image as one face"
+            )
+        return out
 
 
 def _say_written(args, images, since: float) -> None:
@@ -185,7 +229,7 @@ def _refuse_existing(args, images, videos, video_out) -> None:
     )
 
 
-def _predict_images(rec, chunk, args, rows, document, errors) -> None:
+def _predict_images(rec, chunk, args, rows, document, errors, tally) -> None:
     frames, names = [], []
     for path, rel in chunk:
         try:
@@ -195,76 +239,48 @@ def _predict_images(rec, chunk, args, rows, document, errors) -> None:
             _report(errors, exc)
     if not frames:
         return
-    results = rec.predict(frames)
-    for frame, (path, rel), faces in zip(frames, names, results, strict=True):
-        record = {"file": str(path), "faces": [f.to_dict(4) for f in faces]}
-        _emit(record, args, document)
+    for result, (_, rel) in zip(rec.predict(frames), names, strict=True):
+        tally.add(result)
+        if args.json:
+            document.append(result.to_dict())
+        elif args.jsonl:
+            print(json_dumps(result.to_dict()), flush=False)
+        else:
+            print(result.text())
         if rows is not None:
-            for i, face in enumerate(faces):
-                rows.writerow(_row(str(path), "", "", i, face))
+            rows.write(result.rows())
         if args.annotate:
             try:
-                _write_image(frame, faces, _annotated_image(args.annotate, rel))
+                result.save(_annotated_image(args.annotate, rel))
             except FerkitError as exc:
                 _report(errors, exc)
-
-
-def _row(*values):
-    from ferkit.inference.video import timeline_row
-
-    return timeline_row(*values)
-
-
-def _emit(record: dict, args, document: list) -> None:
-    if args.json:
-        document.append(record)
-    elif args.jsonl:
-        print(json_dumps(record), flush=False)
-    elif "frame" not in record:
-        faces = record["faces"]
-        print(f"{record['file']}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
-        for f in faces:
-            print(f"  {f['label']:<9} {f['confidence']:6.1%}  box {tuple(f['box'])}")
-
-
-def _write_image(frame, faces, out: Path) -> None:
-    import cv2
-
-    from ferkit.inference.draw import annotate
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), annotate(frame.image, faces, scale=frame.scale)):
-        raise FerkitError(f"{out}: could not write the annotated image")
 
 
 def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> None:
     from ferkit.inference.video import process_video
 
     out = _video_out(args, rel, video_out)
-    frames: list[dict] = []
 
     def on_frame(r) -> None:
-        if not r.analysed or not (args.json or args.jsonl):
-            return
-        faces = [f.to_dict(4) | {"track": t} for f, t in zip(r.faces, r.tracks, strict=True)]
-        record = {"file": str(path), "frame": r.index, "time_s": round(r.time_s, 3), "faces": faces}
-        frames.append(record) if args.json else print(json_dumps(record))
+        if r.analysed and args.jsonl:
+            print(json_dumps(r.to_dict()))
 
     try:
-        summary = process_video(
-            rec, path, every=args.every, smooth=args.smooth, annotate_to=out, csv_writer=rows,
+        analysis = process_video(
+            rec, path, every=args.every, smooth=args.smooth, annotate_to=out, csv_rows=rows,
             progress=not args.no_progress, on_frame=on_frame,
         )  # fmt: skip
     except FerkitError as exc:
         _report(errors, exc)
         return
     if args.json:
-        document.append({"file": str(path), "frames": frames})
+        frames = [r.to_dict() for r in analysis.results]
+        people = [p.to_dict() for p in analysis.people()]
+        document.append({"file": str(path), "frames": frames, "people": people})
     if not (args.json or args.jsonl):
-        rate = summary.frames / summary.seconds if summary.seconds else 0.0
-        print(f"{path}: {summary.frames} frames ({summary.analysed} analysed), "
-              f"{summary.faces} faces, {rate:.1f} frames/s"
-              + (f" -> {', '.join(summary.outputs)}" if summary.outputs else ""))  # fmt: skip
+        print(analysis.text())
+        for output in analysis.outputs:
+            print(f"wrote {output}")
 
 
 def _report(errors: list[str], exc: Exception) -> None:

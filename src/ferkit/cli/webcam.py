@@ -96,20 +96,20 @@ def run_window(args: argparse.Namespace) -> int:
 
     from ferkit.cli.recognizer_options import make_recognizer
     from ferkit.inference.draw import annotate
-    from ferkit.inference.video import Smoother
+    from ferkit.inference.tracking import Tracker
 
     source = int(args.camera) if args.camera.isdigit() else args.camera
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise FerkitError(f"cannot open camera {args.camera!r}; try another --camera index")
     rec = make_recognizer(args)
-    smoother = Smoother(args.smooth)
+    tracker = Tracker(args.smooth)
     try:
         while True:
             ok, frame = cap.read()
             if not ok:
                 raise FerkitError(f"camera {args.camera!r} stopped sending frames")
-            faces, _ = smoother.update(rec.predict(frame, color="bgr"))
+            faces = tracker.update(rec.predict(frame, color="bgr").faces)
             cv2.imshow(WINDOW, annotate(frame, faces))
             if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                 break

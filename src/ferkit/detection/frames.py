@@ -87,7 +87,9 @@ def load_frame(
     if isinstance(image, Image.Image):
         if image.width < 1 or image.height < 1:
             raise ImageError(f"empty PIL image ({image.width}x{image.height})")
-        return _from_pil(image, "<PIL image>", image.size, max_side)
+        # read_image's images remember their size before reduced-scale decoding
+        size = image.info.get("original_size", image.size)
+        return _from_pil(image, "<PIL image>", size, max_side)
     arr = np.asarray(image)
     if arr.ndim < 2 or arr.size == 0:
         raise ImageError(f"empty or malformed image array of shape {arr.shape}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from ferkit.errors import ConfigError
 from ferkit.imaging import ColorOrder, resize_gray
 from ferkit.inference import model_io
 from ferkit.inference.backends import OnnxRunner, Runner, TorchRunner, check_backend
+from ferkit.inference.results import Result
 from ferkit.preprocess import to_model_input
 from ferkit.tta import TTA_VIEWS, check_tta, tta_mean
 
@@ -62,12 +64,14 @@ class Face:
         landmarks: YuNet's five points (right eye, left eye, nose tip, right and left mouth
             corner; "right" is the person's right) as (x, y) in the input image's pixels, or
             None.
+        track: in a video, the id of the person this face belongs to (None elsewhere).
     """
 
     box: Box
     label: str
     scores: dict[str, float]
     confidence: float
+    track: int | None = None
     score: float | None = None
     landmarks: tuple[Point, ...] | None = None
 
@@ -82,7 +86,7 @@ class Face:
         def r(v: float) -> float:
             return round(v, digits) if digits is not None else v
 
-        return {
+        out = {
             "box": list(self.box),
             "label": self.label,
             "confidence": r(self.confidence),
@@ -90,6 +94,9 @@ class Face:
             "score": None if self.score is None else r(self.score),
             "landmarks": named_landmarks(self.landmarks),
         }
+        if self.track is not None:
+            out["track"] = self.track
+        return out
 
 
 class EmotionRecognizer:
@@ -303,7 +310,9 @@ class EmotionRecognizer:
             return [Detection((0, 0, w, h))]
         return find_faces(self.detector, frame, face_filter or self.face_filter)
 
-    def predict(self, images, *, color: ColorOrder = "bgr", boxes=None, face_filter=None):
+    def predict(
+        self, images, *, color: ColorOrder = "bgr", boxes=None, face_filter=None
+    ) -> Result | list[Result]:
         """Faces and their emotions in one image, or in each image of a list.
 
         Args:
@@ -316,8 +325,9 @@ class EmotionRecognizer:
                 and size, maximum number of faces) instead of the recognizer's.
 
         Returns:
-            A list of Face, largest first (empty when there is no face); for a list of images
-            a list of such lists.
+            A `Result` (`ferkit.inference.results`): the image's faces, largest first (none
+            when there is no face), its size, timings, and `to_dict`/`rows`/`plot`/`save`. A
+            Result is a sequence of its Faces. For a list of images, a list of Results.
 
         Raises:
             ImageError: an image cannot be read (its name is in the message).
@@ -329,21 +339,49 @@ class EmotionRecognizer:
             raise ConfigError(f"boxes: {len(per_image_boxes)} lists for {len(batch)} images")
         if not batch:
             return []
-        frames = [self.load(im, color=color) for im in batch]
-        found = self._locate(frames, per_image_boxes, face_filter)
+        frames, decode_ms = [], []
+        for im in batch:
+            t0 = time.perf_counter()
+            frames.append(self.load(im, color=color))
+            decode_ms.append(_ms_since(t0))
+        found, detect_ms = self._locate(frames, per_image_boxes, face_filter)
         crops = [
             _whole(f, self.input_size)
             if given is None and self.detector is None
             else crop_faces(f.gray, [d.box for d in bx], self.input_size, self.framing)
             for f, bx, given in zip(frames, found, per_image_boxes, strict=True)
         ]
+        t0 = time.perf_counter()
         probs = self.classify(np.concatenate(crops))
+        per_face_ms = _ms_since(t0) / max(1, len(probs))  # the batch's time, shared by faces
         results, start = [], 0
-        for f, bx in zip(frames, found, strict=True):
+        for i, (f, bx) in enumerate(zip(frames, found, strict=True)):
             p = probs[start : start + len(bx)]
             start += len(bx)
-            results.append(self._faces(p, [f.detection_to_input(d) for d in bx]))
+            timings = {"decode": decode_ms[i], "detect": detect_ms[i]}
+            timings["classify"] = per_face_ms * len(bx)
+            faces = self._faces(p, [f.detection_to_input(d) for d in bx])
+            result = Result(f.source, f.size, faces, self.labels, timings, f.image, f.scale)
+            results.append(result)
         return results[0] if single else results
+
+    def top_emotion(self, image, *, color: ColorOrder = "bgr") -> tuple[str, float] | None:
+        """(label, probability) of the largest face in one image, or None when there is none.
+
+        Never raises for an image without a face; an unreadable image raises ImageError.
+        """
+        return self.predict(image, color=color).top_emotion()
+
+    def predict_video(self, path: str | Path, **options):
+        """Analyse a video file: `ferkit.inference.video.process_video(self, path, **options)`.
+
+        Options: every, smooth, annotate_to, csv_to, progress, tracker (see there). Returns a
+        `VideoAnalysis`: `to_pandas()`/`rows()`/`to_csv()` give one row per person per
+        analysed frame, `people()` one summary per person.
+        """
+        from ferkit.inference.video import process_video
+
+        return process_video(self, path, **options)
 
     def predict_faces(self, crops, *, color: ColorOrder = "bgr") -> list[Face]:
         """Emotions of faces already cropped (no detection, no margin): one Face per crop.
@@ -369,8 +407,9 @@ class EmotionRecognizer:
 
     def _locate(
         self, frames: list[Frame], given: list, face_filter: FaceFilter | None = None
-    ) -> list[list[Detection]]:
-        """Boxes per frame: the caller's, or detected, in parallel threads where safe.
+    ) -> tuple[list[list[Detection]], list[float]]:
+        """Boxes per frame (the caller's, or detected, in parallel threads where safe) and the
+        milliseconds detection took in each.
 
         OpenCV's detectors run on one core each and release the GIL, so detecting in several
         frames at once uses every core; classification is batched afterwards anyway.
@@ -387,13 +426,23 @@ class EmotionRecognizer:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ferkit-detect")
             detected = list(
-                self._pool.map(self.detect, [frames[i] for i in todo], [face_filter] * len(todo))
+                self._pool.map(
+                    self._timed_detect, [frames[i] for i in todo], [face_filter] * len(todo)
+                )
             )
         else:
-            detected = [self.detect(frames[i], face_filter) for i in todo]
-        for i, boxes in zip(todo, detected, strict=True):
-            out[i] = boxes
-        return out
+            detected = [self._timed_detect(frames[i], face_filter) for i in todo]
+        ms = [0.0] * len(frames)
+        for i, (boxes, took) in zip(todo, detected, strict=True):
+            out[i], ms[i] = boxes, took
+        return out, ms
+
+    def _timed_detect(
+        self, frame: Frame, face_filter: FaceFilter | None = None
+    ) -> tuple[list[Detection], float]:
+        t0 = time.perf_counter()
+        boxes = self.detect(frame, face_filter)
+        return boxes, _ms_since(t0)
 
     def _given_boxes(self, frame: Frame, boxes: Sequence[Sequence[float]]) -> list[Detection]:
         """Caller's boxes (input pixels) -> working pixels, clipped, largest first."""
@@ -401,6 +450,10 @@ class EmotionRecognizer:
         s = frame.scale
         scaled = FixedBoxes([[v / s for v in b[:4]] for b in boxes]).boxes if boxes else []
         return [Detection(b) for b in (clip_box(b, w, h) for b in scaled) if b[2] > 0 and b[3] > 0]
+
+
+def _ms_since(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
 
 
 def _whole(frame: Frame, size: tuple[int, int]) -> np.ndarray:

@@ -1,27 +1,36 @@
-"""Emotions over a video: per frame (or every Nth), tracked and smoothed, annotated, timed.
+"""Emotions over a video: per frame (or every Nth), people tracked and smoothed, a table.
 
-    summary = process_video(rec, "clip.mp4", every=2, smooth=0.6,
-                            annotate_to="out.mp4", csv_to="timeline.csv")
+    analysis = process_video(rec, "clip.mp4", every=2, smooth=0.6,
+                             annotate_to="out.mp4", csv_to="timeline.csv")
+    analysis.to_pandas()        # one row per person per analysed frame (time, track, box, ...)
+    for person in analysis.people():
+        print(person.text())    # "person 0: happy 62%, neutral 38% (40 frames, 0.0-3.9 s)"
 
-Frames are analysed in groups of `batch_frames`: their faces go through the model together.
-Each face is matched to the previous frame's faces by box overlap (IoU) and its scores are
-smoothed with an exponential moving average per track, which removes most label flicker.
+`EmotionRecognizer.predict_video(path, ...)` is the same call. Frames are analysed in groups of
+`batch_frames`: their faces go through the model together. A `Tracker` (box overlap) gives
+each person an id, smooths their probabilities over frames and leaves out detections that
+are not confirmed (a frame or two of a low-scoring box), so every row and every label drawn
+is one person in one frame.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ferkit.errors import ConfigError
 from ferkit.imaging import ImageError
-from ferkit.inference.recognizer import EmotionRecognizer, Face
+from ferkit.inference.recognizer import EmotionRecognizer
+from ferkit.inference.results import CsvRows, Result, rows_of, to_dataframe, write_csv
+from ferkit.inference.tracking import Tracker, follow
 
 log = logging.getLogger(__name__)
 
@@ -36,99 +45,110 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-@dataclass
-class FrameResult:
-    """One frame of a video with its faces.
+@dataclass(frozen=True)
+class Person:
+    """One tracked person over a video: how long they were seen and what they showed.
 
-    `analysed` is False for frames skipped by `every`; they carry the last analysed faces,
-    so an annotated video shows boxes on every frame.
+    Attributes:
+        track: the track id (the `track` column of the table).
+        frames: analysed frames the person was labelled in.
+        first_s, last_s: time of the first and last of those frames, in seconds.
+        shares: emotion -> fraction of those frames with that label, largest first.
     """
 
-    index: int
-    time_s: float
-    image: np.ndarray  # BGR frame as read
-    faces: list[Face]
-    tracks: list[int]  # track id of each face, stable across frames
-    analysed: bool
+    track: int
+    frames: int
+    first_s: float
+    last_s: float
+    shares: dict[str, float]
+
+    @property
+    def dominant(self) -> str:
+        """The emotion shown in most of the person's frames."""
+        return next(iter(self.shares))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "track": self.track,
+            "frames": self.frames,
+            "first_s": round(self.first_s, 3),
+            "last_s": round(self.last_s, 3),
+            "dominant": self.dominant,
+            "shares": {k: round(v, 4) for k, v in self.shares.items()},
+        }
+
+    def text(self) -> str:
+        """One line: "person 0: happy 62%, neutral 38% (40 frames, 0.0-3.9 s)"."""
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in self.shares.items())
+        return (
+            f"person {self.track}: {shares} ({self.frames} frame"
+            f"{'' if self.frames == 1 else 's'}, {self.first_s:.1f}-{self.last_s:.1f} s)"
+        )
+
+
+def people(results: Sequence[Result]) -> list[Person]:
+    """One `Person` per track id in the analysed frames' results, by id."""
+    seen: dict[int, list[tuple[float, str]]] = {}
+    for r in results:
+        for face in r.faces:
+            if face.track is not None:
+                seen.setdefault(face.track, []).append((r.time_s or 0.0, face.label))
+    out = []
+    for track, hits in sorted(seen.items()):
+        counts = Counter(label for _, label in hits).most_common()
+        shares = {label: n / len(hits) for label, n in counts}
+        out.append(Person(track, len(hits), hits[0][0], hits[-1][0], shares))
+    return out
 
 
 @dataclass
-class VideoSummary:
-    """What `process_video` did."""
+class VideoAnalysis:
+    """What `process_video` found and did.
+
+    Attributes:
+        path: the video file.
+        labels: the model's emotion names (the probability columns of the table).
+        results: one `Result` per analysed frame (without its image, to keep memory small).
+        frames: frames read; analysed: frames analysed (`every`); faces: faces labelled.
+        fps: the video's frame rate (timestamps use it); seconds: wall time spent.
+        outputs: files written.
+    """
 
     path: str
+    labels: tuple[str, ...] = ()
+    results: list[Result] = field(default_factory=list, repr=False)
     frames: int = 0
     analysed: int = 0
     faces: int = 0
     fps: float = 0.0
-    seconds: float = 0.0  # wall time spent
+    seconds: float = 0.0
     outputs: list[str] = field(default_factory=list)
 
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per person per analysed frame: file, frame, time_s, face, track, box,
+        score, label, confidence and one probability per emotion (`results.columns`)."""
+        return rows_of(self.results)
 
-def iou(a: Sequence[int], b: Sequence[int]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
+    def to_csv(self, path) -> None:
+        """Write `rows()` as CSV to a file name or an open text file."""
+        write_csv(self.rows(), self.labels, path)
 
+    def to_pandas(self):
+        """`rows()` as a pandas DataFrame (pandas must be installed)."""
+        return to_dataframe(self.rows(), self.labels)
 
-class Smoother:
-    """Track faces across frames by IoU and smooth each track's scores (EMA).
+    def people(self) -> list[Person]:
+        """One summary per tracked person: dominant emotion and share of frames per emotion."""
+        return people(self.results)
 
-    Args:
-        alpha: weight of the past in 0..1 (0: no smoothing; 0.7: about 3 frames of memory).
-        min_iou: overlap needed to call two boxes the same face.
-        max_missing: analysed frames a track survives without being seen.
-    """
-
-    def __init__(self, alpha: float = 0.0, *, min_iou: float = 0.3, max_missing: int = 5):
-        if not 0.0 <= alpha < 1.0:
-            raise ConfigError(f"smoothing must be in [0, 1) (got {alpha})")
-        self.alpha, self.min_iou, self.max_missing = alpha, min_iou, max_missing
-        self._tracks: dict[int, tuple[Face, int]] = {}  # id -> (last smoothed face, missed)
-        self._next_id = 0
-
-    def update(self, faces: Sequence[Face]) -> tuple[list[Face], list[int]]:
-        """Smoothed faces and their track ids, in the order given."""
-        pairs = sorted(
-            (
-                (iou(f.box, t.box), i, tid)
-                for i, f in enumerate(faces)
-                for tid, (t, _) in self._tracks.items()
-            ),
-            reverse=True,
+    def text(self) -> str:
+        """What `ferkit predict` prints for a video: a line for it, then one per person."""
+        rate = self.frames / self.seconds if self.seconds else 0.0
+        head = (
+            f"{self.path}: {self.frames} frames ({self.analysed} analysed), {self.faces} "
+            f"faces, {len(self.people())} people, {rate:.1f} frames/s"
         )
-        match: dict[int, int] = {}
-        for score, i, tid in pairs:
-            if score < self.min_iou:
-                break
-            if i not in match and tid not in match.values():
-                match[i] = tid
-        out, ids = [], []
-        for i, face in enumerate(faces):
-            tid = match.get(i)
-            if tid is None:
-                tid, self._next_id = self._next_id, self._next_id + 1
-            elif self.alpha > 0:
-                face = _blend(self._tracks[tid][0], face, self.alpha)
-            self._tracks[tid] = (face, 0)
-            out.append(face)
-            ids.append(tid)
-        for tid in set(self._tracks) - set(ids):
-            last, missed = self._tracks[tid]
-            if missed + 1 > self.max_missing:
-                del self._tracks[tid]
-            else:
-                self._tracks[tid] = (last, missed + 1)
-        return out, ids
-
-
-def _blend(past: Face, now: Face, alpha: float) -> Face:
-    scores = {k: alpha * past.scores.get(k, v) + (1 - alpha) * v for k, v in now.scores.items()}
-    label = max(scores, key=scores.__getitem__)
-    return replace(now, scores=scores, label=label, confidence=scores[label])
+        return "\n".join([head, *(f"  {p.text()}" for p in self.people())])
 
 
 def open_video(path: str | Path, *, warn: bool = True) -> tuple[cv2.VideoCapture, float, int]:
@@ -154,21 +174,44 @@ def analyse_video(
     every: int = 1,
     smooth: float = 0.0,
     batch_frames: int = 16,
-) -> Iterator[FrameResult]:
-    """Yield a FrameResult for every frame of the video, in order.
+    tracker: Tracker | None = None,
+) -> Iterator[Result]:
+    """Yield a `Result` for every frame of the video, in order.
+
+    Each carries `frame`, `time_s`, the frame as read (`image`, BGR) and the confirmed,
+    tracked faces (`face.track` set). Frames skipped by `every` have `analysed` False and
+    carry the faces of the last analysed frame, so an annotated video shows boxes throughout.
 
     Args:
         rec: the recognizer (its detector, model and TTA settings are used).
         path: the video file.
-        every: analyse every Nth frame; the others carry the last results.
+        every: analyse every Nth frame.
         smooth: EMA weight of the past per tracked face, in [0, 1).
         batch_frames: analysed frames whose faces share forward passes.
+        tracker: a `Tracker` with other settings (then `smooth` is its own).
     """
     if every < 1:
         raise ConfigError(f"every must be at least 1 (got {every})")
-    cap, fps, _ = open_video(path)
-    smoother = Smoother(smooth)
-    last: tuple[list[Face], list[int]] = ([], [])
+    tracker = tracker or Tracker(smooth)
+    fps = _probe(path)[1]
+    for (i, frame, timings), faces in follow(tracker, _detected(rec, path, every, batch_frames)):
+        yield Result(
+            str(path),
+            (frame.shape[1], frame.shape[0]),
+            faces,
+            rec.labels,
+            timings,
+            image=frame,
+            frame=i,
+            time_s=i / fps,
+            analysed=i % every == 0,
+        )
+
+
+def _detected(rec: EmotionRecognizer, path, every: int, batch_frames: int) -> Iterator[tuple]:
+    """((index, frame, timings), faces or None) for every frame; faces of every Nth frame,
+    found `batch_frames` analysed frames at a time (their faces share forward passes)."""
+    cap, _, _ = open_video(path)
     pending: list[tuple[int, np.ndarray]] = []
     index = 0
     try:
@@ -182,12 +225,13 @@ def analyse_video(
                 not ok or n_analysed >= batch_frames or len(pending) >= 4 * batch_frames
             ):
                 todo = [f for i, f in pending if i % every == 0]
-                results = iter(rec.predict(todo, color="bgr") if todo else [])
+                found = iter(rec.predict(todo, color="bgr") if todo else [])
                 for i, f in pending:
-                    analysed = i % every == 0
-                    if analysed:
-                        last = smoother.update(next(results))
-                    yield FrameResult(i, i / fps, f, list(last[0]), list(last[1]), analysed)
+                    if i % every == 0:
+                        result = next(found)
+                        yield (i, f, result.timings), result.faces
+                    else:
+                        yield (i, f, {}), None
                 pending = []
             if not ok:
                 break
@@ -195,20 +239,6 @@ def analyse_video(
         cap.release()
     if index == 0:
         raise ImageError(f"{path}: no frame could be decoded (empty or corrupt video)")
-
-
-def timeline_header(labels: Sequence[str]) -> list[str]:
-    """CSV columns shared by image and video results (frame/time_s empty for images)."""
-    return ["file", "frame", "time_s", "face", "x", "y", "w", "h", "label", "confidence", *labels]
-
-
-def timeline_row(
-    file: str, frame: int | str, time_s: float | str, face_id: int, face: Face
-) -> list:
-    """One CSV row for one face (see `timeline_header`)."""
-    t = f"{time_s:.3f}" if isinstance(time_s, float) else time_s
-    return [file, frame, t, face_id, *face.box, face.label, f"{face.confidence:.4f}",
-            *(f"{v:.4f}" for v in face.scores.values())]  # fmt: skip
 
 
 def process_video(
@@ -219,34 +249,35 @@ def process_video(
     smooth: float = 0.0,
     annotate_to: str | Path | None = None,
     csv_to: str | Path | None = None,
-    csv_writer=None,
+    csv_rows: CsvRows | None = None,
     progress: bool = False,
     batch_frames: int = 16,
-    on_frame: Callable[[FrameResult], None] | None = None,
-) -> VideoSummary:
+    tracker: Tracker | None = None,
+    on_frame: Callable[[Result], None] | None = None,
+) -> VideoAnalysis:
     """Analyse a video; optionally write an annotated copy (mp4v) and a CSV timeline.
 
     Args:
-        rec, path, every, smooth, batch_frames: as for `analyse_video`.
+        rec, path, every, smooth, batch_frames, tracker: as for `analyse_video`.
         annotate_to: output video path (.mp4 or .avi), same size and frame rate as the input.
-        csv_to: CSV file to write one row per face per analysed frame, with timestamps.
-        csv_writer: a csv.writer to append rows to instead (the CLI's shared CSV).
+        csv_to: CSV file to write one row per person per analysed frame, with timestamps.
+        csv_rows: a `CsvRows` to append rows to instead (the CLI's shared CSV).
         progress: show a progress bar on stderr.
-        on_frame: called with every FrameResult (to stream JSON, say), in order.
-    """
-    import time
+        on_frame: called with every frame's Result (to stream JSON, say), in order.
 
+    Returns:
+        A `VideoAnalysis`: the per-frame table (`rows()`, `to_pandas()`, `to_csv()`), one
+        summary per person (`people()`) and counts.
+    """
     from tqdm import tqdm
 
     from ferkit.inference.draw import annotate
 
     _, fps, total = _probe(path)
-    summary = VideoSummary(str(path), fps=fps)
+    analysis = VideoAnalysis(str(path), labels=rec.labels, fps=fps)
     writer = None
     csv_file = open(csv_to, "w", newline="") if csv_to else None  # noqa: SIM115 - closed below
-    rows = csv.writer(csv_file) if csv_file else csv_writer
-    if csv_file:
-        rows.writerow(timeline_header(rec.labels))
+    rows = CsvRows(csv_file, rec.labels) if csv_file else csv_rows
     start = time.perf_counter()
     bar = tqdm(
         total=total or None,
@@ -256,14 +287,17 @@ def process_video(
         leave=False,
     )
     try:
-        for r in analyse_video(rec, path, every=every, smooth=smooth, batch_frames=batch_frames):
-            summary.frames += 1
-            summary.analysed += r.analysed
+        frames = analyse_video(
+            rec, path, every=every, smooth=smooth, batch_frames=batch_frames, tracker=tracker
+        )
+        for r in frames:
+            analysis.frames += 1
             if r.analysed:
-                summary.faces += len(r.faces)
+                analysis.analysed += 1
+                analysis.faces += len(r.faces)
+                analysis.results.append(replace(r, image=None))
                 if rows is not None:
-                    for face, tid in zip(r.faces, r.tracks, strict=True):
-                        rows.writerow(timeline_row(str(path), r.index, r.time_s, tid, face))
+                    rows.write(r.rows())
             if annotate_to:
                 if writer is None:
                     writer = _writer(annotate_to, fps, r.image.shape[1], r.image.shape[0])
@@ -277,9 +311,9 @@ def process_video(
             writer.release()
         if csv_file:
             csv_file.close()
-    summary.seconds = time.perf_counter() - start
-    summary.outputs = [str(p) for p in (annotate_to, csv_to) if p]
-    return summary
+    analysis.seconds = time.perf_counter() - start
+    analysis.outputs = [str(p) for p in (annotate_to, csv_to) if p]
+    return analysis
 
 
 def _probe(path: str | Path) -> tuple[None, float, int]:

@@ -1,0 +1,135 @@
+"""`Result`: one object per image, and every output (JSON, rows, CSV, DataFrame, drawing, text)
+made from it; `top_emotion`; `ferkit predict`'s summary line and its hint for face crops."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ASTRONAUT
+from ferkit.cli import main
+from ferkit.errors import FerkitError
+from ferkit.inference import EmotionRecognizer
+from ferkit.inference.results import Result, columns
+from ferkit.labels import EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def rec(checkpoint):
+    return EmotionRecognizer(checkpoint)
+
+
+@pytest.fixture(scope="module")
+def result(rec) -> Result:
+    return rec.predict(ASTRONAUT)
+
+
+def test_one_result_per_image_and_a_list_for_a_list(rec, result):
+    assert isinstance(result, Result)
+    assert result.source == str(ASTRONAUT) and result.size == (512, 512)
+    assert len(result) == 1 and result[0] is result.faces[0] and list(result) == result.faces
+    both = rec.predict([ASTRONAUT, np.full((100, 100, 3), 90, np.uint8)])
+    assert [type(r) for r in both] == [Result, Result] and [len(r) for r in both] == [1, 0]
+    assert both[1].source == "<array>" and both[1].size == (100, 100)
+    assert set(result.timings) == {"decode", "detect", "classify"}
+    assert all(v >= 0 for v in result.timings.values()) and result.timings["classify"] > 0
+
+
+def test_to_dict_and_json(result):
+    d = result.to_dict()
+    assert list(d) == ["file", "image", "faces", "timing_ms"]
+    assert d["image"] == {"width": 512, "height": 512}
+    assert d["faces"] == [result[0].to_dict(4)]
+    assert json.loads(result.to_json()) == json.loads(json.dumps(d))
+
+
+def test_rows_csv_and_dataframe_say_the_same(result, tmp_path):
+    (row,) = result.rows()
+    assert list(row) == columns(EMOTIONS)
+    assert (row["face"], row["frame"], row["track"]) == (0, None, None)
+    assert (row["x"], row["y"], row["w"], row["h"]) == result[0].box
+    assert row["label"] == result[0].label and row[row["label"]] == row["confidence"]
+    result.to_csv(tmp_path / "r.csv")
+    (written,) = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert written["frame"] == "" and float(written["happy"]) == pytest.approx(row["happy"], 1e-4)
+    buffer = io.StringIO()
+    result.to_csv(buffer)
+    assert buffer.getvalue() == (tmp_path / "r.csv").read_bytes().decode()
+    df = result.to_pandas()
+    assert list(df.columns) == columns(EMOTIONS) and df.loc[0, "label"] == row["label"]
+
+
+def test_to_pandas_without_pandas_is_one_clear_error(result, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(FerkitError, match="pip install pandas"):
+        result.to_pandas()
+
+
+def test_plot_and_save(result, tmp_path):
+    drawn = result.plot()
+    plain = cv2.imread(str(ASTRONAUT))
+    assert drawn.shape == plain.shape and np.abs(drawn.astype(int) - plain).sum() > 0
+    out = result.save(tmp_path / "sub" / "a.jpg")
+    assert cv2.imread(str(out)).shape == plain.shape
+    with pytest.raises(FerkitError, match=r"a\.nope"):
+        result.save(tmp_path / "a.nope")
+    assert not list(tmp_path.glob(".partial*"))
+
+
+def test_text_is_what_predict_prints(result, capsys, checkpoint):
+    assert main(["predict", str(ASTRONAUT), "--model", str(checkpoint)]) == 0
+    assert capsys.readouterr().out.startswith(result.text() + "\n")
+
+
+def test_top_emotion_of_the_largest_face_and_none_without_a_face(rec, result):
+    assert rec.top_emotion(ASTRONAUT) == (result[0].label, result[0].confidence)
+    assert rec.top_emotion(np.full((240, 320, 3), 128, np.uint8)) is None
+    assert rec.top_emotion(np.zeros((2, 2), np.uint8)) is None  # too small: no face, no crash
+
+
+def test_exif_orientation_is_applied_to_files(rec, tmp_path):
+    """A phone photo stored sideways with EXIF 'rotate 90' is read upright, as the server does."""
+    upright = Image.open(ASTRONAUT).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    path = tmp_path / "phone.jpg"
+    upright.rotate(90, expand=True).save(path, quality=95, exif=exif)
+    sideways = rec.predict(path)
+    assert sideways.size == (512, 512) and len(sideways) == 1
+    (x, y, _, _), (ux, uy, _, _) = sideways[0].box, rec.predict(ASTRONAUT)[0].box
+    assert abs(x - ux) < 12 and abs(y - uy) < 12
+
+
+# -- ferkit predict's summary ------------------------------------------------------------
+
+
+def test_predict_prints_a_summary_and_spots_face_crops(checkpoint, tmp_path, capsys):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8)).save(crops / f"{i}.png")
+    assert main(["predict", str(crops), "--model", str(checkpoint), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "5 images, 0 faces, 5 without a face" in out
+    assert "like face crops" in out and "--detector none" in out
+    # the same crops without detection: a face each, no hint
+    code = main(["predict", str(crops), "--model", str(checkpoint), "--detector", "none"])
+    out = capsys.readouterr().out
+    assert code == 0 and "5 images, 5 faces, 0 without a face" in out and "hint" not in out
+
+
+def test_summary_goes_to_stderr_with_json(checkpoint, capsys):
+    assert main(["predict", str(ASTRONAUT), "--model", str(checkpoint), "--json"]) == 0
+    out, err = capsys.readouterr()
+    (doc,) = json.loads(out)
+    assert doc["faces"] and "1 image, 1 face, 0 without a face" in err
+    no_hint = "like face crops" not in err  # a 512x512 photo is no crop
+    assert no_hint
