@@ -153,25 +153,25 @@ class Tally:
     """Counts over the images of one `ferkit predict` run, for its summary line."""
 
     def __init__(self) -> None:
-        self.images = self.faces = self.no_face = self.crop_like_no_face = 0
+        self.images = self.faces = self.no_face = self.crop_like = 0
 
     def add(self, result) -> None:
         self.images += 1
         self.faces += len(result)
-        if not len(result):
-            self.no_face += 1
-            self.crop_like_no_face += looks_like_face_crop(result.size)
+        self.no_face += not len(result)
+        self.crop_like += looks_like_face_crop(result.size)
 
     def lines(self, *, detecting: bool) -> list[str]:
-        """The summary line, and a hint when faceless images look like face crops."""
+        """The summary line, and a hint when most images look like face crops: a detector
+        misses many of them, and frames the faces it finds tighter than the crop itself."""
         images = f"{self.images} image{'' if self.images == 1 else 's'}"
         faces = f"{self.faces} face{'' if self.faces == 1 else 's'}"
         out = [f"{images}, {faces}, {self.no_face} without a face"]
-        if detecting and self.crop_like_no_face and self.crop_like_no_face * 2 >= self.no_face:
+        if detecting and self.crop_like * 2 >= self.images:
             out.append(
-                f"hint: {self.crop_like_no_face} of the images without a face are small "
-                f"(at most {CROP_MAX_SIDE} px) and about square, like face crops; if the inputs "
-                "are crops, pass --detector none to classify each whole image as one face"
+                f"hint: {self.crop_like} of the {self.images} images are small (at most "
+                f"{CROP_MAX_SIDE} px) and about square, like face crops; if they are crops, "
+                "pass --detector none to classify each whole image as one face"
             )
         return out
 

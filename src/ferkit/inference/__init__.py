@@ -2,9 +2,10 @@
 
     from ferkit.inference import EmotionRecognizer
     rec = EmotionRecognizer("runs/exp1")
-    [face.to_dict() for face in rec.predict("photo.jpg")]
+    result = rec.predict("photo.jpg")       # a Result: result.faces, to_dict(), rows(), save()
 
-Modules: `backends` (torch / onnxruntime runners), `recognizer`, then `video`, `draw`,
+Modules: `backends` (torch / onnxruntime runners), `recognizer`, `results` (the Result of
+one image), then `video` and `tracking` (people across frames), `draw`,
 `export`, `calibration`, and `model_io` (which checkpoint to load). Decoding, detection and
 cropping live one layer down, in `ferkit.detection`.
 """
@@ -12,6 +13,7 @@ cropping live one layer down, in `ferkit.detection`.
 from ferkit.detection import Detector, FixedBoxes, Frame, HaarDetector, YuNetDetector
 from ferkit.inference.model_io import resolve_checkpoint
 from ferkit.inference.recognizer import EmotionRecognizer, Face
+from ferkit.inference.results import Result
 
 __all__ = [
     "Detector",
@@ -20,6 +22,7 @@ __all__ = [
     "FixedBoxes",
     "Frame",
     "HaarDetector",
+    "Result",
     "YuNetDetector",
     "resolve_checkpoint",
 ]
