@@ -447,16 +447,16 @@ def test_teacher_errors_name_the_problem(tmp_path):
     from ferkit.models import create_model, save_checkpoint
     from ferkit.training.distill import load_teachers
 
-    with pytest.raises(ConfigError, match=r"no_such.pt: no such checkpoint"):
+    with pytest.raises(ConfigError, match=r"no_such.pt: no such model file or run folder"):
         load_teachers(["no_such.pt"])
     other = [f"class{i}" for i in range(7)]
     save_checkpoint(tmp_path / "other.pt", create_model("simple_cnn"), input_size=(48, 48),
                     mean=(0.5,), std=(0.5,), in_channels=1, labels=other)  # fmt: skip
     with pytest.raises(ConfigError, match=r"predicts .'class0'.*must have the student's classes"):
         load_teachers(str(tmp_path / "other.pt"))
-    with pytest.raises(ConfigError, match=r"distill_weight must be in 0..1"):
+    with pytest.raises(ConfigError, match=r"'distill_weight' must be in \[0, 1\], got 1.5"):
         load_config(None, {"distill_weight": 1.5})
-    with pytest.raises(ConfigError, match="distill_temperature must be > 0"):
+    with pytest.raises(ConfigError, match="'distill_temperature' must be > 0, got 0"):
         load_config(None, {"distill_temperature": 0})
     listed = load_config(None, parse_set(["teacher=[a.pt, runs/b]"]))
     assert listed.teacher == ["a.pt", "runs/b"]
