@@ -147,6 +147,7 @@ def test_video_annotated_and_timeline(checkpoint, clip, tmp_path, capsys):
     code, out, _ = run_cli(["predict", clip, "--model", checkpoint, "--annotate", out_mp4,
                             "--csv", timeline, "--every", "2", "--smooth", "0.5"], capsys)  # fmt: skip
     assert code == 0 and "20 frames (10 analysed)" in out
+    assert "1 person," in out and "\n  person 0: " in out  # one line per tracked person
     cap = cv2.VideoCapture(str(out_mp4))
     assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == 20 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 320
     rows = list(csv.DictReader(timeline.open()))

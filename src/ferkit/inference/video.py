@@ -144,11 +144,13 @@ class VideoAnalysis:
     def text(self) -> str:
         """What `ferkit predict` prints for a video: a line for it, then one per person."""
         rate = self.frames / self.seconds if self.seconds else 0.0
+        people = self.people()
+        who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
         head = (
             f"{self.path}: {self.frames} frames ({self.analysed} analysed), {self.faces} "
-            f"faces, {len(self.people())} people, {rate:.1f} frames/s"
+            f"faces, {who}, {rate:.1f} frames/s"
         )
-        return "\n".join([head, *(f"  {p.text()}" for p in self.people())])
+        return "\n".join([head, *(f"  {p.text()}" for p in people)])
 
 
 def open_video(path: str | Path, *, warn: bool = True) -> tuple[cv2.VideoCapture, float, int]:
