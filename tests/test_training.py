@@ -488,4 +488,5 @@ def test_distillation_run_records_teachers_and_keeps_them_out_of_weights(
     missing = tiny_args(tiny_data, tmp_path / "none", "--set", "teacher=nowhere/best.pt")
     assert main(missing) == 2
     err = capsys.readouterr().err
-    assert "teacher: nowhere/best.pt: no such checkpoint" in err and "Traceback" not in err
+    assert "teacher: nowhere/best.pt: no such model file or run folder" in err
+    assert "Traceback" not in err

@@ -43,12 +43,12 @@ def safe_load(path: str | Path, *, map_location: str | torch.device = "cpu") -> 
         # weights_only refuses pickled Python objects (classes, functions): such a file could
         # run code when opened, and a ferkit file never holds any. Any other unpickling
         # failure means the bytes are not a pickle at all.
-        # torch words the refusal in several ways ("Unsupported global", "unsupported GLOBAL
-        # posix.system", "Unsupported operand 149"), all after "Weights only load failed"
-        refused = "weights only load failed" in text.lower()
+        # torch names a refused object "Unsupported global: GLOBAL x" or "unsupported GLOBAL
+        # posix.system", depending on the version; other refusals ("Unsupported operand")
+        # are bytes that are no pickle torch writes
         lines = [ln.strip() for ln in text.splitlines()]
-        reason = next((ln for ln in lines if "unsupported" in ln.lower()), "weights only")
-        if not refused:
+        reason = next((ln for ln in lines if "unsupported global" in ln.lower()), "")
+        if not reason:
             raise CheckpointError(
                 f"{path} is not a readable torch file ({_first_line(text)}); expected a file "
                 "written by torch.save"
