@@ -125,3 +125,10 @@ def test_bad_config_value_is_one_line_before_any_work(tmp_path, flags, message, 
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert snapshot(tmp_path) == before  # no run folder, nothing else written
+
+
+def test_fifo_given_to_predict_is_refused_by_name(tmp_path, capsys):
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    assert main(["predict", str(pipe)]) == 2
+    assert f"{pipe}: not a regular file" in capsys.readouterr().err

@@ -75,6 +75,8 @@ def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
             found += [(f, f.relative_to(p)) for f in files]
         elif p.is_file():
             found.append((p, Path(p.name)))
+        elif p.exists():  # a FIFO would block the decoder forever
+            errors.append(f"{p}: not a regular file (a FIFO, socket or device)")
         else:
             errors.append(f"{p}: no such file or folder")
     return found
