@@ -54,7 +54,7 @@ def columns(labels: Sequence[str]) -> list[str]:
     ]
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: its image is an array, which == cannot reduce
 class Result:
     """The faces found in one image or video frame, largest first.
 
