@@ -43,7 +43,8 @@ def annotate(
         color = COLORS.get(face.label, (200, 200, 200))
         thick = max(1, round(w / 60))
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
-        _label(out, f"{face.label} {face.confidence:.0%}", x, y, w, color)
+        person = "" if face.track is None else f"#{face.track} "  # a video's person id
+        _label(out, f"{person}{face.label} {face.confidence:.0%}", x, y, w, color)
         if bars:
             _bars(out, face.scores, x, y, w, h)
     return out
