@@ -243,7 +243,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
 
-    from ferkit.inference.calibration import validation_faces
+    from ferkit.data import validation_faces
 
     load_at_start = os.getloadavg()[0]
     result: dict = {"machine": f"{platform.processor() or platform.machine()}, "

@@ -51,7 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ferkit.inference.calibration import calibrate, validation_faces
+    from ferkit.data import validation_faces
+    from ferkit.inference.calibration import calibrate
     from ferkit.inference.model_io import load_torch_model
     from ferkit.inference.recognizer import EmotionRecognizer
 

@@ -71,6 +71,29 @@ def load_dataset(
     return data
 
 
+def validation_faces(path: str | Path, *, image_size: int = 48, limit: int | None = None):
+    """Labelled faces for calibration and accuracy checks: (uint8 (N, H, W), labels (N,)).
+
+    `path` is anything `load_dataset` reads; its "val" split is used (FER-2013's
+    PublicTest in the msambare layout), else "test", else the whole set. `limit` takes an
+    evenly spread subset, for quick checks.
+    """
+    data = load_dataset(path, image_size=image_size)
+    for name in ("val", "test", "all", "train"):
+        split = data.splits.get(name)
+        if split is not None and len(split):
+            break
+    else:
+        raise DataError(f"{path}: no labelled faces found to validate on")
+    # Copies: the data cache hands out read-only memory maps, which torch warns about.
+    images, labels = np.array(split.images), np.array(split.labels)
+    if limit and len(labels) > limit:
+        keep = np.linspace(0, len(labels) - 1, limit).round().astype(int)
+        images, labels = images[keep], labels[keep]
+    log.info("validating on %d faces of the %r split of %s", len(labels), name, path)
+    return images, labels
+
+
 def _ferplus_file(ferplus: str | Path | None, mode: str, source: Path) -> Path | None:
     if ferplus is None:
         return None

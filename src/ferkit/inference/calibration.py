@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -105,28 +103,3 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> CalibrationReport:
     )
     log.info("%s", report)
     return report
-
-
-def validation_faces(path: str | Path, *, image_size: int = 48, limit: int | None = None):
-    """Labelled faces for calibration and accuracy checks: (uint8 (N, H, W), labels (N,)).
-
-    `path` is anything `ferkit.data.load_dataset` reads; its "val" split is used (FER-2013's
-    PublicTest in the msambare layout), else "test", else the whole set. `limit` takes an
-    evenly spread subset, for quick checks.
-    """
-    from ferkit.data import load_dataset
-
-    data = load_dataset(path, image_size=image_size)
-    for name in ("val", "test", "all", "train"):
-        split = data.splits.get(name)
-        if split is not None and len(split):
-            break
-    else:
-        raise DataError(f"{path}: no labelled faces found to validate on")
-    # Copies: the data cache hands out read-only memory maps, which torch warns about.
-    images, labels = np.array(split.images), np.array(split.labels)
-    if limit and len(labels) > limit:
-        keep = np.linspace(0, len(labels) - 1, limit).round().astype(int)
-        images, labels = images[keep], labels[keep]
-    log.info("validating on %d faces of the %r split of %s", len(labels), name, path)
-    return images, labels
