@@ -27,6 +27,7 @@ from ferkit.models import (
     list_models,
     load_checkpoint,
     param_groups,
+    register_model,
     save_checkpoint,
 )
 from ferkit.preprocess import to_model_input
@@ -116,6 +117,35 @@ def test_options_are_recorded_as_primitives():
     assert count_parameters(rebuilt) == count_parameters(model)
     with pytest.raises(ConfigError, match="numbers, strings"):
         create_model("flagship", widths=torch.tensor([1, 2]))
+
+
+def test_a_builder_create_model_cannot_call_is_refused_at_registration():
+    with pytest.raises(TypeError, match=r"'no_channels'.*no 'in_channels' parameter"):
+
+        @register_model()
+        def no_channels(*, num_classes=7):
+            return nn.Linear(1, num_classes)
+
+    with pytest.raises(TypeError, match=r"parameter 'width' has no default"):
+
+        @register_model()
+        def needs_width(*, num_classes=7, in_channels=1, width):
+            return nn.Linear(width, num_classes)
+
+    assert "no_channels" not in list_models() and "needs_width" not in list_models()
+
+
+def test_a_model_without_get_classifier_is_refused_when_built(monkeypatch):
+    import ferkit.models.registry as registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # undone after
+
+    @register_model()
+    def headless(*, num_classes=7, in_channels=1):
+        return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+    with pytest.raises(ConfigError, match=r"'headless' has no get_classifier\(\)"):
+        create_model("headless")
 
 
 # --- every model: forward, backward, checkpoint ---------------------------------------------

@@ -39,6 +39,7 @@ IMAGENET_GRAY_MEAN = (0.449,)
 IMAGENET_GRAY_STD = (0.226,)
 
 _PRIMITIVES = (bool, int, float, str, type(None))
+_CALLED_WITH = ("num_classes", "in_channels")  # what create_model passes every builder
 
 
 @dataclass(frozen=True)
@@ -80,13 +81,19 @@ def register_model(
 
     The builder takes keyword arguments only, at least `num_classes` and `in_channels`; if it
     takes `pretrained` it handles it itself, otherwise `create_model` loads a local state dict
-    for it. The first line of its docstring is the model's description.
+    for it. The first line of its docstring is the model's description. The model it builds
+    has `get_classifier()` (its head, for freezing and per-part learning rates).
+
+    Raises:
+        TypeError: a builder `create_model` could not call (the message says which parameter);
+            `create_model` refuses a model without `get_classifier()` with a ConfigError.
     """
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = fn.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
+        _check_builder(name, fn)
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
         spec = ModelSpec(
             name=name,
@@ -102,6 +109,43 @@ def register_model(
         return fn
 
     return wrap
+
+
+def _check_builder(name: str, fn: Callable[..., nn.Module]) -> None:
+    """Refuse a builder that `create_model` could not call the way it calls every builder."""
+    params = inspect.signature(fn).parameters
+    problems = [f"no {p!r} parameter" for p in _CALLED_WITH if p not in params]
+    for p in params.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL):
+            problems.append(f"parameter {p.name!r} is positional-only")
+        elif p.kind is not p.VAR_KEYWORD and p.default is p.empty and p.name not in _CALLED_WITH:
+            problems.append(f"parameter {p.name!r} has no default")
+    if problems:
+        raise TypeError(
+            f"model builder {name!r} cannot be registered: {'; '.join(problems)} (a builder "
+            "takes keyword arguments only, at least num_classes and in_channels, the others "
+            "with defaults)"
+        )
+
+
+def _check_model(name: str, model: nn.Module) -> None:
+    """Refuse a built model without the head interface training and freezing rely on."""
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"model {name!r}: its builder returned a {type(model).__name__}, not an nn.Module"
+        )
+    head = getattr(model, "get_classifier", None)
+    if not callable(head):
+        raise ConfigError(
+            f"model {name!r} has no get_classifier() method; add one returning its classifier "
+            "layer (training gives the head its own learning rate through it)"
+        )
+    classifier = head()
+    if not any(classifier is m for m in model.modules()):
+        raise ConfigError(
+            f"model {name!r}: get_classifier() must return one of the model's own modules "
+            f"(its classifier layer), got {type(classifier).__name__}"
+        )
 
 
 def _ensure_registered() -> None:
@@ -215,6 +259,7 @@ def create_model(
         model = fn(num_classes=num_classes, in_channels=in_channels, **extra, **kwargs)
     except (TypeError, ValueError) as exc:  # e.g. widths and depths of different lengths
         raise ConfigError(f"model {name!r}: options {kwargs} are not valid: {exc}") from exc
+    _check_model(name, model)
     if pretrained is not None and not own_weights:
         _load_own_weights(name, model, pretrained)
     model.ferkit_arch = name
