@@ -89,6 +89,26 @@ print(" ".join(m for m in {HEAVY!r} if m in sys.modules))
     assert run_python(code).strip() == ""
 
 
+def test_every_command_handler_is_named_cmd_and_its_command():
+    import argparse
+
+    from ferkit.cli import build_parser
+
+    def handlers(parser, path=()):
+        func = parser.get_default("func")
+        if func is not None:
+            yield path, func
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from handlers(sub, (*path, name))
+
+    found = dict(handlers(build_parser()))
+    assert len(found) >= 11, found
+    bad = {p: f.__name__ for p, f in found.items() if f.__name__ != f"cmd_{p[-1]}"}
+    assert not bad, f"handlers not named cmd_<command>: {bad}"
+
+
 def test_models_json_is_computed_once_then_read_without_torch(tmp_path):
     code = """
 import sys

@@ -1,7 +1,8 @@
 """The `ferkit` command line: `ferkit --help` lists the commands, `ferkit CMD --help` each one.
 
 Every command module exposes `add_parser(subparsers)`, which registers the command and sets
-`func(args) -> int`. Errors of ferkit's own (FerkitError) print one line and exit with code 2;
+its handler `func=cmd_<command>` (`cmd_<command>(args) -> int`; heavy imports inside it, so
+`--help` stays light). Errors of ferkit's own (FerkitError) print one line and exit with code 2;
 `--debug` shows the traceback.
 """
 

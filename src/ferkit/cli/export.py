@@ -47,10 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use at most N faces of --data")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_export)
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
     from ferkit.data import validation_faces
     from ferkit.inference.calibration import calibrate
     from ferkit.inference.model_io import load_torch_model

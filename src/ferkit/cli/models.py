@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and multiply-adds per face at that size.",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_models)
 
 
 def model_rows() -> list[dict]:
@@ -133,7 +133,7 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join([line(header), *(line(c) for c in cells)])
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_models(args: argparse.Namespace) -> int:
     rows = model_rows()
     print(json_dumps(rows, indent=2) if args.json else format_rows(rows))
     return 0

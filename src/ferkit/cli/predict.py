@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace --csv and --annotate outputs that exist (refused otherwise)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_predict)
 
 
 def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
@@ -87,7 +87,7 @@ def _chunks(items: list, n: int) -> Iterator[list]:
         yield items[i : i + n]
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_predict(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ferkit.inference.results import CsvRows

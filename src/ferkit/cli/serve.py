@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_model_options(p)
     add_server_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_serve)
 
 
 def add_server_options(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
                    help="PyTorch threads per inference (1): requests, not threads, use the cores")  # fmt: skip
 
 
-def run(args: argparse.Namespace, on_started: Callable[[str], object] | None = None) -> int:
+def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | None = None) -> int:
     """Serve until Ctrl-C; `on_started(url)` is called (in a thread) once it listens."""
     try:  # imported here, so `ferkit --help` does not pay for them
         import uvicorn

@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_options(p)
     add_server_options(p)
     add_smooth_option(p)  # the window's; the browser page shows each frame alone
-    p.set_defaults(func=run)
+    p.set_defaults(func=cmd_webcam)
 
 
 def gui_problem() -> str | None:
@@ -69,7 +69,7 @@ def gui_problem() -> str | None:
     return None
 
 
-def run(args: argparse.Namespace) -> int:
+def cmd_webcam(args: argparse.Namespace) -> int:
     problem = gui_problem()
     if args.view == "window" and problem:
         raise FerkitError(f"--view window: {problem}; or use --view browser")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("no OpenCV window here (%s): using the browser", problem)
     from ferkit.cli import serve
 
-    return serve.run(args, on_started=lambda url: open_page(url + PAGE, args.no_open))
+    return serve.cmd_serve(args, on_started=lambda url: open_page(url + PAGE, args.no_open))
 
 
 def open_page(url: str, no_open: bool = False) -> None:
