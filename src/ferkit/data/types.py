@@ -9,10 +9,6 @@ import numpy as np
 
 from ferkit.labels import EMOTIONS
 
-# Splits in the order summaries list them. "all" is the one split of a source that has none
-# (a class-folder tree, a CSV without a Usage column).
-SPLITS = ("train", "val", "test", "all")
-
 
 @dataclass
 class Split:
@@ -42,7 +38,7 @@ class FERData:
     source: str  # the path given, resolved
     kind: str  # "csv", "ferplus", "msambare", "train_validation" or "class_folders"
     image_size: int
-    splits: dict[str, Split]
+    splits: dict[str, Split]  # "train", "val", "test"; "all" where the source has no splits
     resized: int = 0  # images whose size differed from image_size
     skipped: list[str] = field(default_factory=list)  # bad rows/files skipped (--skip-bad)
     ignored_classes: list[str] = field(default_factory=list)  # folders mapping to no emotion
