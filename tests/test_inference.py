@@ -206,14 +206,14 @@ def test_recognizer_tta_matches_evaluation(checkpoint, tta):
     views as `ferkit evaluate --tta` (which runs one pass per view)."""
     from ferkit.evaluation.predict import predict_proba
     from ferkit.models import load_checkpoint
+    from ferkit.models.input_spec import InputSpec
 
     crops = np.random.default_rng(1).integers(0, 256, (7, 48, 48), dtype=np.uint8)
     rec = EmotionRecognizer(checkpoint, tta=tta, bf16=False, temperature=1.0, batch_size=30)
     calls = batch_sizes(rec)
     ours = rec.classify(crops)
     model, meta = load_checkpoint(checkpoint)
-    theirs = predict_proba(model, crops, input_size=meta["input_size"], mean=meta["mean"],
-                           std=meta["std"], tta=tta)  # fmt: skip
+    theirs = predict_proba(model, crops, spec=InputSpec.from_meta(meta), tta=tta)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     views = {"flip": 2, "tencrop": 10}[tta]
     assert calls == [views * k for k in ([7] if tta == "flip" else [3, 3, 1])]

@@ -55,6 +55,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ferkit.inference.calibration import calibrate
     from ferkit.inference.model_io import load_torch_model
     from ferkit.inference.recognizer import EmotionRecognizer
+    from ferkit.models.input_spec import InputSpec
 
     if args.calibrate and not args.data:
         raise ConfigError("--calibrate needs --data: a labelled validation set to fit on")
@@ -70,7 +71,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     model, meta = load_torch_model(args.checkpoint)
     faces = labels = None
     if args.data:
-        size = int(meta["input_size"][0])
+        size = InputSpec.from_meta(meta).input_size[0]
         faces, labels = validation_faces(args.data, image_size=size, limit=args.limit)
     if args.calibrate:
         rec = EmotionRecognizer.from_model(model, meta, detector=None, temperature=1.0, bf16=False)
@@ -88,12 +89,24 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _save_pt(model, meta: dict, out: Path, half: bool = False) -> None:
     from ferkit.models import save_checkpoint
+    from ferkit.models.input_spec import InputSpec
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out, model, input_size=tuple(meta["input_size"]), mean=meta["mean"],
-                    std=meta["std"], in_channels=meta["in_channels"], labels=tuple(meta["labels"]),
-                    metrics=meta.get("metrics"), temperature=meta.get("temperature"),
-                    extra=meta.get("extra"), overwrite=True, half=half)  # fmt: skip
+    spec = InputSpec.from_meta(meta)
+    save_checkpoint(
+        out,
+        model,
+        input_size=spec.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        in_channels=spec.in_channels,
+        labels=tuple(meta["labels"]),
+        metrics=meta.get("metrics"),
+        temperature=meta.get("temperature"),
+        extra=meta.get("extra"),
+        overwrite=True,
+        half=half,
+    )
 
 
 def _export_onnx(model, meta: dict, args, faces, labels) -> None:
@@ -121,10 +134,9 @@ def _int8_path(out: Path) -> Path:
 
 
 def _inputs(meta: dict, faces: np.ndarray) -> np.ndarray:
-    from ferkit.preprocess import to_model_input
+    from ferkit.models.input_spec import InputSpec
 
-    return to_model_input(faces, input_size=meta["input_size"], mean=meta["mean"],
-                          std=meta["std"], in_channels=meta["in_channels"]).numpy()  # fmt: skip
+    return InputSpec.from_meta(meta).to_input(faces).numpy()
 
 
 def compare_accuracy(fp32: Path, int8: Path, meta: dict, faces: np.ndarray, labels: np.ndarray):

@@ -15,6 +15,7 @@ from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.inference.model_io import is_onnx, load_torch_model, read_onnx_meta, resolve_model
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
+from ferkit.models.input_spec import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ def evaluate(
     check_labels(meta, path, dataset.labels)
     name = pick_split(dataset, split)
     images = dataset.splits[name].images
-    size = list(meta["input_size"])
+    spec = InputSpec.from_meta(meta)
+    size = list(spec.input_size)
     if list(images.shape[1:]) != size:
         log.info("faces are %sx%s; resized to the model's %sx%s", *images.shape[1:], *size)
     if model is None:
@@ -99,10 +101,7 @@ def evaluate(
     else:
 
         def score(faces: np.ndarray) -> np.ndarray:
-            return predict_proba(
-                model, faces, input_size=size, mean=meta["mean"], std=meta["std"],
-                in_channels=meta["in_channels"], tta=tta, batch_size=batch_size,
-            )  # fmt: skip
+            return predict_proba(model, faces, spec=spec, tta=tta, batch_size=batch_size)
 
     starts = range(0, len(images), batch_size)
     bar = tqdm(starts, desc=f"evaluate {name}", unit="batch", disable=None if progress else True)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
-from ferkit.preprocess import to_model_input
+from ferkit.models.input_spec import InputSpec
 from ferkit.tta import check_tta, tta_views
 
 __all__ = ["predict_proba"]
@@ -18,15 +16,13 @@ def predict_proba(
     model: torch.nn.Module,
     images: np.ndarray,
     *,
-    input_size: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    in_channels: int = 1,
+    spec: InputSpec,
     tta: str = "none",
     temperature: float | None = None,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Softmax probabilities (N, num_classes) for uint8 gray faces (N, H, W).
+    """Softmax probabilities (N, num_classes) for uint8 gray faces (N, H, W), fed to the
+    model as its checkpoint's `spec` says.
 
     TTA averages the probabilities of the views; `temperature` divides the logits first.
     """
@@ -39,9 +35,7 @@ def predict_proba(
         probs = 0
         views = tta_views(x, tta)
         for view in views:
-            inp = to_model_input(
-                view, input_size=input_size, mean=mean, std=std, in_channels=in_channels
-            )
+            inp = spec.to_input(view)
             logits = model(inp.contiguous(memory_format=torch.channels_last)).float()
             probs = probs + torch.softmax(logits / (temperature or 1.0), dim=1)
         out.append((probs / len(views)).numpy())

@@ -23,6 +23,7 @@ import torch
 
 from ferkit.errors import CheckpointError
 from ferkit.inference.model_io import ONNX_META_KEY
+from ferkit.models.input_spec import InputSpec
 from ferkit.outputs import replaced_atomically
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,7 @@ def onnx_bytes(model: torch.nn.Module, meta: dict, *, opset: int = OPSET) -> byt
     """
     import onnx
 
-    h, w = (int(v) for v in meta["input_size"])
-    dummy = torch.zeros(2, int(meta.get("in_channels", 1)), h, w)
+    dummy = torch.zeros(2, *InputSpec.from_meta(meta).shape)
     buf = io.BytesIO()
     model = model.eval()
     with warnings.catch_warnings(), torch.no_grad():
@@ -101,9 +101,8 @@ def max_abs_diff(
     runner = OnnxRunner(onnx_model)
     if inputs is None:
         gen = torch.Generator().manual_seed(seed)
-        h, w = (int(v) for v in meta["input_size"])
-        c = int(meta.get("in_channels", 1))
-        batches = [torch.randn(n, c, h, w, generator=gen) for n in batch_sizes]
+        shape = InputSpec.from_meta(meta).shape
+        batches = [torch.randn(n, *shape, generator=gen) for n in batch_sizes]
     else:
         batches = [inputs]
     worst = 0.0

@@ -35,7 +35,7 @@ from ferkit.detection.boxes import (
     clip_box,
     named_landmarks,
 )
-from ferkit.detection.crops import Framing, crop_faces, framing_for
+from ferkit.detection.crops import Framing, crop_faces
 from ferkit.detection.detectors import Detector, FixedBoxes, find_faces
 from ferkit.detection.frames import DEFAULT_MAX_SIDE, Frame, load_frame
 from ferkit.detection.registry import DEFAULT_DETECTOR, make_detector
@@ -44,7 +44,7 @@ from ferkit.imaging import ColorOrder, resize_gray
 from ferkit.inference import model_io
 from ferkit.inference.backends import OnnxRunner, Runner, TorchRunner, check_backend
 from ferkit.inference.results import Result
-from ferkit.preprocess import to_model_input
+from ferkit.models.input_spec import InputSpec
 from ferkit.tta import TTA_VIEWS, check_tta, tta_mean
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,8 @@ class EmotionRecognizer:
         self.runner = runner
         self.meta = meta
         self.labels: tuple[str, ...] = tuple(meta["labels"])
-        self.input_size: tuple[int, int] = tuple(int(v) for v in meta["input_size"])  # type: ignore[assignment]
+        self.spec = InputSpec.from_meta(meta)  # what the model takes, from its checkpoint
+        self.input_size: tuple[int, int] = self.spec.input_size
         self.face_filter = FaceFilter(min_face_score, min_face_size, max_faces)
         self.detector = make_detector(detector, min_score=min_face_score)
         self.tta = check_tta(tta)
@@ -224,7 +225,9 @@ class EmotionRecognizer:
         # How boxes become crops: margin= if given, else the checkpoint's framing for this
         # detector, else the detector's framing fitted on FER-2013 (detection.crops.framing_for).
         self.framing = (
-            Framing.from_margin(margin) if margin is not None else framing_for(self.detector, meta)
+            Framing.from_margin(margin)
+            if margin is not None
+            else self.spec.framing_for(self.detector)
         )
         self.max_side = max_side
         self.workers = max(1, workers or os.cpu_count() or 1)
@@ -275,13 +278,7 @@ class EmotionRecognizer:
         return torch.softmax(self.runner(self._input(faces)) / self.temperature, dim=1)
 
     def _input(self, faces: torch.Tensor) -> torch.Tensor:
-        return to_model_input(
-            faces,
-            input_size=self.input_size,
-            mean=self.meta["mean"],
-            std=self.meta["std"],
-            in_channels=int(self.meta.get("in_channels", 1)),
-        )
+        return self.spec.to_input(faces)
 
     def _faces(self, probs: np.ndarray, found: Sequence[Detection]) -> list[Face]:
         out = []

@@ -219,6 +219,8 @@ def model_meta(rec: EmotionRecognizer) -> dict[str, Any]:
     out["source"] = Path(rec.source).name  # the file name only: no server paths to clients
     out["backend"] = rec.backend
     out["temperature_in_use"] = rec.temperature
+    out["input"] = rec.spec.to_meta()  # what the model takes, as the recognizer reads it
+    out["framing_in_use"] = rec.framing.to_dict()  # how this server's detector boxes are cut
     return out
 
 

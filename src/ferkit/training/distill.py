@@ -29,7 +29,7 @@ from ferkit.errors import ConfigError
 from ferkit.inference.backends import fold_batch_norm
 from ferkit.inference.model_io import load_torch_model, resolve_model
 from ferkit.labels import EMOTIONS
-from ferkit.preprocess import to_model_input
+from ferkit.models.input_spec import InputSpec
 from ferkit.tta import tta_mean
 
 __all__ = ["Teacher", "distill_loss", "load_teachers", "teacher_probs"]
@@ -40,17 +40,13 @@ class Teacher:
     """A frozen model and the preprocessing its checkpoint asks for."""
 
     model: nn.Module
-    input_size: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    in_channels: int
+    spec: InputSpec
     path: str
     metrics: dict = field(default_factory=dict)
 
     def logits(self, faces: torch.Tensor) -> torch.Tensor:
         """Logits for gray faces (N, 1, H, W) in 0..1."""
-        x = to_model_input(faces, input_size=self.input_size, mean=self.mean, std=self.std,
-                           in_channels=self.in_channels)  # fmt: skip
+        x = self.spec.to_input(faces)
         return self.model(x.to(memory_format=torch.channels_last))
 
     def to(self, device: torch.device | str) -> Teacher:
@@ -99,9 +95,8 @@ def load_teachers(teacher: str | Sequence[str] | None) -> list[Teacher]:
             p.requires_grad_(False)
         model = fold_batch_norm(model.eval()).to(memory_format=torch.channels_last)
         teachers.append(
-            Teacher(model, tuple(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]),
-                    int(meta["in_channels"]), str(path), dict(meta.get("metrics") or {}))
-        )  # fmt: skip
+            Teacher(model, InputSpec.from_meta(meta), str(path), dict(meta.get("metrics") or {}))
+        )
     return teachers
 
 

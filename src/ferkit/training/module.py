@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ferkit.errors import CheckpointError, FerkitError
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
 from ferkit.models import create_model, get_model_spec, param_groups
-from ferkit.preprocess import to_model_input
+from ferkit.models.input_spec import InputSpec
 from ferkit.training.augment import BatchAugment, batch_mixer
 from ferkit.training.config import FIELDS, TrainConfig
 from ferkit.training.distill import distill_loss, load_teachers, teacher_probs
@@ -52,8 +52,13 @@ class FERClassifier(L.LightningModule):
         num_classes = len(self.labels)
         spec = get_model_spec(self.cfg.model)
         side = self.cfg.image_size
-        self.input_size = (side, side) if side else tuple(spec.input_size)
-        self.mean, self.std, self.in_channels = tuple(spec.mean), tuple(spec.std), spec.in_channels
+        # What the model takes: saved in every checkpoint, read back by inference and export.
+        self.spec = InputSpec(
+            input_size=(side, side) if side else tuple(spec.input_size),
+            in_channels=spec.in_channels,
+            mean=tuple(spec.mean),
+            std=tuple(spec.std),
+        )
         self.augment = BatchAugment(self.cfg) if self.cfg.augment else None
         self.mixer = batch_mixer(self.cfg, num_classes) if self.cfg.augment else None
         weight = None
@@ -80,8 +85,7 @@ class FERClassifier(L.LightningModule):
 
     def to_input(self, faces: torch.Tensor) -> torch.Tensor:
         """Faces in 0..1 -> the model's normalised input."""
-        x = to_model_input(faces, input_size=self.input_size, mean=self.mean, std=self.std,
-                           in_channels=self.in_channels)  # fmt: skip
+        x = self.spec.to_input(faces)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,13 +93,7 @@ class FERClassifier(L.LightningModule):
 
     def inference_meta(self) -> dict:
         """What inference needs to feed the model: `save_checkpoint`'s input arguments."""
-        return dict(
-            input_size=list(self.input_size),
-            mean=list(self.mean),
-            std=list(self.std),
-            in_channels=self.in_channels,
-            labels=list(self.labels),
-        )
+        return dict(**self.spec.to_meta(), labels=list(self.labels))
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), target, weight=self.class_weight,

@@ -180,9 +180,9 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
     data.setup()
     counts = list(data.splits["train"].class_counts(data.data.labels).values())
     module = FERClassifier(cfg.to_dict(), class_counts=counts)
-    if tuple(module.input_size) != (cfg.data_size, cfg.data_size):
+    if module.spec.input_size != (cfg.data_size, cfg.data_size):
         log.info("faces are %dx%d; each batch is resized to %s's %dx%d input", cfg.data_size,
-                 cfg.data_size, cfg.model, *module.input_size)  # fmt: skip
+                 cfg.data_size, cfg.model, *module.spec.input_size)  # fmt: skip
     accelerator = _accelerator(cfg)
 
     trainer = L.Trainer(
@@ -390,8 +390,7 @@ def _callbacks(
 
 def _score(module: FERClassifier, split) -> dict:
     """Accuracy, loss and per-class metrics of the module's current weights on a split."""
-    probs = predict_proba(module.model.eval(), split.images, input_size=module.input_size,
-                          mean=module.mean, std=module.std, in_channels=module.in_channels)  # fmt: skip
+    probs = predict_proba(module.model.eval(), split.images, spec=module.spec)
     return classification_metrics(np.asarray(split.labels), probs, list(module.labels))
 
 
@@ -455,7 +454,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     summary = {
         "model": cfg.model,
         "parameters": count_parameters(module.model),
-        "input_size": list(module.input_size),
+        "input_size": list(module.spec.input_size),
         "epochs": trainer.current_epoch,
         "monitor": cfg.monitor,
         "best_val": None if best_score is None else float(best_score),
