@@ -33,16 +33,36 @@ def run(out: Path) -> int:
         return cli(["predict", str(EXAMPLE), "--annotate", str(out), "--overwrite"])
     data = next((Path(p) for p in DATA_CANDIDATES if p and Path(p).exists()), None)
     if data is None:
-        print("demo: no shipped model and no FER-2013 data found; set FERKIT_DEMO_DATA to a "
-              "FER-2013 folder or CSV", file=sys.stderr)  # fmt: skip
+        print(
+            "demo: no shipped model and no FER-2013 data found; set FERKIT_DEMO_DATA to a "
+            "FER-2013 folder or CSV",
+            file=sys.stderr,
+        )
         return 2
     run_dir = out / "run"
-    print(f"demo: no shipped model yet; a short real training run on {data.resolve()}\n"
-          f"      (the flagship recipe, 3 epochs on 6,000 training images; a few minutes)")  # fmt: skip
+    print(
+        f"demo: no shipped model yet; a short real training run on {data.resolve()}\n"
+        f"      (the flagship recipe, 3 epochs on 6,000 training images; a few minutes)"
+    )
     recipe = ROOT / "configs" / "flagship.yaml"
-    code = cli(["train", "--config", str(recipe), "--data", str(data), "--epochs", "3",
-                "--set", "limit=6000", "--set", "warmup_epochs=0", "--out", str(run_dir),
-                "--overwrite"])  # fmt: skip
+    code = cli(
+        [
+            "train",
+            "--config",
+            str(recipe),
+            "--data",
+            str(data),
+            "--epochs",
+            "3",
+            "--set",
+            "limit=6000",
+            "--set",
+            "warmup_epochs=0",
+            "--out",
+            str(run_dir),
+            "--overwrite",
+        ]
+    )
     if code:
         return code
     code = cli(["report", str(run_dir)])

@@ -21,8 +21,22 @@ from ferkit.errors import DataError
 ColorOrder = Literal["bgr", "rgb", "gray"]
 
 # The file types read as images wherever folders are searched (data sets, `ferkit predict`).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-                            ".pgm", ".ppm", ".pbm", ".pnm"})  # fmt: skip
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".pgm",
+        ".ppm",
+        ".pbm",
+        ".pnm",
+    }
+)
 
 
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a photo is turned for display

@@ -22,8 +22,10 @@ CONVERT_FORMATS = ("npy", "csv")
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="FER-2013 CSV (.csv or .csv.gz), msambare/Kaggle folder, or folder "
-                   "of class folders")  # fmt: skip
+    p.add_argument(
+        "path",
+        help="FER-2013 CSV (.csv or .csv.gz), msambare/Kaggle folder, or folder of class folders",
+    )
     add_ferplus_option(p)
     p.add_argument(
         "--data-size",
@@ -42,13 +44,20 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
 
 def add_ferplus_option(p: argparse.ArgumentParser, *, modes: bool = True) -> None:
     """`--ferplus FILE` (and `--ferplus-labels`): FER+ labels for a FER-2013 CSV."""
-    p.add_argument("--ferplus", metavar="FILE",
-                   help="FER+ label file (fer2013new.csv[.gz]) for the FER-2013 CSV: its 8 "
-                   "classes (FER-2013's 7 + contempt), paired row by row")  # fmt: skip
+    p.add_argument(
+        "--ferplus",
+        metavar="FILE",
+        help="FER+ label file (fer2013new.csv[.gz]) for the FER-2013 CSV: its 8 "
+        "classes (FER-2013's 7 + contempt), paired row by row",
+    )
     if modes:
-        p.add_argument("--ferplus-labels", choices=FERPLUS_LABEL_MODES, default="votes",
-                       help="with --ferplus: votes (vote shares as soft labels for train; val/test "
-                       "by majority) or majority (every split; FER+'s filtering) (votes)")  # fmt: skip
+        p.add_argument(
+            "--ferplus-labels",
+            choices=FERPLUS_LABEL_MODES,
+            default="votes",
+            help="with --ferplus: votes (vote shares as soft labels for train; val/test "
+            "by majority) or majority (every split; FER+'s filtering) (votes)",
+        )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,9 +93,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     crop.add_argument("path", type=Path, help="folder of photos (class folders, any layout)")
     crop.add_argument("out", type=Path, help="output folder (outside PATH)")
     crop.add_argument("--size", type=int, default=48, help="side of the square crops (48)")
-    crop.add_argument("--margin", type=float,
-                      help="added on each side, as a fraction of the face box (default: the "
-                      "margin `ferkit predict` crops with)")  # fmt: skip
+    crop.add_argument(
+        "--margin",
+        type=float,
+        help="added on each side, as a fraction of the face box (default: the "
+        "margin `ferkit predict` crops with)",
+    )
     add_detector_options(crop, crops=False)
     crop.add_argument("--workers", type=int, help="images at once (default: one per core)")
     crop.add_argument("--overwrite", action="store_true", help="replace crops that exist")
@@ -97,9 +109,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):
     from ferkit.data import load_dataset
 
-    return load_dataset(args.path, image_size=args.image_size, strict=args.strict,
-                        skip_bad=args.skip_bad, use_cache=not args.no_cache,
-                        ferplus=args.ferplus, ferplus_labels=args.ferplus_labels)  # fmt: skip
+    return load_dataset(
+        args.path,
+        image_size=args.image_size,
+        strict=args.strict,
+        skip_bad=args.skip_bad,
+        use_cache=not args.no_cache,
+        ferplus=args.ferplus,
+        ferplus_labels=args.ferplus_labels,
+    )
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -170,17 +188,25 @@ def cmd_crop(args: argparse.Namespace) -> int:
     from ferkit.detection.crops import DEFAULT_MARGIN
 
     margin = DEFAULT_MARGIN if args.margin is None else args.margin
-    summary = crop_face_folder(args.path, args.out, size=args.size, margin=margin,
-                               detector=detector_from_args(args), overwrite=args.overwrite,
-                               face_filter=face_filter_from_args(args),
-                               workers=args.workers)  # fmt: skip
+    summary = crop_face_folder(
+        args.path,
+        args.out,
+        size=args.size,
+        margin=margin,
+        detector=detector_from_args(args),
+        overwrite=args.overwrite,
+        face_filter=face_filter_from_args(args),
+        workers=args.workers,
+    )
     if args.json:
         print(json_dumps(summary, indent=2))
     else:
         print(format_crop_summary(summary))
     if not summary["ok"]:
-        raise DataError(f"no face found in any of the {summary['images']:,} images under "
-                        f"{summary['source']}; see {summary['log']}")  # fmt: skip
+        raise DataError(
+            f"no face found in any of the {summary['images']:,} images under "
+            f"{summary['source']}; see {summary['log']}"
+        )
     return 2 if summary["unreadable"] else 0
 
 
@@ -196,8 +222,9 @@ def format_crop_summary(s: dict) -> str:
     for name, c in s["folders"].items():
         lines.append(f"{name:<{width}} {c['ok']:>8,} {c['no_face']:>8,} {c['unreadable']:>11,}")
     if s["several_faces"]:
-        lines.append(f"\nnote: {s['several_faces']:,} image(s) showed several faces; the "
-                     "largest was kept")  # fmt: skip
+        lines.append(
+            f"\nnote: {s['several_faces']:,} image(s) showed several faces; the largest was kept"
+        )
     for error in s["errors"]:
         lines.append(f"error: {error}")
     lines.append(f"\nevery image, its face box or why it has none: {s['log']}")

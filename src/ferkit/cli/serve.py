@@ -41,16 +41,39 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
     """--host, --port and the limits: the server `ferkit serve` and `ferkit webcam` start."""
     p.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (8000)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB",
-                   help="largest image accepted, in MiB (10); larger: HTTP 413")  # fmt: skip
-    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
-                   help="longest a request may take, in seconds (30); then HTTP 504")  # fmt: skip
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="inferences run at once (default: one per core); others queue")  # fmt: skip
-    p.add_argument("--max-queue", type=int, metavar="N",
-                   help="inferences waiting or running at most (16 per worker); then HTTP 503")  # fmt: skip
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="PyTorch threads per inference (1): requests, not threads, use the cores")  # fmt: skip
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=10.0,
+        metavar="MB",
+        help="largest image accepted, in MiB (10); larger: HTTP 413",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="longest a request may take, in seconds (30); then HTTP 504",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="inferences run at once (default: one per core); others queue",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        metavar="N",
+        help="inferences waiting or running at most (16 per worker); then HTTP 503",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="PyTorch threads per inference (1): requests, not threads, use the cores",
+    )
 
 
 def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | None = None) -> int:
@@ -61,8 +84,9 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
         from ferkit.serve import create_app
         from ferkit.serve.server import server_config
     except ImportError as exc:
-        raise FerkitError(f"`ferkit serve` needs {exc.name}: pip install fastapi uvicorn "
-                          "python-multipart") from None  # fmt: skip
+        raise FerkitError(
+            f"`ferkit serve` needs {exc.name}: pip install fastapi uvicorn python-multipart"
+        ) from None
     import cv2
     import torch
 
@@ -88,11 +112,17 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     rec = make_recognizer(args)
-    app = create_app(rec, max_upload_mb=args.max_upload_mb, timeout_s=args.timeout,
-                     workers=args.workers, max_queue=args.max_queue)  # fmt: skip
+    app = create_app(
+        rec,
+        max_upload_mb=args.max_upload_mb,
+        timeout_s=args.timeout,
+        workers=args.workers,
+        max_queue=args.max_queue,
+    )
     if args.host not in LOOPBACK:
-        log.warning("listening on %s: anyone who can reach it can use it (no authentication)",
-                    args.host)  # fmt: skip
+        log.warning(
+            "listening on %s: anyone who can reach it can use it (no authentication)", args.host
+        )
     log.info("%r on http://%s:%d (API docs at /docs)", rec, args.host, args.port)
     level = "warning" if args.quiet else "info"
     server = uvicorn.Server(server_config(app, host=args.host, port=args.port, log_level=level))

@@ -13,30 +13,52 @@ from ferkit.training.config import FIELDS, TrainConfig, field_comments, load_con
 # Flags for the common settings: flag -> config key. The architecture is --arch (config key
 # `model`): --model means a trained model in every command (docs/cli.md).
 FLAGS = {
-    "--arch": "model", "--data": "data", "--epochs": "epochs", "--batch-size": "batch_size",
-    "--lr": "lr", "--optimizer": "optimizer", "--scheduler": "scheduler", "--augment": "augment",
-    "--image-size": "image_size", "--data-size": "data_size", "--seed": "seed", "--out": "out",
-    "--device": "device", "--devices": "devices", "--strategy": "strategy",
-    "--precision": "precision", "--name": "name",
-}  # fmt: skip
+    "--arch": "model",
+    "--data": "data",
+    "--epochs": "epochs",
+    "--batch-size": "batch_size",
+    "--lr": "lr",
+    "--optimizer": "optimizer",
+    "--scheduler": "scheduler",
+    "--augment": "augment",
+    "--image-size": "image_size",
+    "--data-size": "data_size",
+    "--seed": "seed",
+    "--out": "out",
+    "--device": "device",
+    "--devices": "devices",
+    "--strategy": "strategy",
+    "--precision": "precision",
+    "--name": "name",
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a model from a config",
+        "train",
+        help="train a model from a config",
         description="Train a model. Precedence: defaults < --config YAML < --set < flags.",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--config",
         help="YAML recipe, e.g. configs/flagship.yaml; a recipe may "
         "start with `extends: base.yaml` and list only what it changes",
     )
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config key (repeatable); see --help-config")  # fmt: skip
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key (repeatable); see --help-config",
+    )
     comments = field_comments()
     for flag, key in FLAGS.items():
-        p.add_argument(flag, dest=f"flag_{key}", metavar=flag[2:].upper().replace("-", "_"),
-                       help=f"{comments[key]} [config key {key}, default {FIELDS[key].default}]")  # fmt: skip
+        p.add_argument(
+            flag,
+            dest=f"flag_{key}",
+            metavar=flag[2:].upper().replace("-", "_"),
+            help=f"{comments[key]} [config key {key}, default {FIELDS[key].default}]",
+        )
     add_deprecated(
         p, "--model", "--arch (--model names a trained model in every command)", dest="flag_model"
     )
@@ -64,8 +86,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(_config_help())
         return 0
     overrides = parse_set(args.set)
-    overrides.update({key: getattr(args, f"flag_{key}") for key in FLAGS.values()
-                      if getattr(args, f"flag_{key}") is not None})  # fmt: skip
+    overrides.update(
+        {
+            key: getattr(args, f"flag_{key}")
+            for key in FLAGS.values()
+            if getattr(args, f"flag_{key}") is not None
+        }
+    )
     if args.smoke:
         overrides["smoke"] = True
     if args.resume:
@@ -86,6 +113,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif summary.exists():
         s = json.loads(summary.read_text())
         best = f"{s['best_val']:.4f}" if s.get("best_val") is not None else "n/a"
-        print(f"run: {run}\nbest {s['monitor']}: {best} after {s['epochs']} epoch(s), "
-              f"{s['train_seconds']} s", file=sys.stderr)  # fmt: skip
+        print(
+            f"run: {run}\nbest {s['monitor']}: {best} after {s['epochs']} epoch(s), "
+            f"{s['train_seconds']} s",
+            file=sys.stderr,
+        )
     return 0

@@ -72,11 +72,18 @@ def load(source: Path, image_size: int, fp: str, variant: str = "") -> FERData |
     except (OSError, ValueError):
         return None  # a damaged entry is rebuilt, not trusted
     return FERData(
-        source=manifest["source"], kind=manifest["kind"], image_size=image_size, splits=splits,
-        resized=manifest["resized"], skipped=manifest["skipped"],
-        ignored_classes=manifest["ignored_classes"], notes=manifest["notes"], from_cache=True,
-        labels=tuple(manifest.get("labels", EMOTIONS)), label_mode=manifest.get("label_mode"),
-    )  # fmt: skip
+        source=manifest["source"],
+        kind=manifest["kind"],
+        image_size=image_size,
+        splits=splits,
+        resized=manifest["resized"],
+        skipped=manifest["skipped"],
+        ignored_classes=manifest["ignored_classes"],
+        notes=manifest["notes"],
+        from_cache=True,
+        labels=tuple(manifest.get("labels", EMOTIONS)),
+        label_mode=manifest.get("label_mode"),
+    )
 
 
 def save(data: FERData, source: Path, fp: str, variant: str = "") -> Path:

@@ -161,9 +161,15 @@ def load_csv(path: Path, *, image_size: int = 48) -> FERData:
         if name != "all" and name not in rows
     ]
     return FERData(
-        source=str(path), kind="csv", image_size=image_size, splits=splits,
-        resized=resized, skipped=skipped, notes=notes, row_splits=row_splits,
-    )  # fmt: skip
+        source=str(path),
+        kind="csv",
+        image_size=image_size,
+        splits=splits,
+        resized=resized,
+        skipped=skipped,
+        notes=notes,
+        row_splits=row_splits,
+    )
 
 
 def write_csv(data: FERData, out: Path) -> int:

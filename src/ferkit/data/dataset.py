@@ -49,10 +49,13 @@ def holdout_split(split: Split, fraction: float, seed: int) -> tuple[Split, Spli
     """Stratified random holdout: (rest, held out), `fraction` of each class held out."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(split.labels)
-    held = np.concatenate([
-        rng.permutation(idx)[: max(1, round(fraction * len(idx)))]
-        for c in np.unique(labels) if len(idx := np.flatnonzero(labels == c)) > 1
-    ])  # fmt: skip
+    held = np.concatenate(
+        [
+            rng.permutation(idx)[: max(1, round(fraction * len(idx)))]
+            for c in np.unique(labels)
+            if len(idx := np.flatnonzero(labels == c)) > 1
+        ]
+    )
     mask = np.zeros(len(labels), bool)
     mask[held] = True
 
@@ -113,9 +116,14 @@ class FERDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        self.data = load_dataset(self.path, image_size=self.image_size, strict=self.strict,
-                                 skip_bad=self.skip_bad, ferplus=self.ferplus,
-                                 ferplus_labels=self.ferplus_labels)  # fmt: skip
+        self.data = load_dataset(
+            self.path,
+            image_size=self.image_size,
+            strict=self.strict,
+            skip_bad=self.skip_bad,
+            ferplus=self.ferplus,
+            ferplus_labels=self.ferplus_labels,
+        )
         splits = {k: v for k, v in self.data.splits.items() if len(v)}
         train = splits.pop("train", None) or splits.pop("all", None)
         if train is None:

@@ -175,10 +175,19 @@ def attach_ferplus(data: FERData, path: Path, mode: str) -> FERData:
             keep = kept[rows] & (majority[rows] >= 0)
             out[name] = Split(np.asarray(split.images)[keep], majority[rows][keep])
     dropped = {n: int((row_splits == n).sum()) - len(s) for n, s in out.items()}
-    notes = [*data.notes, f"FER+ {mode} labels from {path}; dropped as FER+ does (no majority, "
-             f"unknown/not a face, or removed by FER+): "
-             + ", ".join(f"{n} {d:,}" for n, d in dropped.items())]  # fmt: skip
+    notes = [
+        *data.notes,
+        f"FER+ {mode} labels from {path}; dropped as FER+ does (no majority, "
+        f"unknown/not a face, or removed by FER+): "
+        + ", ".join(f"{n} {d:,}" for n, d in dropped.items()),
+    ]
     return FERData(
-        source=f"{data.source} + {path}", kind="ferplus", image_size=data.image_size, splits=out,
-        resized=data.resized, notes=notes, labels=FERPLUS_EMOTIONS, label_mode=mode,
-    )  # fmt: skip
+        source=f"{data.source} + {path}",
+        kind="ferplus",
+        image_size=data.image_size,
+        splits=out,
+        resized=data.resized,
+        notes=notes,
+        labels=FERPLUS_EMOTIONS,
+        label_mode=mode,
+    )

@@ -77,10 +77,13 @@ def _scan_classes(split_dir: Path, plan: FolderPlan, strict: bool) -> list[tuple
     plan.ignored_classes += sorted(f"{split_dir.name}/{n}" for n in set(names) - set(known))
     loose = [f.name for f in split_dir.iterdir() if f.is_file() and not f.name.startswith(".")]
     if loose:
-        log.warning("%s: %d file(s) outside class folders ignored (e.g. %s)",
-                    split_dir, len(loose), loose[0])  # fmt: skip
-    return [(f, known[p.name]) for p in classes.values() if p.name in known
-            for f in image_files(p)]  # fmt: skip
+        log.warning(
+            "%s: %d file(s) outside class folders ignored (e.g. %s)",
+            split_dir,
+            len(loose),
+            loose[0],
+        )
+    return [(f, known[p.name]) for p in classes.values() if p.name in known for f in image_files(p)]
 
 
 def _msambare_split(name: str) -> str:
@@ -103,8 +106,10 @@ def plan_folder(root: Path, *, strict: bool = False) -> FolderPlan:
             plan.files += [(str(f), y, "val") for f, y in _scan_classes(val_dir, plan, strict)]
         if "test" in subdirs:
             split_of = _msambare_split if kind == "msambare" else (lambda _: "test")
-            plan.files += [(str(f), y, split_of(f.name))
-                           for f, y in _scan_classes(subdirs["test"], plan, strict)]  # fmt: skip
+            plan.files += [
+                (str(f), y, split_of(f.name))
+                for f, y in _scan_classes(subdirs["test"], plan, strict)
+            ]
         counts = {s: sum(1 for *_, sp in plan.files if sp == s) for s in plan.splits}
         if kind == "msambare" and counts["val"] and not counts["test"]:
             plan.notes.append(

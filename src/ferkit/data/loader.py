@@ -140,8 +140,9 @@ def _read_source(
     if not plan.files:
         raise DataError(f"{source}: the class folders hold no images (.jpg, .png, ...)")
     paths = [f for f, _, _ in plan.files]
-    images, ok, resized, errors = decode_files(paths, image_size, workers=workers,
-                                               desc=f"decoding {source.name}")  # fmt: skip
+    images, ok, resized, errors = decode_files(
+        paths, image_size, workers=workers, desc=f"decoding {source.name}"
+    )
     labels = np.array([y for _, y, _ in plan.files], np.int64)
     split_of = np.array([s for *_, s in plan.files])
     splits = {}
@@ -151,6 +152,12 @@ def _read_source(
     if not ok.any():
         raise DataError(f"{source}: none of its {len(paths)} image(s) could be read: {errors[0]}")
     return FERData(
-        source=str(source), kind=plan.kind, image_size=image_size, splits=splits,
-        resized=resized, skipped=errors, ignored_classes=plan.ignored_classes, notes=plan.notes,
-    )  # fmt: skip
+        source=str(source),
+        kind=plan.kind,
+        image_size=image_size,
+        splits=splits,
+        resized=resized,
+        skipped=errors,
+        ignored_classes=plan.ignored_classes,
+        notes=plan.notes,
+    )

@@ -43,12 +43,20 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
     A distillation run's training loss mixes the label loss with the teachers' KL term, which
     is not on the validation loss's scale, so its two parts are plotted apart instead.
     """
-    columns = ["train_loss_epoch", "train_label_loss", "train_distill_loss", "val_loss",
-               "train_acc", "val_acc"]  # fmt: skip
+    columns = [
+        "train_loss_epoch",
+        "train_label_loss",
+        "train_distill_loss",
+        "val_loss",
+        "train_acc",
+        "val_acc",
+    ]
     frame = _epoch_frame(metrics, columns)
     if "train_label_loss" in frame:
-        train_losses = [("train_label_loss", "train (labels)"),
-                        ("train_distill_loss", "train (teachers, T²·KL)")]  # fmt: skip
+        train_losses = [
+            ("train_label_loss", "train (labels)"),
+            ("train_distill_loss", "train (teachers, T²·KL)"),
+        ]
     else:
         train_losses = [("train_loss_epoch", "train")]
     fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(10, 4))
@@ -100,8 +108,19 @@ def confusion_heatmap(matrix: list[list[float]], labels: list[str], title: str =
     """Row-normalised confusion matrix: each row shows where a true class's images went."""
     cm = np.asarray(matrix, dtype=float)
     fig, ax = _subplots(figsize=(6.5, 5.5))
-    sns.heatmap(cm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, square=True,
-                xticklabels=labels, yticklabels=labels, cbar_kws={"shrink": 0.8}, ax=ax)  # fmt: skip
+    sns.heatmap(
+        cm,
+        annot=True,
+        fmt=".2f",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        square=True,
+        xticklabels=labels,
+        yticklabels=labels,
+        cbar_kws={"shrink": 0.8},
+        ax=ax,
+    )
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix (row-normalised)")
     return fig
 
@@ -113,17 +132,22 @@ def per_class_bars(per_class: dict[str, dict], overall: float, title: str = "") 
     fig, ax = _subplots(figsize=(7, 3.8))
     bars = ax.bar(names, acc, color=sns.color_palette("deep", len(names)))
     for bar, name in zip(bars, names, strict=True):
-        ax.annotate(f"{bar.get_height():.0%}\nn={per_class[name]['support']}",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"{bar.get_height():.0%}\nn={per_class[name]['support']}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.axhline(overall, color="grey", ls="--", lw=1, label=f"overall {overall:.1%}")
     ax.set(ylim=(0, 1.15), ylabel="accuracy", title=title or "per-class accuracy")
     ax.legend(loc="upper right")
     return fig
 
 
-def prediction_grid(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray,
-                    labels: list[str], cols: int = 8) -> Figure:  # fmt: skip
+def prediction_grid(
+    images: np.ndarray, y_true: np.ndarray, probs: np.ndarray, labels: list[str], cols: int = 8
+) -> Figure:
     """Faces with true and predicted label: green when right, red when wrong."""
     n = len(images)
     rows = max(1, -(-n // cols))
@@ -135,8 +159,11 @@ def prediction_grid(images: np.ndarray, y_true: np.ndarray, probs: np.ndarray,
     ):
         pred = int(p.argmax())
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{labels[pred]} {p[pred]:.0%}\n(true: {labels[truth]})", fontsize=7,
-                     color=RIGHT if pred == truth else WRONG)  # fmt: skip
+        ax.set_title(
+            f"{labels[pred]} {p[pred]:.0%}\n(true: {labels[truth]})",
+            fontsize=7,
+            color=RIGHT if pred == truth else WRONG,
+        )
     correct = int((probs.argmax(1) == y_true).sum())
     fig.suptitle(f"{correct}/{n} right (green), {n - correct} wrong (red)", fontsize=10)
     return fig

@@ -30,8 +30,9 @@ def run_config(run: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def make_report(run: str | Path, *, data: str | None = None, n_faces: int = 32,
-                seed: int = 0) -> dict[str, Path]:  # fmt: skip
+def make_report(
+    run: str | Path, *, data: str | None = None, n_faces: int = 32, seed: int = 0
+) -> dict[str, Path]:
     """Write the report PNGs into `run` and eval_val.json; returns {name: path}.
 
     The confusion matrix, per-class bars and prediction grid come from the run's best
@@ -46,8 +47,9 @@ def make_report(run: str | Path, *, data: str | None = None, n_faces: int = 32,
             f"{Path.cwd()}); pass the data with --data PATH"
         )
     # a FER+ run is scored on FER+ majority labels, as its validation was
-    dataset = load_dataset(data or cfg["data"], ferplus=cfg.get("ferplus"),
-                           ferplus_labels="majority")  # fmt: skip
+    dataset = load_dataset(
+        data or cfg["data"], ferplus=cfg.get("ferplus"), ferplus_labels="majority"
+    )
     labels = list(dataset.labels)
     result = evaluate(run, dataset, split=None, with_probs=True)
     probs, y_true = result.pop("probs"), result.pop("y_true")
@@ -93,14 +95,18 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
         test = next(
             (json.loads(p.read_text())["accuracy"] for p in run.glob("eval_test.json")), None
         )
-        rows.append({
-            "run": run.name,
-            "model": summary.get("model") or run_config(run)["model"],
-            "parameters": summary.get("parameters"),
-            "epochs": int(val.index.max()) if len(val) else 0,
-            "best_val_acc": round(float(val.max()), 4) if len(val) else None,
-            "test_acc": round(test, 4) if test is not None else None,
-            "train_min": round(summary["train_seconds"] / 60, 1) if summary.get("train_seconds") else None,
-            "images_per_s": summary.get("train_images_per_s"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "run": run.name,
+                "model": summary.get("model") or run_config(run)["model"],
+                "parameters": summary.get("parameters"),
+                "epochs": int(val.index.max()) if len(val) else 0,
+                "best_val_acc": round(float(val.max()), 4) if len(val) else None,
+                "test_acc": round(test, 4) if test is not None else None,
+                "train_min": round(summary["train_seconds"] / 60, 1)
+                if summary.get("train_seconds")
+                else None,
+                "images_per_s": summary.get("train_images_per_s"),
+            }
+        )
     return pd.DataFrame(rows), plots.val_accuracy_overlay(curves)

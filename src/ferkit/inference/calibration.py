@@ -82,8 +82,11 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, max_iter: int
         # Happens for models near chance (the NLL keeps falling as T grows): keep T usable.
         log.warning(
             "fitted temperature %.3g clipped to [%g, %g]: is the model trained, and are the "
-            "labels in its label order?", t, T_MIN, T_MAX,
-        )  # fmt: skip
+            "labels in its label order?",
+            t,
+            T_MIN,
+            T_MAX,
+        )
     return min(max(t, T_MIN), T_MAX)
 
 

@@ -135,9 +135,12 @@ def with_new_head(
         return dict(state_dict)
     log.warning(
         "pretrained: %s has a %d-class classifier; %s re-initialised for %d classes, the rest "
-        "of the network loaded", source, state_dict[f"{name}.weight"].shape[0], name,
+        "of the network loaded",
+        source,
+        state_dict[f"{name}.weight"].shape[0],
+        name,
         head.out_features,
-    )  # fmt: skip
+    )
     return {**state_dict, **{k: expected[k] for k in head_keys}}
 
 

@@ -43,11 +43,17 @@ class SimpleCNN(nn.Module):
             return conv_norm_act(c_in, c_out, 3, padding=0, batch_norm=batch_norm)
 
         self.features = nn.Sequential(
-            conv(in_channels, 32), conv(32, 64), nn.MaxPool2d(2), nn.Dropout(dropout / 2),
-            conv(64, 128), nn.MaxPool2d(2),
-            conv(128, 128), nn.MaxPool2d(2), nn.Dropout(dropout / 2),
+            conv(in_channels, 32),
+            conv(32, 64),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout / 2),
+            conv(64, 128),
+            nn.MaxPool2d(2),
+            conv(128, 128),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout / 2),
             nn.AdaptiveMaxPool2d(4),
-        )  # fmt: skip
+        )
         self.num_features = 1024
         self.pre_logits = nn.Sequential(
             nn.Flatten(), nn.Linear(128 * 4 * 4, 1024), nn.ReLU(inplace=True), nn.Dropout(dropout)

@@ -143,9 +143,12 @@ class BatchAugment(nn.Module):
             flip = torch.where(torch.rand(n, device=x.device) < 0.5, -flip, flip)
         cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
         theta = torch.stack(
-            [torch.stack([cos * flip, -sin, offset[:, 0]], 1),
-             torch.stack([sin * flip, cos, offset[:, 1]], 1)], 1
-        )  # fmt: skip
+            [
+                torch.stack([cos * flip, -sin, offset[:, 0]], 1),
+                torch.stack([sin * flip, cos, offset[:, 1]], 1),
+            ],
+            1,
+        )
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(
             x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
@@ -173,8 +176,12 @@ class BatchAugment(nn.Module):
         left = torch.rand(n, device=x.device) * (w - ew)
         rows = torch.arange(h, device=x.device).view(1, h, 1)
         cols = torch.arange(w, device=x.device).view(1, 1, w)
-        inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
-                  & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)))  # fmt: skip
+        inside = (
+            (rows >= top.view(n, 1, 1))
+            & (rows < (top + eh).view(n, 1, 1))
+            & (cols >= left.view(n, 1, 1))
+            & (cols < (left + ew).view(n, 1, 1))
+        )
         chosen = (torch.rand(n, device=x.device) < self.erasing).view(n, 1, 1)
         mask = (inside & chosen).unsqueeze(1)
         return torch.where(mask, torch.rand_like(x), x)

@@ -117,9 +117,13 @@ class TrainConfig:
         if not self.smoke:
             return self
         return dataclasses.replace(
-            self, epochs=min(self.epochs, 1), limit=min(self.limit or 256, 256),
-            batch_size=min(self.batch_size, 32), patience=0, smoke=False,
-        )  # fmt: skip
+            self,
+            epochs=min(self.epochs, 1),
+            limit=min(self.limit or 256, 256),
+            batch_size=min(self.batch_size, 32),
+            patience=0,
+            smoke=False,
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -194,9 +198,13 @@ def _number(text: str, allowed: tuple) -> Any:
 
 
 def _check_choices(cfg: TrainConfig) -> None:
-    for key, choices in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS),
-                         ("precision", PRECISIONS), ("monitor", MONITORS),
-                         ("teacher_tta", TTA_MODES)):  # fmt: skip
+    for key, choices in (
+        ("optimizer", OPTIMIZERS),
+        ("scheduler", SCHEDULERS),
+        ("precision", PRECISIONS),
+        ("monitor", MONITORS),
+        ("teacher_tta", TTA_MODES),
+    ):
         value = getattr(cfg, key)
         if value not in choices:
             close = difflib.get_close_matches(str(value), choices, n=1)
