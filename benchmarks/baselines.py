@@ -63,8 +63,17 @@ def train(name: str, out: Path, minutes: float, data: str) -> Path:
         print(f"{name}: done before ({run})", file=sys.stderr)
         return run
     sets = [f"{k}={v}" for k, v in {**overrides, "max_time": str(minutes), "data": data}.items()]
-    cmd = [*FERKIT, "train", "--config", str(ROOT / "configs" / recipe), "--out", str(run),
-           "--no-progress", "--overwrite", *(a for s in sets for a in ("--set", s))]  # fmt: skip
+    cmd = [
+        *FERKIT,
+        "train",
+        "--config",
+        str(ROOT / "configs" / recipe),
+        "--out",
+        str(run),
+        "--no-progress",
+        "--overwrite",
+        *(a for s in sets for a in ("--set", s)),
+    ]
     print(f"{name}: {' '.join(cmd[2:])}", file=sys.stderr, flush=True)
     subprocess.run(cmd, check=True)
     return run
@@ -92,8 +101,10 @@ def row(name: str, run: Path) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| model | params | input | epochs | train time | PublicTest acc | faces/s |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| model | params | input | epochs | train time | PublicTest acc | faces/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['input']} | {r['epochs']:.1f} "
@@ -110,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fer2013"))
     parser.add_argument("--models", help="comma-separated row names (default: all)")
     parser.add_argument("--table-only", action="store_true", help="only finished runs")
-    parser.add_argument("--add", action="append", default=[], metavar="NAME=RUN",
-                        help="also list this finished run folder as row NAME (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="also list this finished run folder as row NAME (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     args = parser.parse_args(argv)
     names = args.models.split(",") if args.models else list(RECIPES)

@@ -46,8 +46,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['images']:,} images  cold {result['cold_s']:.2f} s  "
-              f"warm {result['warm_s']:.3f} s  ({result['machine']})")  # fmt: skip
+        print(
+            f"{result['images']:,} images  cold {result['cold_s']:.2f} s  "
+            f"warm {result['warm_s']:.3f} s  ({result['machine']})"
+        )
 
 
 if __name__ == "__main__":

@@ -88,8 +88,14 @@ def build_model(args, tmp: Path) -> tuple[str, str]:
     torch.manual_seed(0)
     spec = get_model_spec(args.arch)
     path = tmp / f"{args.arch}.pt"
-    save_checkpoint(path, create_model(args.arch), input_size=spec.input_size, mean=spec.mean,
-                    std=spec.std, in_channels=spec.in_channels)  # fmt: skip
+    save_checkpoint(
+        path,
+        create_model(args.arch),
+        input_size=spec.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        in_channels=spec.in_channels,
+    )
     return str(path), f"{args.arch} with RANDOM weights (no model shipped yet)"
 
 
@@ -200,9 +206,11 @@ print(json.dumps({"faces_per_s": round(fps), "photo_ms": round(1000 * statistics
 def bench_fer(python: str, tmp: Path, faces, labels) -> dict:
     """The `fer` package's figures, run in its own interpreter, or why they are missing."""
     if not Path(python).is_file():
-        return {"skipped": f"no interpreter with `fer` at {python} (set --fer-python); install "
-                "with: python -m venv /tmp/fervenv && /tmp/fervenv/bin/pip install "
-                "'setuptools<80' 'opencv-python-headless<5' fer"}  # fmt: skip
+        return {
+            "skipped": f"no interpreter with `fer` at {python} (set --fer-python); install "
+            "with: python -m venv /tmp/fervenv && /tmp/fervenv/bin/pip install "
+            "'setuptools<80' 'opencv-python-headless<5' fer"
+        }
     np.save(tmp / "faces.npy", faces)
     np.save(tmp / "labels.npy", labels)
     cv2.imwrite(str(tmp / "photo.png"), photo_640x480())
@@ -231,8 +239,12 @@ def main() -> None:
     parser.add_argument("--fer-python", default=FER_PYTHON, help="interpreter with `fer` installed")
     parser.add_argument("--no-fer", action="store_true", help="skip the fer comparison")
     parser.add_argument("--json", action="store_true", help="print JSON only")
-    parser.add_argument("--threads", type=int, help="cores per backend (default: all); 1 gives "
-                        "steadier figures on a machine shared with other jobs")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="cores per backend (default: all); 1 gives "
+        "steadier figures on a machine shared with other jobs",
+    )
     args = parser.parse_args()
     import torch
 
@@ -246,9 +258,11 @@ def main() -> None:
     from ferkit.data import validation_faces
 
     load_at_start = os.getloadavg()[0]
-    result: dict = {"machine": f"{platform.processor() or platform.machine()}, "
-                    f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
-                    f"{torch.get_num_threads()} threads"}  # fmt: skip
+    result: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    }
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         ckpt, what = build_model(args, tmp)
@@ -275,27 +289,35 @@ def main() -> None:
 
 
 def print_table(r: dict) -> None:
-    print(f"machine: {r['machine']} (1-min load average "
-          f"{r['load_average_1min_at_start']} at the start, {r['load_average_1min_at_end']} at the end)\nmodel:   {r['model']}\n")  # fmt: skip
+    print(
+        f"machine: {r['machine']} (1-min load average "
+        f"{r['load_average_1min_at_start']} at the start, {r['load_average_1min_at_end']} at the end)\nmodel:   {r['model']}\n"
+    )
     print("classifier only, batch 64 (goal >= 1,500 faces/s):")
     for name, v in r["classifier_batch64"].items():
-        print(f"  {name:<11} {v['faces_per_s']:>7,} faces/s   max |p - fp32| {v['max_prob_diff_vs_fp32']:.1e}"
-              f"   same label {v['same_label_as_fp32']:.1%}")  # fmt: skip
+        print(
+            f"  {name:<11} {v['faces_per_s']:>7,} faces/s   max |p - fp32| {v['max_prob_diff_vs_fp32']:.1e}"
+            f"   same label {v['same_label_as_fp32']:.1%}"
+        )
     fer = r.get("fer", {})
     if "faces_per_s" in fer:
         print(f"  {'fer':<11} {fer['faces_per_s']:>7,} faces/s")
     print("\none 640x480 photo with one face, median (goal <= 25 ms):")
     for name, v in r["photo_640x480"].items():
-        print(f"  {name:<11} {v['file_ms']:6.1f} ms from a JPEG file, {v['array_ms']:6.1f} ms from an "
-              f"array (detection {v['detect_ms']:.1f} ms; {v['faces_found']} face found)")  # fmt: skip
+        print(
+            f"  {name:<11} {v['file_ms']:6.1f} ms from a JPEG file, {v['array_ms']:6.1f} ms from an "
+            f"array (detection {v['detect_ms']:.1f} ms; {v['faces_found']} face found)"
+        )
     if "photo_ms" in fer:
         print(
             f"  {'fer':<11} {fer['photo_ms']:6.1f} ms from an array ({fer['faces_found']} face found)"
         )
     print("\nvideo 640x480, every frame (goal >= 30 frames/s):")
     for name, v in r["video_640x480"].items():
-        print(f"  {name:<11} {v['fps']:6.1f} frames/s; {v['fps_annotated_mp4_and_csv']:6.1f} writing "
-              f"an annotated mp4 + CSV ({v['faces']} faces in {v['frames']} frames)")  # fmt: skip
+        print(
+            f"  {name:<11} {v['fps']:6.1f} frames/s; {v['fps_annotated_mp4_and_csv']:6.1f} writing "
+            f"an annotated mp4 + CSV ({v['faces']} faces in {v['frames']} frames)"
+        )
     if "accuracy_val" in r:
         a = r["accuracy_val"]
         line = f"\naccuracy on {a['n']} validation faces: ferkit {a['ferkit']:.2%}"

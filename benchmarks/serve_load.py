@@ -61,9 +61,14 @@ def model_path(args, tmp: Path) -> str:
 
         torch.manual_seed(0)
         spec = get_model_spec(args.arch)
-        path = save_checkpoint(tmp / f"{args.arch}.pt", create_model(args.arch).eval(),
-                               input_size=spec.input_size, mean=spec.mean, std=spec.std,
-                               in_channels=spec.in_channels)  # fmt: skip
+        path = save_checkpoint(
+            tmp / f"{args.arch}.pt",
+            create_model(args.arch).eval(),
+            input_size=spec.input_size,
+            mean=spec.mean,
+            std=spec.std,
+            in_channels=spec.in_channels,
+        )
         print(f"no shipped model: random-weight {args.arch}", file=sys.stderr)
         return str(path)
 
@@ -97,9 +102,14 @@ def start_server(
 
 def multipart(data: bytes, name: str) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"  # fmt: skip
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return (
+        head + data + f"\r\n--{boundary}--\r\n".encode(),
+        f"multipart/form-data; boundary={boundary}",
+    )
 
 
 def load(url: str, body: bytes, ctype: str, n: int, concurrency: int) -> dict:
@@ -178,7 +188,11 @@ def rss_mb(pid: int) -> dict[str, float]:
 
 
 def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else (values or [0.0])[0]  # fmt: skip
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        if len(values) > 1
+        else (values or [0.0])[0]
+    )
 
 
 def main() -> None:
@@ -237,8 +251,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{report['requests']} requests, {report['concurrency']} concurrent, {report['image']}, "
-          f"{report['cpus']} CPUs")  # fmt: skip
+    print(
+        f"{report['requests']} requests, {report['concurrency']} concurrent, {report['image']}, "
+        f"{report['cpus']} CPUs"
+    )
     print(f"latency ms: p50 {report['p50_ms']}  p95 {report['p95_ms']}  p99 {report['p99_ms']}")
     print(f"throughput: {report['throughput_rps']} requests/s   errors: {report['errors']}")
     for err in report["first_errors"]:

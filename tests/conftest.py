@@ -27,8 +27,15 @@ def make_checkpoint(path: Path, seed: int = 0, **kwargs) -> Path:
     torch.manual_seed(seed)
     model = create_model("simple_cnn").eval()
     spec = get_model_spec("simple_cnn")
-    save_checkpoint(path, model, input_size=spec.input_size, mean=spec.mean, std=spec.std,
-                    in_channels=spec.in_channels, **kwargs)  # fmt: skip
+    save_checkpoint(
+        path,
+        model,
+        input_size=spec.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        in_channels=spec.in_channels,
+        **kwargs,
+    )
     return path
 
 
@@ -87,8 +94,9 @@ def fer_csv(tmp_path) -> Path:
     return write_fer_csv(tmp_path / "fer2013.csv", rows)
 
 
-def write_class_folders(root: Path, per_class: dict[str, int], *, prefix="img", size=48,
-                        ext="jpg", seed=0) -> Path:  # fmt: skip
+def write_class_folders(
+    root: Path, per_class: dict[str, int], *, prefix="img", size=48, ext="jpg", seed=0
+) -> Path:
     for k, (name, n) in enumerate(per_class.items()):
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(n):

@@ -25,10 +25,20 @@ def test_emotions_in_fer2013_order():
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("anger", "angry"), ("Angry", "angry"), ("SADNESS", "sad"), ("happiness", "happy"),
-     ("surprised", "surprise"), ("Fearful", "fear"), ("disgusted", "disgust"), (" neutral ", "neutral"),
-     ("3_happy", "happy"), ("contempt", "contempt"), ("unknown", None)],
-)  # fmt: skip
+    [
+        ("anger", "angry"),
+        ("Angry", "angry"),
+        ("SADNESS", "sad"),
+        ("happiness", "happy"),
+        ("surprised", "surprise"),
+        ("Fearful", "fear"),
+        ("disgusted", "disgust"),
+        (" neutral ", "neutral"),
+        ("3_happy", "happy"),
+        ("contempt", "contempt"),
+        ("unknown", None),
+    ],
+)
 def test_alias_map(name, expected):
     assert canonical(name) == expected
 
@@ -72,12 +82,14 @@ def test_csv_other_resolution_is_resized(tmp_path):
 
 @pytest.mark.parametrize(
     "pixels, label, usage, message",
-    [(" ".join(["1"] * 2303), 0, "Training", "2303 pixels"),
-     (" ".join(["1"] * 2303 + ["x"]), 0, "Training", "'x' is not an integer"),
-     (" ".join(["1"] * 2303 + ["300"]), 0, "Training", "0-255"),
-     (" ".join(["1"] * 2304), 7, "Training", "label 7 outside 0-6"),
-     (" ".join(["1"] * 2304), 0, "Validation", "unknown Usage 'Validation'")],
-)  # fmt: skip
+    [
+        (" ".join(["1"] * 2303), 0, "Training", "2303 pixels"),
+        (" ".join(["1"] * 2303 + ["x"]), 0, "Training", "'x' is not an integer"),
+        (" ".join(["1"] * 2303 + ["300"]), 0, "Training", "0-255"),
+        (" ".join(["1"] * 2304), 7, "Training", "label 7 outside 0-6"),
+        (" ".join(["1"] * 2304), 0, "Validation", "unknown Usage 'Validation'"),
+    ],
+)
 def test_csv_bad_row_names_file_and_line(tmp_path, pixels, label, usage, message):
     rows = [(0, face(0), "Training"), (label, pixels, usage), (1, face(1), "Training")]
     path = write_fer_csv(tmp_path / "bad.csv", rows)
@@ -153,13 +165,15 @@ def test_bad_images_named_or_skipped(tmp_path):
 
 @pytest.mark.parametrize(
     "setup, message",
-    [(lambda p: None, "no such file or folder"),
-     (lambda p: p.mkdir(), "holds nothing"),
-     (lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(b"x")), "only files"),
-     (lambda p: [(p / n).mkdir(parents=True) for n in ("cats", "dogs")], "maps to an emotion"),
-     (lambda p: [(p / n).mkdir(parents=True) for n in ("happy", "sad")], "hold no images"),
-     (lambda p: (p.mkdir(), (p / "x.txt").write_text("hi")), "only files")],
-)  # fmt: skip
+    [
+        (lambda p: None, "no such file or folder"),
+        (lambda p: p.mkdir(), "holds nothing"),
+        (lambda p: (p.mkdir(), (p / "a.jpg").write_bytes(b"x")), "only files"),
+        (lambda p: [(p / n).mkdir(parents=True) for n in ("cats", "dogs")], "maps to an emotion"),
+        (lambda p: [(p / n).mkdir(parents=True) for n in ("happy", "sad")], "hold no images"),
+        (lambda p: (p.mkdir(), (p / "x.txt").write_text("hi")), "only files"),
+    ],
+)
 def test_bad_sources_say_what_was_expected(tmp_path, setup, message):
     target = tmp_path / "data"
     setup(target)
@@ -245,6 +259,13 @@ def test_cli_convert_npy_and_csv_round_trip(msambare, tmp_path, capsys):
 def test_shared_fer2013_counts(shared_fer):
     data = load_dataset(shared_fer)
     assert len(data["train"]) == 28_709 and len(data["val"]) == 3_589 and len(data["test"]) == 0
-    assert data["train"].class_counts() == {"angry": 3995, "disgust": 436, "fear": 4097,
-        "happy": 7215, "sad": 4830, "surprise": 3171, "neutral": 4965}  # fmt: skip
+    assert data["train"].class_counts() == {
+        "angry": 3995,
+        "disgust": 436,
+        "fear": 4097,
+        "happy": 7215,
+        "sad": 4830,
+        "surprise": 3171,
+        "neutral": 4965,
+    }
     assert data.resized == 0 and not data.skipped

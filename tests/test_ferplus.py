@@ -25,11 +25,27 @@ from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
 from ferkit.models import create_model, get_model_spec, load_checkpoint, save_checkpoint
 from ferkit.training.config import load_config
 
-HEADER = ["Usage", "Image name", "neutral", "happiness", "surprise", "sadness", "anger",
-          "disgust", "fear", "contempt", "unknown", "NF"]  # fmt: skip
+HEADER = [
+    "Usage",
+    "Image name",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
+]
 # (usage, kept by FER+, votes in HEADER order from neutral to NF): what FER+ makes of each
 ROWS = [
-    ("Training", True, [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]),  # 0 no majority; votes: neutral 4/7, angry 3/7
+    (
+        "Training",
+        True,
+        [4, 0, 0, 1, 3, 2, 0, 0, 0, 0],
+    ),  # 0 no majority; votes: neutral 4/7, angry 3/7
     ("Training", True, [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),  # 1 happy
     ("Training", True, [4, 0, 0, 0, 0, 0, 0, 6, 0, 0]),  # 2 contempt; votes contempt .6, neutral .4
     ("Training", True, [4, 0, 0, 0, 0, 0, 0, 0, 6, 0]),  # 3 unknown leads: dropped
@@ -40,7 +56,7 @@ ROWS = [
     ("PublicTest", True, [0, 0, 0, 0, 7, 3, 0, 0, 0, 0]),  # 8 angry
     ("PublicTest", True, [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]),  # 9 no majority: dropped
     ("PublicTest", True, [0, 0, 2, 2, 0, 0, 6, 0, 0, 0]),  # 10 fear
-]  # fmt: skip
+]
 
 
 def write_ferplus(path: Path, rows=ROWS) -> Path:
@@ -167,15 +183,41 @@ def test_cli_info_convert_with_ferplus(pair, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "contempt" in table and "labels: FER+ majority" in table
     out = tmp_path / "npy"
-    assert main(["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--format", "npy",
-                 str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                str(pair[0]),
+                "--ferplus",
+                str(pair[1]),
+                "--format",
+                "npy",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert f"wrote {out / 'train_soft_labels.npy'}" in printed and "7 contempt" in printed
     assert np.load(out / "train_soft_labels.npy").shape == (4, 8)
     assert not (out / "val_soft_labels.npy").exists()
     csv_out = tmp_path / "ferplus.csv"
-    assert main(["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--format", "csv",
-                 str(csv_out)]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "data",
+                "convert",
+                str(pair[0]),
+                "--ferplus",
+                str(pair[1]),
+                "--format",
+                "csv",
+                str(csv_out),
+            ]
+        )
+        == 2
+    )
     assert "use --format npy" in capsys.readouterr().err and not csv_out.exists()
 
 
@@ -184,8 +226,15 @@ def _checkpoint(path: Path, labels) -> Path:
     torch.manual_seed(123)  # not the training runs' seed: their fresh weights differ from these
     model = create_model("simple_cnn", num_classes=len(labels)).eval()
     spec = get_model_spec("simple_cnn")
-    return save_checkpoint(path, model, input_size=spec.input_size, mean=spec.mean, std=spec.std,
-                           in_channels=spec.in_channels, labels=labels)  # fmt: skip
+    return save_checkpoint(
+        path,
+        model,
+        input_size=spec.input_size,
+        mean=spec.mean,
+        std=spec.std,
+        in_channels=spec.in_channels,
+        labels=labels,
+    )
 
 
 def test_evaluate_scores_ferplus_majority(pair, tmp_path, capsys):
@@ -194,8 +243,10 @@ def test_evaluate_scores_ferplus_majority(pair, tmp_path, capsys):
     assert result["n"] == 2 and result["split"] == "val"
     assert "FER+ majority-vote accuracy (8 classes) on FER+ PublicTest" in result["protocol"]
     assert list(result["per_class"]) == list(FERPLUS_EMOTIONS)
-    assert main(["evaluate", str(ferplus_model), "--data", str(pair[0]), "--ferplus",
-                 str(pair[1])]) == 0  # fmt: skip
+    assert (
+        main(["evaluate", str(ferplus_model), "--data", str(pair[0]), "--ferplus", str(pair[1])])
+        == 0
+    )
     assert "FER+ majority-vote accuracy" in capsys.readouterr().out
     # label sets must match, with the way out named
     with pytest.raises(CheckpointError, match="--ferplus"):
@@ -231,11 +282,35 @@ def test_train_on_ferplus_votes_from_a_7_class_checkpoint(tmp_path, caplog):
     start = _checkpoint(tmp_path / "seven.pt", EMOTIONS)
     run = tmp_path / "run"
     with caplog.at_level(logging.WARNING):
-        assert main(["train", "--arch", "simple_cnn", "--data", str(pixels), "--out", str(run),
-                     "--epochs", "1", "--batch-size", "8", "--no-progress",
-                     "--set", f"ferplus={labels}", "--set", f"pretrained={start}",
-                     "--set", "hard_label_weight=0.2", "--set", "jpeg=0.5",
-                     "--set", "autocontrast=0.5"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "train",
+                    "--arch",
+                    "simple_cnn",
+                    "--data",
+                    str(pixels),
+                    "--out",
+                    str(run),
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "8",
+                    "--no-progress",
+                    "--set",
+                    f"ferplus={labels}",
+                    "--set",
+                    f"pretrained={start}",
+                    "--set",
+                    "hard_label_weight=0.2",
+                    "--set",
+                    "jpeg=0.5",
+                    "--set",
+                    "autocontrast=0.5",
+                ]
+            )
+            == 0
+        )
     assert "7-class classifier; head re-initialised for 8 classes" in caplog.text
     model, meta = load_checkpoint(run / "best.pt")
     assert meta["labels"] == list(FERPLUS_EMOTIONS) and meta["num_classes"] == 8

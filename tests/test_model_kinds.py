@@ -23,8 +23,18 @@ def run(tmp_path_factory) -> Path:
     rows = [(y, face(10 * y + i), u) for y in range(7) for i, u in enumerate(usages)]
     data = write_fer_csv(root / "fer2013.csv", rows)
     run = root / "run"
-    args = ["train", "--arch", "simple_cnn", "--data", str(data), "--out", str(run),
-            "--epochs", "1", "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--arch",
+        "simple_cnn",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--no-progress",
+    ]
     assert main(args) == 0
     assert main(["export", str(run), str(root / "model.onnx"), "--int8", "--data", str(data)]) == 0
     return run

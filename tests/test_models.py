@@ -286,8 +286,12 @@ def test_half_checkpoint_is_half_the_size_and_loads_as_float32(tmp_path):
 
 def test_str_subclasses_in_metadata_load_safely(tmp_path):
     # torch.__version__ is a str subclass: stored as a plain str, or weights_only refuses it
-    path = save(tmp_path / "m.pt", create_model("fer_model0"), "fer_model0",
-                extra={"torch": torch.__version__})  # fmt: skip
+    path = save(
+        tmp_path / "m.pt",
+        create_model("fer_model0"),
+        "fer_model0",
+        extra={"torch": torch.__version__},
+    )
     assert load_checkpoint(path)[1]["extra"]["torch"] == str(torch.__version__)
 
 

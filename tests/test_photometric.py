@@ -31,9 +31,15 @@ def roughness(x: torch.Tensor) -> float:
 
 @pytest.mark.parametrize(
     "keys",
-    [dict(autocontrast=1.0), dict(equalize=1.0), dict(blur=1.0), dict(downscale=1.0),
-     dict(jpeg=1.0), dict(autocontrast=0.5, equalize=0.5, blur=0.5, downscale=0.5, jpeg=0.5)],
-)  # fmt: skip
+    [
+        dict(autocontrast=1.0),
+        dict(equalize=1.0),
+        dict(blur=1.0),
+        dict(downscale=1.0),
+        dict(jpeg=1.0),
+        dict(autocontrast=0.5, equalize=0.5, blur=0.5, downscale=0.5, jpeg=0.5),
+    ],
+)
 def test_each_part_keeps_shape_dtype_range_and_is_seeded(keys):
     x = batch()
     a, b, c = run(1, x, **keys), run(1, x, **keys), run(2, x, **keys)
@@ -81,12 +87,17 @@ def test_probability_picks_about_that_share_of_images():
 
 @pytest.mark.parametrize(
     "keys, message",
-    [({"jpeg": 1.5}, "jpeg must be in 0..1"), ({"blur": -0.1}, "blur must be in 0..1"),
-     ({"jpeg_quality": [90, 30]}, "jpeg_quality must be \\[min, max\\]"),
-     ({"jpeg_quality": [0, 50]}, "jpeg_quality"), ({"jpeg_quality": [30.5, 50]}, "integers"),
-     ({"downscale_side": [8]}, "downscale_side"), ({"blur_sigma": [0, 1]}, "blur_sigma"),
-     ({"autocontrast": "often"}, "autocontrast")],
-)  # fmt: skip
+    [
+        ({"jpeg": 1.5}, "jpeg must be in 0..1"),
+        ({"blur": -0.1}, "blur must be in 0..1"),
+        ({"jpeg_quality": [90, 30]}, "jpeg_quality must be \\[min, max\\]"),
+        ({"jpeg_quality": [0, 50]}, "jpeg_quality"),
+        ({"jpeg_quality": [30.5, 50]}, "integers"),
+        ({"downscale_side": [8]}, "downscale_side"),
+        ({"blur_sigma": [0, 1]}, "blur_sigma"),
+        ({"autocontrast": "often"}, "autocontrast"),
+    ],
+)
 def test_keys_are_validated(keys, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, keys)

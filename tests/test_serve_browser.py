@@ -29,8 +29,15 @@ pytestmark = pytest.mark.browser
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run", "--window-size=1200,1000")  # fmt: skip
+CHROME_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1200,1000",
+)
 
 
 @pytest.fixture(scope="session")
@@ -40,8 +47,10 @@ def chromium() -> str:
         if os.geteuid() != 0 or not shutil.which("apt-get"):
             pytest.skip("chromium/chromium-driver missing, and not root with apt-get to install")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        steps = (["apt-get", "update", "-qq"],
-                 ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"])  # fmt: skip
+        steps = (
+            ["apt-get", "update", "-qq"],
+            ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
+        )
         for cmd in steps:
             done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
             if done.returncode != 0:
