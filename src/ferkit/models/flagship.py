@@ -20,8 +20,9 @@ Why this shape (docs/models.md has the measurements and a training probe):
   weights; the 48x48 level gets one conv from a single channel (0.7 M multiply-adds), where
   VGG and the FER ResNet-18 spend 85 M per 64-channel conv.
 * 110 M multiply-adds, 4.8 M parameters: vgg_11's depth pattern at a quarter of its cost,
-  about 1,800 faces/s at batch 64 in bf16 on 2 cores and 450 training images/s (a FER-2013
-  epoch in about a minute), with the capacity of the VGGs that reach 72.7-73.3%.
+  with the capacity of the VGGs that reach 72.7-73.3%. Speed: docs/models.md (this
+  architecture against the others, `benchmarks/models.py`) and docs/MODEL_CARD.md#speed (the
+  shipped model, `benchmarks/inference.py`).
 * Every block downsamples, so each has a projection shortcut; ResNet-D's (average pool, then
   1x1 conv) keeps all pixels, where a strided 1x1 conv drops three in four.
 """
