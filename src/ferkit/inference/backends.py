@@ -55,9 +55,9 @@ class TorchRunner:
             319 -> 626 faces/s in the same measurement).
         fold_bn: fold each batch norm into the convolution before it (`torch.fx`'s
             conv-BN fusion), so inference runs one op where training ran two. The trained
-            flagship in bf16 at batch 64 on 2 cores: 1,182-1,318 faces/s unfolded, 1,632-1,659
-            folded (interleaved runs); `benchmarks/inference.py` went from 1,463-1,491 to
-            1,568-1,577. fp32 results change by float rounding only. Models that torch.fx
+            flagship in bf16 at batch 64 on a 2-core AMD EPYC VM: 1,182-1,318 faces/s
+            unfolded, 1,632-1,659 folded (interleaved runs). fp32 results change by float
+            rounding only. Models that torch.fx
             cannot trace run unfolded, with a debug log line.
     """
 
@@ -117,7 +117,8 @@ class OnnxRunner:
             opts.intra_op_num_threads = threads
         # Idle worker threads sleep instead of spinning. On a busy machine spinning threads
         # fight the other processes for the cores: measured on 2 shared cores, int8 batch-64
-        # throughput went from 926 to 1,294 faces/s and batch-1 latency from 6.9 to 3.0 ms.
+        # throughput 1,294 faces/s sleeping against 926 spinning, batch-1 latency 3.0 ms
+        # against 6.9.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         source = model if isinstance(model, bytes) else str(model)
         try:
