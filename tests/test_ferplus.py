@@ -182,42 +182,15 @@ def test_cli_info_convert_with_ferplus(pair, tmp_path, capsys):
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "contempt" in table and "labels: FER+ majority" in table
+    convert = ["data", "convert", str(pair[0]), "--ferplus", str(pair[1]), "--format"]
     out = tmp_path / "npy"
-    assert (
-        main(
-            [
-                "data",
-                "convert",
-                str(pair[0]),
-                "--ferplus",
-                str(pair[1]),
-                "--format",
-                "npy",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert main([*convert, "npy", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out / 'train_soft_labels.npy'}" in printed and "7 contempt" in printed
     assert np.load(out / "train_soft_labels.npy").shape == (4, 8)
     assert not (out / "val_soft_labels.npy").exists()
     csv_out = tmp_path / "ferplus.csv"
-    assert (
-        main(
-            [
-                "data",
-                "convert",
-                str(pair[0]),
-                "--ferplus",
-                str(pair[1]),
-                "--format",
-                "csv",
-                str(csv_out),
-            ]
-        )
-        == 2
-    )
+    assert main([*convert, "csv", str(csv_out)]) == 2
     assert "use --format npy" in capsys.readouterr().err and not csv_out.exists()
 
 
