@@ -66,6 +66,22 @@ def test_csv_splits_by_usage(fer_csv):
     np.testing.assert_array_equal(data["train"].images[0], face(0))  # row 1: label 0, seed 0
 
 
+def test_a_model_is_scored_on_val_then_test_then_all_never_train_unasked(fer_csv, tmp_path):
+    from ferkit.data import Split, validation_faces
+
+    data = load_dataset(fer_csv)
+    assert data.scoring_split() == "val" and data.scoring_split("train") == "train"
+    data.splits["val"] = Split(data["val"].images[:0], data["val"].labels[:0])
+    assert data.scoring_split() == "test"
+    with pytest.raises(DataError, match=r"split 'val' is empty or absent \(splits: train \(21\)"):
+        data.scoring_split("val")
+    faces, labels = validation_faces(fer_csv, limit=3)
+    assert faces.shape == (3, 48, 48) and len(labels) == 3  # from val's 7
+    train_only = write_fer_csv(tmp_path / "t.csv", [(i % 7, face(i), "Training") for i in range(7)])
+    with pytest.raises(DataError, match=r"no val, test or unsplit images.*train \(7\)"):
+        validation_faces(train_only)
+
+
 def test_csv_columns_by_name_and_without_usage(tmp_path):
     rows = [(face(i), EMOTIONS[i % 7]) for i in range(14)]  # names instead of indices
     path = write_fer_csv(tmp_path / "x.csv", rows, header=("pixels", "Emotion"))

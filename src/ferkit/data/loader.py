@@ -74,17 +74,16 @@ def load_dataset(
 def validation_faces(path: str | Path, *, image_size: int = 48, limit: int | None = None):
     """Labelled faces for calibration and accuracy checks: (uint8 (N, H, W), labels (N,)).
 
-    `path` is anything `load_dataset` reads; its "val" split is used (FER-2013's
-    PublicTest in the msambare layout), else "test", else the whole set. `limit` takes an
-    evenly spread subset, for quick checks.
+    `path` is anything `load_dataset` reads; the split is `FERData.scoring_split()`'s (val,
+    FER-2013's PublicTest, else test, else the whole unsplit set). `limit` takes an evenly
+    spread subset, for quick checks.
+
+    Raises:
+        DataError: the data set has no split to score on (only training faces, say).
     """
     data = load_dataset(path, image_size=image_size)
-    for name in ("val", "test", "all", "train"):
-        split = data.splits.get(name)
-        if split is not None and len(split):
-            break
-    else:
-        raise DataError(f"{path}: no labelled faces found to validate on")
+    name = data.scoring_split()
+    split = data.splits[name]
     # Copies: the data cache hands out read-only memory maps, which torch warns about.
     images, labels = np.array(split.images), np.array(split.labels)
     if limit and len(labels) > limit:

@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ferkit.errors import DataError
 from ferkit.labels import EMOTIONS
+
+# The splits a model is scored on when none is named, in order: val (FER-2013's PublicTest),
+# test, or "all", the one split of a source without splits. Training is never scored on.
+SCORING_SPLITS = ("val", "test", "all")
 
 
 @dataclass
@@ -51,6 +56,28 @@ class FERData:
 
     def __getitem__(self, name: str) -> Split:
         return self.splits[name]
+
+    def scoring_split(self, split: str | None = None) -> str:
+        """The split to score a model on (evaluation, calibration): `split` if given, else the
+        first non-empty of SCORING_SPLITS (so, unless asked for, never the training split).
+
+        Raises:
+            DataError: the split asked for is empty or absent, or there is none to score on
+                (the message lists the splits and their sizes).
+        """
+        have = ", ".join(f"{k} ({len(v)})" for k, v in self.splits.items())
+        if split:
+            if split not in self.splits or not len(self.splits[split]):
+                raise DataError(
+                    f"{self.source}: split {split!r} is empty or absent (splits: {have})"
+                )
+            return split
+        for name in SCORING_SPLITS:
+            if name in self.splits and len(self.splits[name]):
+                return name
+        raise DataError(
+            f"{self.source}: no val, test or unsplit images to score a model on (splits: {have})"
+        )
 
     def summary(self) -> dict:
         """A JSON-ready description: per split and per class counts, size, balance, notes."""
