@@ -19,13 +19,14 @@ ASTRONAUT = ROOT / "examples" / "astronaut.png"  # public-domain NASA portrait (
 
 
 def make_checkpoint(path: Path, seed: int = 0, **kwargs) -> Path:
-    """A random-weight simple_cnn checkpoint with the zoo's own preprocessing spec."""
+    """A random-weight simple_cnn checkpoint with the zoo's own preprocessing spec (and as many
+    outputs as `labels`, if given)."""
     import torch
 
     from ferkit.models import create_model, get_model_spec, save_checkpoint
 
     torch.manual_seed(seed)
-    model = create_model("simple_cnn").eval()
+    model = create_model("simple_cnn", num_classes=len(kwargs.get("labels", EMOTIONS))).eval()
     spec = get_model_spec("simple_cnn")
     save_checkpoint(
         path,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import face, write_fer_csv
+from conftest import face, make_checkpoint, write_fer_csv
 from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.data.dataset import FERDataset
@@ -22,7 +22,7 @@ from ferkit.data.types import Split
 from ferkit.errors import CheckpointError, ConfigError, DataError
 from ferkit.evaluation.evaluate import evaluate
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
-from ferkit.models import create_model, get_model_spec, load_checkpoint, save_checkpoint
+from ferkit.models import create_model, load_checkpoint
 from ferkit.training.config import load_config
 
 HEADER = [
@@ -196,18 +196,8 @@ def test_cli_info_convert_with_ferplus(pair, tmp_path, capsys):
 
 # --- evaluation -------------------------------------------------------------------------------
 def _checkpoint(path: Path, labels) -> Path:
-    torch.manual_seed(123)  # not the training runs' seed: their fresh weights differ from these
-    model = create_model("simple_cnn", num_classes=len(labels)).eval()
-    spec = get_model_spec("simple_cnn")
-    return save_checkpoint(
-        path,
-        model,
-        input_size=spec.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        in_channels=spec.in_channels,
-        labels=labels,
-    )
+    # not the training runs' seed: their fresh weights differ from these
+    return make_checkpoint(path, seed=123, labels=labels)
 
 
 def test_evaluate_scores_ferplus_majority(pair, tmp_path, capsys):
