@@ -14,6 +14,7 @@ from conftest import ASTRONAUT
 from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.data.face_crops import crop_face_folder
+from ferkit.detection.crops import FRAMINGS, Framing
 from ferkit.errors import DataError
 from ferkit.inference import EmotionRecognizer
 from ferkit.inference.tracking import iou
@@ -79,8 +80,14 @@ def test_crops_are_what_the_recognizer_classifies(photos, tmp_path, checkpoint):
 
 def test_size_and_margin(photos, tmp_path):
     out = tmp_path / "faces"
-    crop_face_folder(photos, out, size=96, margin=0.3, progress=False)
+    summary = crop_face_folder(photos, out, size=96, margin=0.3, progress=False)
     assert Image.open(out / "train/happy/a.png").size == (96, 96)
+    assert summary["framing"] == Framing.from_margin(0.3).to_dict()
+
+
+def test_default_framing_is_the_detector_s_fitted_one(photos, tmp_path):
+    summary = crop_face_folder(photos, tmp_path / "faces", detector="haar", progress=False)
+    assert summary["framing"] == FRAMINGS["haar"].to_dict()
 
 
 def test_existing_outputs_refused_then_replaced_with_overwrite(photos, tmp_path):

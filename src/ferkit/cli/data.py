@@ -97,7 +97,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--margin",
         type=float,
         help="added on each side, as a fraction of the face box (default: the "
-        "margin `ferkit predict` crops with)",
+        "detector's framing fitted on FER-2013, as `ferkit predict` crops)",
     )
     add_detector_options(crop, crops=False)
     crop.add_argument("--workers", type=int, help="images at once (default: one per core)")
@@ -185,14 +185,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_crop(args: argparse.Namespace) -> int:
     from ferkit.data.face_crops import crop_face_folder
-    from ferkit.detection.crops import DEFAULT_MARGIN
 
-    margin = DEFAULT_MARGIN if args.margin is None else args.margin
     summary = crop_face_folder(
         args.path,
         args.out,
         size=args.size,
-        margin=margin,
+        margin=args.margin,
         detector=detector_from_args(args),
         overwrite=args.overwrite,
         face_filter=face_filter_from_args(args),
@@ -215,7 +213,7 @@ def format_crop_summary(s: dict) -> str:
     width = max(len("folder"), *(len(k) for k in s["folders"]))
     lines = [
         f"cropped {s['ok']:,} of {s['images']:,} images into {s['output']} "
-        f"({s['size']}x{s['size']} gray PNG, margin {s['margin']})",
+        f"({s['size']}x{s['size']} gray PNG, framing {s['framing']})",
         "",
         f"{'folder':<{width}} {'faces':>8} {'no face':>8} {'unreadable':>11}",
     ]

@@ -3,9 +3,9 @@
 ferkit's loaders resize each image whole to 48x48. That is right for face crops (FER-2013,
 FER+, aligned RAF-DB) and wrong for photos or video frames (CK+, a folder of your own
 pictures), where the face is a small part of the image. `crop_face_folder` finds the largest
-face in each image with the recognizer's detector and cuts it out with the recognizer's
-margin, so a model trained or scored on the crops sees faces framed as `ferkit predict` frames
-them:
+face in each image with the recognizer's detector and cuts it out with that detector's
+framing (`ferkit.detection.crops.framing_for`), so a model trained or scored on the crops sees
+faces framed as `ferkit predict` frames them:
 
     ferkit data crop photos/ photos-faces/
     ferkit evaluate --data photos-faces/
@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ferkit.data.folders import image_files
 from ferkit.detection.boxes import FaceFilter
-from ferkit.detection.crops import DEFAULT_MARGIN, Framing, crop_faces
+from ferkit.detection.crops import Framing, crop_faces, framing_for
 from ferkit.detection.detectors import Detector, find_faces
 from ferkit.detection.frames import load_frame
 from ferkit.detection.registry import DEFAULT_DETECTOR, FACE_DETECTORS, make_detector
@@ -58,7 +58,7 @@ def crop_face_folder(
     dst: str | Path,
     *,
     size: int = 48,
-    margin: float = DEFAULT_MARGIN,
+    margin: float | None = None,
     detector: str | Detector = DEFAULT_DETECTOR,
     detector_model: str | Path | None = None,
     face_filter: FaceFilter | None = None,
@@ -72,7 +72,9 @@ def crop_face_folder(
         src: a folder of images, in any layout (searched recursively).
         dst: the output folder; created. Must not be inside `src`, nor `src` inside it.
         size: side of the square grayscale crops, in pixels.
-        margin: fraction of the face box's longer side added on every side (the recognizer's).
+        margin: fraction of the face box's longer side added on every side; None: the
+            detector's framing fitted on FER-2013, as `ferkit predict` frames faces
+            (`ferkit.detection.crops.framing_for`).
         detector: a name in `ferkit.detection.DETECTORS` other than "none" (default yunet),
             or a Detector object.
         detector_model: the detector's model file (default: the shipped one).
@@ -99,6 +101,7 @@ def crop_face_folder(
         raise DataError(
             f"cropping faces needs a face detector ({' or '.join(FACE_DETECTORS)}), not 'none'"
         )
+    framing = Framing.from_margin(margin) if margin is not None else framing_for(finder)
     targets = _outputs(src, files)
     if not overwrite:
         refuse_existing(
@@ -107,7 +110,7 @@ def crop_face_folder(
         )
 
     def one(job: tuple[Path, Path]) -> Crop:
-        return _crop_one(job[0], src, dst, job[1], finder, face_filter, size, margin)
+        return _crop_one(job[0], src, dst, job[1], finder, face_filter, size, framing)
 
     threads = workers or os.cpu_count() or 1
     if not getattr(finder, "thread_safe", False):
@@ -117,7 +120,7 @@ def crop_face_folder(
         crops = list(tqdm(jobs, total=len(files), desc="cropping faces", unit=" img",
                           disable=not progress or None, leave=False))  # fmt: skip
     _write_log(dst / LOG_NAME, crops)
-    return _summary(src, dst, crops, size, margin)
+    return _summary(src, dst, crops, size, framing)
 
 
 def _check_folders(src: Path, dst: Path) -> list[Path]:
@@ -154,7 +157,7 @@ def _crop_one(
     finder: Detector,
     face_filter: FaceFilter,
     size: int,
-    margin: float,
+    framing: Framing,
 ) -> Crop:
     rel = path.relative_to(src).as_posix()
     try:
@@ -165,7 +168,7 @@ def _crop_one(
     if not found:
         return Crop(rel, "no_face")
     box = found[0].box
-    face = crop_faces(frame.gray, [box], (size, size), Framing.from_margin(margin))[0]
+    face = crop_faces(frame.gray, [box], (size, size), framing)[0]
     out = dst / target
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(face).save(out)
@@ -180,7 +183,7 @@ def _write_log(path: Path, crops: list[Crop]) -> None:
             w.writerow([c.source, c.status, c.output, c.faces, *(c.box or [""] * 4), c.error])
 
 
-def _summary(src: Path, dst: Path, crops: list[Crop], size: int, margin: float) -> dict:
+def _summary(src: Path, dst: Path, crops: list[Crop], size: int, framing: Framing) -> dict:
     counts = Counter(c.status for c in crops)
     folders: dict[str, Counter] = {}
     for c in crops:
@@ -193,7 +196,7 @@ def _summary(src: Path, dst: Path, crops: list[Crop], size: int, margin: float) 
         **{s: counts[s] for s in STATUSES},
         "several_faces": sum(c.faces > 1 for c in crops),
         "size": size,
-        "margin": margin,
+        "framing": framing.to_dict(),
         "folders": {k: {s: v[s] for s in STATUSES} for k, v in sorted(folders.items())},
         "errors": [c.error for c in crops if c.status == "unreadable"],
     }
