@@ -49,6 +49,19 @@ def test_contempt_is_a_ferplus_class_only():
     assert FERPLUS_EMOTIONS[:7] == EMOTIONS  # index i is the same emotion in both sets
 
 
+def test_model_labels_must_match_names_and_order():
+    from ferkit.errors import CheckpointError
+    from ferkit.labels import check_model_labels
+
+    check_model_labels(list(EMOTIONS), EMOTIONS, model="m.pt", against="x", then="y")
+    swapped = [EMOTIONS[1], EMOTIONS[0], *EMOTIONS[2:]]
+    for labels in (swapped, None, FERPLUS_EMOTIONS):
+        with pytest.raises(
+            CheckpointError, match=r"^m\.pt predicts \[.*\], but the data is .*; y$"
+        ):
+            check_model_labels(labels, EMOTIONS, model="m.pt", against="the data is", then="y")
+
+
 def test_unknown_class_folder_warns_or_refuses(caplog):
     assert map_class_names(["happy", "contempt"]) == {"happy": 3}
     assert "contempt" in caplog.text

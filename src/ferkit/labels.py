@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 
-from ferkit.errors import DataError
+from ferkit.errors import CheckpointError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +84,21 @@ def map_class_names(names: list[str], *, strict: bool = False, where: str = "") 
             raise DataError(msg + "; rename them or drop --strict to skip them")
         log.warning("%s; skipping them (--strict refuses instead)", msg)
     return known
+
+
+def check_model_labels(model_labels, expected, *, model, against: str, then: str) -> None:
+    """The one label-order rule: a model's labels must be `expected`, names and order.
+
+    Args:
+        model_labels: the labels a model's metadata names, in logit order (None: none).
+        expected: the labels it must have, e.g. the data's or the student's.
+        model: the model's file or name, for the message.
+        against: what `expected` are, completing "but ...": "the data is labelled".
+        then: what follows for the user, e.g. "it cannot be scored on them".
+
+    Raises:
+        CheckpointError: "MODEL predicts [...], but AGAINST [...]; THEN".
+    """
+    got = list(model_labels or [])
+    if got != list(expected):
+        raise CheckpointError(f"{model} predicts {got}, but {against} {list(expected)}; {then}")

@@ -10,40 +10,25 @@ from tqdm import tqdm
 
 from ferkit.data import FERData, load_dataset
 from ferkit.data.csv_source import SPLIT_TO_USAGE
-from ferkit.errors import CheckpointError, DataError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.inference.model_io import is_onnx, load_torch_model, read_onnx_meta, resolve_model
-from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
+from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS, check_model_labels
 from ferkit.models.input_spec import InputSpec
 
 log = logging.getLogger(__name__)
 
 
-def pick_split(data: FERData, split: str | None) -> str:
-    """The split to score: the one asked for, else val, test, or the only one, if not empty."""
-    if split:
-        if split not in data.splits or not len(data.splits[split]):
-            have = ", ".join(f"{k} ({len(v)})" for k, v in data.splits.items())
-            raise DataError(f"{data.source}: split {split!r} is empty or absent (splits: {have})")
-        return split
-    for name in ("val", "test", "all"):
-        if name in data.splits and len(data.splits[name]):
-            return name
-    raise DataError(f"{data.source}: no val, test or unsplit images to evaluate on")
-
-
 def check_labels(meta: dict, checkpoint: Path | str, data_labels=EMOTIONS) -> None:
     """Refuse a model whose labels are not the data's (names and order)."""
-    labels = list(meta.get("labels") or [])
-    if labels == list(data_labels):
-        return
-    hint = ""
-    if labels == list(FERPLUS_EMOTIONS):
-        hint = "; it is a FER+ model: score it on FER+ labels (--ferplus fer2013new.csv[.gz])"
-    raise CheckpointError(
-        f"{checkpoint} predicts labels {labels}, but the data is labelled {list(data_labels)}; "
-        f"it cannot be scored on them{hint}"
+    ferplus = list(meta.get("labels") or []) == list(FERPLUS_EMOTIONS)
+    hint = "; it is a FER+ model: score it on FER+ labels (--ferplus fer2013new.csv[.gz])"
+    check_model_labels(
+        meta.get("labels"),
+        data_labels,
+        model=checkpoint,
+        against="the data is labelled",
+        then=f"it cannot be scored on them{hint if ferplus else ''}",
     )
 
 
@@ -84,7 +69,7 @@ def evaluate(
         check_labels(meta, path, FERPLUS_EMOTIONS if ferplus else EMOTIONS)
         dataset = load_dataset(data, ferplus=ferplus, ferplus_labels="majority")
     check_labels(meta, path, dataset.labels)
-    name = pick_split(dataset, split)
+    name = dataset.scoring_split(split)
     images = dataset.splits[name].images
     spec = InputSpec.from_meta(meta)
     size = list(spec.input_size)

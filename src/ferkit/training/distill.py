@@ -28,7 +28,7 @@ from torch import nn
 from ferkit.errors import ConfigError
 from ferkit.inference.backends import fold_batch_norm
 from ferkit.inference.model_io import load_torch_model, resolve_model
-from ferkit.labels import EMOTIONS
+from ferkit.labels import EMOTIONS, check_model_labels
 from ferkit.models.input_spec import InputSpec
 from ferkit.tta import tta_mean
 
@@ -83,14 +83,15 @@ def load_teachers(teacher: str | Sequence[str] | None) -> list[Teacher]:
         try:
             path = resolve_model(path)
             model, meta = load_torch_model(path)
+            check_model_labels(
+                meta.get("labels"),
+                EMOTIONS,
+                model=path,
+                against="ferkit's are",
+                then="a teacher must have the student's classes in the same order",
+            )
         except Exception as exc:  # CheckpointError and its causes: say which teacher
             raise ConfigError(f"teacher: {exc}") from None
-        labels = list(meta.get("labels") or [])
-        if labels != list(EMOTIONS):
-            raise ConfigError(
-                f"teacher {path} predicts {labels}, not ferkit's {list(EMOTIONS)}: a teacher "
-                "must have the student's classes in the same order"
-            )
         for p in model.parameters():
             p.requires_grad_(False)
         model = fold_batch_norm(model.eval()).to(memory_format=torch.channels_last)
