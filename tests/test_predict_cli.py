@@ -81,8 +81,21 @@ def test_json_document_csv_and_annotations(checkpoint, tmp_path, capsys):
     Image.open(ASTRONAUT).save(folder / "sub" / "a.jpg")
     Image.new("RGB", (64, 48), "gray").save(folder / "empty_scene.png")
     out_csv, ann = tmp_path / "faces.csv", tmp_path / "annotated"
-    code, out, _ = run_cli(["predict", folder, "--model", checkpoint, "--json", "--csv", out_csv,
-                            "--annotate", ann, "--no-progress"], capsys)  # fmt: skip
+    code, out, _ = run_cli(
+        [
+            "predict",
+            folder,
+            "--model",
+            checkpoint,
+            "--json",
+            "--csv",
+            out_csv,
+            "--annotate",
+            ann,
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0
     doc = {Path(r["file"]).name: r["faces"] for r in json.loads(out)}
     assert len(doc["a.jpg"]) == 1 and doc["empty_scene.png"] == []
@@ -93,11 +106,36 @@ def test_json_document_csv_and_annotations(checkpoint, tmp_path, capsys):
 
     # a second run never replaces those outputs silently, and touches nothing when refused
     before = out_csv.read_bytes()
-    code, _, err = run_cli(["predict", folder, "--model", checkpoint, "--csv", out_csv,
-                            "--annotate", ann, "--no-progress"], capsys)  # fmt: skip
+    code, _, err = run_cli(
+        [
+            "predict",
+            folder,
+            "--model",
+            checkpoint,
+            "--csv",
+            out_csv,
+            "--annotate",
+            ann,
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 2 and "--overwrite" in err and out_csv.read_bytes() == before
-    code, _, _ = run_cli(["predict", folder, "--model", checkpoint, "--csv", out_csv,
-                          "--annotate", ann, "--no-progress", "--overwrite"], capsys)  # fmt: skip
+    code, _, _ = run_cli(
+        [
+            "predict",
+            folder,
+            "--model",
+            checkpoint,
+            "--csv",
+            out_csv,
+            "--annotate",
+            ann,
+            "--no-progress",
+            "--overwrite",
+        ],
+        capsys,
+    )
     assert code == 0
 
 
@@ -127,8 +165,10 @@ def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
     Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257).save(d / "deep16.png")
     huge_png(d / "huge.png", 20000, 20000)
     (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
-    code, out, err = run_cli(["predict", d, tmp_path / "missing.jpg", "--model", checkpoint,
-                              "--jsonl", "--no-progress"], capsys)  # fmt: skip
+    code, out, err = run_cli(
+        ["predict", d, tmp_path / "missing.jpg", "--model", checkpoint, "--jsonl", "--no-progress"],
+        capsys,
+    )
     assert code == 2
     results = {Path(r["file"]).name: r["faces"] for r in map(json.loads, out.splitlines())}
     for good in ("full.jpg", "gray.png", "rgba.png", "deep16.png"):
@@ -144,8 +184,23 @@ def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
 
 def test_video_annotated_and_timeline(checkpoint, clip, tmp_path, capsys):
     out_mp4, timeline = tmp_path / "out.mp4", tmp_path / "timeline.csv"
-    code, out, _ = run_cli(["predict", clip, "--model", checkpoint, "--annotate", out_mp4,
-                            "--csv", timeline, "--every", "2", "--smooth", "0.5"], capsys)  # fmt: skip
+    code, out, _ = run_cli(
+        [
+            "predict",
+            clip,
+            "--model",
+            checkpoint,
+            "--annotate",
+            out_mp4,
+            "--csv",
+            timeline,
+            "--every",
+            "2",
+            "--smooth",
+            "0.5",
+        ],
+        capsys,
+    )
     assert code == 0 and "20 frames (10 analysed)" in out
     assert "1 person," in out and "\n  person 0: " in out  # one line per tracked person
     cap = cv2.VideoCapture(str(out_mp4))
@@ -180,8 +235,9 @@ def test_video_json_and_summary(checkpoint, clip, tmp_path, capsys):
 
 
 def test_annotate_file_needs_one_video(checkpoint, clip, capsys):
-    code, _, err = run_cli(["predict", clip, ASTRONAUT, "--model", checkpoint,
-                            "--annotate", "x.mp4"], capsys)  # fmt: skip
+    code, _, err = run_cli(
+        ["predict", clip, ASTRONAUT, "--model", checkpoint, "--annotate", "x.mp4"], capsys
+    )
     assert code == 2 and "one video" in err
 
 
@@ -232,6 +288,7 @@ def test_webcam_stream_that_ends_says_so(checkpoint, clip, capsys, fake_gui):
 
 
 def test_webcam_that_cannot_open_says_which(checkpoint, tmp_path, capsys, fake_gui):
-    code, _, err = run_cli(["webcam", "--camera", tmp_path / "none.mp4", "--model", checkpoint],
-                           capsys)  # fmt: skip
+    code, _, err = run_cli(
+        ["webcam", "--camera", tmp_path / "none.mp4", "--model", checkpoint], capsys
+    )
     assert code == 2 and "none.mp4" in err

@@ -120,8 +120,12 @@ def test_exif_orientation_is_applied(client):
     upright = Image.open(ASTRONAUT).convert("RGB")
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
-    r = upload(client, png_bytes(upright.rotate(90, expand=True), "JPEG", quality=95, exif=exif),
-               "phone.jpg", "image/jpeg")  # fmt: skip
+    r = upload(
+        client,
+        png_bytes(upright.rotate(90, expand=True), "JPEG", quality=95, exif=exif),
+        "phone.jpg",
+        "image/jpeg",
+    )
     assert r.status_code == 200, r.text
     assert r.json()["image"] == {"width": 512, "height": 512}
     assert near(r.json()["faces"][0]["box"], ASTRONAUT_FACE, tol=8)
@@ -186,7 +190,9 @@ def huge_png(width: int, height: int) -> bytes:
     comp, row = zlib.compressobj(9), bytes(width + 1)
     idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")  # fmt: skip
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def test_huge_dimensions_downscaled_or_refused(client):
@@ -279,7 +285,7 @@ def test_serve_starts_uvicorn_on_localhost(checkpoint, monkeypatch):
 
 
 def test_help_does_not_import_the_web_stack():
-    code = "import sys; from ferkit.cli import build_parser; build_parser(); print(sorted(m for m in ('fastapi', 'uvicorn') if m in sys.modules))"  # fmt: skip
+    code = "import sys; from ferkit.cli import build_parser; build_parser(); print(sorted(m for m in ('fastapi', 'uvicorn') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -38,8 +38,21 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "--arch", "simple_cnn", "--data", str(data), "--out", str(out),
-            "--epochs", "2", "--batch-size", "16", "--no-progress", *extra]  # fmt: skip
+    return [
+        "train",
+        "--arch",
+        "simple_cnn",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        *extra,
+    ]
 
 
 # --- config -----------------------------------------------------------------------------------
@@ -146,8 +159,15 @@ def trained_run(tiny_data, tmp_path_factory) -> Path:
 
 
 def test_run_folder_contents(trained_run):
-    for name in ("config.yaml", "metrics.csv", "summary.json", "best.pt", "last.pt",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt"):  # fmt: skip
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "best.pt",
+        "last.pt",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (trained_run / name).is_file(), name
     metrics = pd.read_csv(trained_run / "metrics.csv")
     assert {"train_loss_epoch", "val_loss", "val_acc", "train_acc"} <= set(metrics.columns)
@@ -183,8 +203,22 @@ def test_evaluate_json(trained_run, tiny_data, tmp_path, capsys):
     assert set(result["per_class"]["happy"]) >= {"precision", "recall", "f1", "accuracy"}
     assert np.asarray(result["confusion_matrix"]).sum() == 28
     capsys.readouterr()
-    assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "--split", "test",
-                 "--tta", "tencrop", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_run),
+                "--data",
+                str(tiny_data),
+                "--split",
+                "test",
+                "--tta",
+                "tencrop",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["n"] == 14
     before = out.read_bytes()
     assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "-o", str(out)]) == 2
@@ -199,8 +233,19 @@ def test_evaluate_json(trained_run, tiny_data, tmp_path, capsys):
 
 def test_evaluate_other_data_set_through_aliases(trained_run, tmp_path):
     write_class_folders(tmp_path / "other", {"Anger": 3, "Happiness": 3, "contempt": 3}, size=64)
-    assert main(["evaluate", str(trained_run), "--data", str(tmp_path / "other"), "--json",
-                 str(tmp_path / "o.json")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_run),
+                "--data",
+                str(tmp_path / "other"),
+                "--json",
+                str(tmp_path / "o.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "o.json").read_text())["n"] == 6
 
 
@@ -318,9 +363,20 @@ def test_interrupt_leaves_resumable_checkpoint(tiny_data, tmp_path, monkeypatch)
 def test_ddp_two_cpu_processes_with_a_teacher(tiny_data, trained_run, tmp_path):
     """Two ranks, each with its own frozen copy of the teacher (distillation under DDP)."""
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "ferkit", *tiny_args(tiny_data, run, "--epochs", "1"),
-           "--device", "cpu", "--devices", "2", "--strategy", "ddp",
-           "--set", f"teacher={trained_run}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "ferkit",
+        *tiny_args(tiny_data, run, "--epochs", "1"),
+        "--device",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--set",
+        f"teacher={trained_run}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -336,8 +392,22 @@ def test_ddp_two_cpu_processes_with_a_teacher(tiny_data, trained_run, tmp_path):
 @pytest.mark.shared_data
 def test_smoke_run_on_fer2013(shared_fer, tmp_path):
     run = tmp_path / "smoke"
-    assert main(["train", "--config", "configs/flagship.yaml", "--data", str(shared_fer),
-                 "--smoke", "--out", str(run), "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                "configs/flagship.yaml",
+                "--data",
+                str(shared_fer),
+                "--smoke",
+                "--out",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val_n"] == 256 and summary["epochs"] == 1
     # best.pt (19 MB of flagship weights) and small text files; no training state (it was
@@ -380,9 +450,19 @@ def test_report_from_another_folder_and_when_the_data_is_gone(tmp_path, monkeypa
 def test_toolbox_options_run(tiny_data, tmp_path):
     """EMA, class weights, balanced sampler, OneCycle, clipping, smoothing, cutmix, erasing, fp32."""
     run = tmp_path / "toolbox"
-    sets = ["ema=0.99", "class_weights=true", "balanced_sampler=true", "scheduler=onecycle",
-            "grad_clip=1.0", "label_smoothing=0.1", "cutmix=1.0", "erasing=0.5", "precision=32",
-            "crop_scale=0.7", "batch_norm=false"]  # fmt: skip
+    sets = [
+        "ema=0.99",
+        "class_weights=true",
+        "balanced_sampler=true",
+        "scheduler=onecycle",
+        "grad_clip=1.0",
+        "label_smoothing=0.1",
+        "cutmix=1.0",
+        "erasing=0.5",
+        "precision=32",
+        "crop_scale=0.7",
+        "batch_norm=false",
+    ]
     args = tiny_args(tiny_data, run, "--epochs", "1", "--arch", "vgg_11_half")
     assert main([*args, *[x for s in sets for x in ("--set", s)]]) == 0
     from ferkit.models import load_checkpoint
@@ -413,8 +493,14 @@ def test_teacher_with_its_own_input_size_and_channels(tmp_path):
     from ferkit.training.distill import load_teachers, teacher_probs
 
     rgb = create_model("fer_model0", in_channels=3)
-    save_checkpoint(tmp_path / "rgb64.pt", rgb, input_size=(64, 64), mean=(0.5,) * 3,
-                    std=(0.25,) * 3, in_channels=3)  # fmt: skip
+    save_checkpoint(
+        tmp_path / "rgb64.pt",
+        rgb,
+        input_size=(64, 64),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        in_channels=3,
+    )
     [teacher] = load_teachers(str(tmp_path / "rgb64.pt"))
     assert not any(p.requires_grad for p in teacher.model.parameters())
     probs = teacher_probs([teacher, teacher], torch.rand(5, 1, 48, 48), temperature=3.0)
@@ -428,8 +514,14 @@ def test_teacher_tta_averages_the_views_of_the_batch(tmp_path):
 
     torch.manual_seed(0)
     path = tmp_path / "t.pt"
-    save_checkpoint(path, create_model("simple_cnn").eval(), input_size=(48, 48), mean=(0.5,),
-                    std=(0.5,), in_channels=1)  # fmt: skip
+    save_checkpoint(
+        path,
+        create_model("simple_cnn").eval(),
+        input_size=(48, 48),
+        mean=(0.5,),
+        std=(0.5,),
+        in_channels=1,
+    )
     [teacher] = load_teachers(str(path))
     faces = torch.rand(4, 1, 48, 48)
     views = tta_views(faces, "tencrop")
@@ -450,8 +542,15 @@ def test_teacher_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match=r"no_such.pt: no such model file or run folder"):
         load_teachers(["no_such.pt"])
     other = [f"class{i}" for i in range(7)]
-    save_checkpoint(tmp_path / "other.pt", create_model("simple_cnn"), input_size=(48, 48),
-                    mean=(0.5,), std=(0.5,), in_channels=1, labels=other)  # fmt: skip
+    save_checkpoint(
+        tmp_path / "other.pt",
+        create_model("simple_cnn"),
+        input_size=(48, 48),
+        mean=(0.5,),
+        std=(0.5,),
+        in_channels=1,
+        labels=other,
+    )
     with pytest.raises(ConfigError, match=r"predicts .'class0'.*must have the student's classes"):
         load_teachers(str(tmp_path / "other.pt"))
     with pytest.raises(ConfigError, match=r"'distill_weight' must be in \[0, 1\], got 1.5"):
@@ -468,8 +567,18 @@ def test_distillation_run_records_teachers_and_keeps_them_out_of_weights(
 ):
     teacher = trained_run / "best.pt"
     run = tmp_path / "student"
-    args = tiny_args(tiny_data, run, "--epochs", "1", "--set", f"teacher={trained_run}",
-                     "--set", "mixup=0.2", "--set", "distill_weight=0.7")  # fmt: skip
+    args = tiny_args(
+        tiny_data,
+        run,
+        "--epochs",
+        "1",
+        "--set",
+        f"teacher={trained_run}",
+        "--set",
+        "mixup=0.2",
+        "--set",
+        "distill_weight=0.7",
+    )
     assert main(args) == 0
     meta = checkpoint_metadata(run / "best.pt")
     [record] = meta["extra"]["recipe"]["teachers"]
@@ -484,7 +593,10 @@ def test_distillation_run_records_teachers_and_keeps_them_out_of_weights(
     assert combined == pytest.approx(0.3 * labels.iloc[0] + 0.7 * distill.iloc[0], rel=1e-4)
     loss_axes = training_curves(metrics).axes[0]
     assert [line.get_label() for line in loss_axes.get_lines()] == [
-        "train (labels)", "train (teachers, T²·KL)", "val"]  # fmt: skip
+        "train (labels)",
+        "train (teachers, T²·KL)",
+        "val",
+    ]
     missing = tiny_args(tiny_data, tmp_path / "none", "--set", "teacher=nowhere/best.pt")
     assert main(missing) == 2
     err = capsys.readouterr().err

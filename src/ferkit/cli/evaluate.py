@@ -17,11 +17,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="score a model on a data set")
     p.add_argument("checkpoint", nargs="?", metavar="MODEL", help=f"{MODEL_HELP} (or --model)")
     add_model_option(p, dest="model")
-    p.add_argument("--data", required=True,
-                   help="FER-2013 CSV (.csv/.csv.gz), Kaggle folder, or class folders")  # fmt: skip
+    p.add_argument(
+        "--data", required=True, help="FER-2013 CSV (.csv/.csv.gz), Kaggle folder, or class folders"
+    )
     add_ferplus_option(p, modes=False)
-    p.add_argument("--split", choices=("train", "val", "test", "all"),
-                   help="split to score (default: val, else test, else the only one)")  # fmt: skip
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test", "all"),
+        help="split to score (default: val, else test, else the only one)",
+    )
     add_tta_option(p)
     p.add_argument("--batch-size", type=int, default=256, help="faces per forward pass (256)")
     # --json takes no value, as everywhere; `--json FILE` (the old spelling) still writes FILE
@@ -64,8 +68,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compare", help="compare runs: a table and a val-accuracy plot")
     c.add_argument("runs", nargs="+", type=Path, help="run folders")
     c.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
-    c.add_argument("--plot", type=Path, default=Path("compare_val_acc.png"),
-                   help="validation-accuracy plot to write (default: %(default)s)")  # fmt: skip
+    c.add_argument(
+        "--plot",
+        type=Path,
+        default=Path("compare_val_acc.png"),
+        help="validation-accuracy plot to write (default: %(default)s)",
+    )
     c.add_argument("--no-plot", action="store_true", help="print the table only")
     c.add_argument("--overwrite", action="store_true", help="replace an existing plot file")
     c.set_defaults(func=cmd_compare)
@@ -104,9 +112,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
     else:
-        print(f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
-              f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
-              f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}")  # fmt: skip
+        print(
+            f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
+            f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
+            f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}"
+        )
         print(f"  ({result['protocol']}, n={result['n']:,})")
         if args.detect:
             print(
@@ -117,8 +127,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for path in result["no_face"][:10]:
                 print(f"  no face (counted wrong): {path}")
         for name, m in result["per_class"].items():
-            print(f"  {name:<9} acc {m['accuracy']:6.1%}  precision {m['precision']:.3f}  "
-                  f"f1 {m['f1']:.3f}  n={m['support']}")  # fmt: skip
+            print(
+                f"  {name:<9} acc {m['accuracy']:6.1%}  precision {m['precision']:.3f}  "
+                f"f1 {m['f1']:.3f}  n={m['support']}"
+            )
     return 0
 
 
@@ -185,8 +197,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     plot = None if args.no_plot else args.plot
     plot_format = _plot_format(plot) if plot is not None else None
     if not args.overwrite:
-        refuse_existing([plot], error=FerkitError,
-                        hint="pass --overwrite to replace it, --plot FILE or --no-plot")  # fmt: skip
+        refuse_existing(
+            [plot],
+            error=FerkitError,
+            hint="pass --overwrite to replace it, --plot FILE or --no-plot",
+        )
     table, fig = compare_runs(args.runs)
     if args.format == "csv":
         print(table.to_csv(index=False), end="")
@@ -209,8 +224,10 @@ def _plot_format(path: Path) -> str:
     fmt = path.suffix.lstrip(".").lower() or "png"
     formats = FigureCanvasBase.get_supported_filetypes()
     if fmt not in formats:
-        raise FerkitError(f"{path}: cannot write a plot as .{fmt}; use one of "
-                          f"{', '.join('.' + f for f in sorted(formats))}")  # fmt: skip
+        raise FerkitError(
+            f"{path}: cannot write a plot as .{fmt}; use one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
     return fmt
 
 

@@ -125,8 +125,10 @@ def _export_onnx(model, meta: dict, args, faces, labels) -> None:
     int8 = quantize_int8(out, _int8_path(out), calibration=x)
     print(f"wrote {int8}: int8 (static, calibrated on {len(x)} faces of --data)")
     acc32, acc8, agree = compare_accuracy(out, int8, meta, faces, labels)
-    print(f"accuracy on {len(labels)} faces: fp32 {acc32:.2%}, int8 {acc8:.2%} "
-          f"(change {acc8 - acc32:+.2%}); same label on {agree:.2%} of faces")  # fmt: skip
+    print(
+        f"accuracy on {len(labels)} faces: fp32 {acc32:.2%}, int8 {acc8:.2%} "
+        f"(change {acc8 - acc32:+.2%}); same label on {agree:.2%} of faces"
+    )
 
 
 def _int8_path(out: Path) -> Path:
@@ -147,5 +149,8 @@ def compare_accuracy(fp32: Path, int8: Path, meta: dict, faces: np.ndarray, labe
 
     preds = [EmotionRecognizer(p, detector=None).classify(faces).argmax(1) for p in (fp32, int8)]
     labels = np.asarray(labels)
-    return (float((preds[0] == labels).mean()), float((preds[1] == labels).mean()),
-            float((preds[0] == preds[1]).mean()))  # fmt: skip
+    return (
+        float((preds[0] == labels).mean()),
+        float((preds[1] == labels).mean()),
+        float((preds[0] == preds[1]).mean()),
+    )

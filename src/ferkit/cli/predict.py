@@ -45,14 +45,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--json", action="store_true", help="print one JSON document")
     out.add_argument("--jsonl", action="store_true", help="print JSON lines (one per image/frame)")
     p.add_argument("--csv", type=Path, metavar="FILE", help="write one row per face to FILE")
-    p.add_argument("--annotate", type=Path, metavar="OUT",
-                   help="draw results: a folder for images, or an .mp4/.avi file for one video")  # fmt: skip
+    p.add_argument(
+        "--annotate",
+        type=Path,
+        metavar="OUT",
+        help="draw results: a folder for images, or an .mp4/.avi file for one video",
+    )
     p.add_argument(
         "--every", type=int, default=1, metavar="N", help="video: analyse every Nth frame"
     )
     add_smooth_option(p)
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace --csv and --annotate outputs that exist (refused otherwise)")  # fmt: skip
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --csv and --annotate outputs that exist (refused otherwise)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
@@ -67,9 +74,10 @@ def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
         p = Path(raw)
         if p.is_dir():
             files = sorted(
-                f for f in p.rglob("*")
+                f
+                for f in p.rglob("*")
                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            )  # fmt: skip
+            )
             if not files:
                 errors.append(f"{p}: folder holds no image or video files")
             found += [(f, f.relative_to(p)) for f in files]
@@ -105,8 +113,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     images = [i for i in inputs if not is_video(i[0])]
     video_out = args.annotate if args.annotate and is_video(args.annotate) else None
     if video_out and (len(videos) != 1 or images):
-        raise ConfigError(f"--annotate {args.annotate} names one video file; give exactly one "
-                          "video, or a folder to --annotate")  # fmt: skip
+        raise ConfigError(
+            f"--annotate {args.annotate} names one video file; give exactly one "
+            "video, or a folder to --annotate"
+        )
     if args.annotate:
         _refuse_collisions(args, images, videos, video_out)
     if not args.overwrite:
@@ -269,9 +279,15 @@ def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> N
 
     try:
         analysis = process_video(
-            rec, path, every=args.every, smooth=args.smooth, annotate_to=out, csv_rows=rows,
-            progress=not args.no_progress, on_frame=on_frame,
-        )  # fmt: skip
+            rec,
+            path,
+            every=args.every,
+            smooth=args.smooth,
+            annotate_to=out,
+            csv_rows=rows,
+            progress=not args.no_progress,
+            on_frame=on_frame,
+        )
     except FerkitError as exc:
         _report(errors, exc)
         return

@@ -26,16 +26,24 @@ def add_detector_options(p: argparse.ArgumentParser, *, crops: bool = True) -> N
     --min-face-size, --max-faces); `crops`: offer "none" (inputs are crops)."""
     names = tuple(DETECTORS) if crops else FACE_DETECTORS
     none = "; none = inputs are face crops" if crops else ""
-    p.add_argument("--detector", choices=names, default=DEFAULT_DETECTOR,
-                   help=f"face detector (default {DEFAULT_DETECTOR}{none})")  # fmt: skip
+    p.add_argument(
+        "--detector",
+        choices=names,
+        default=DEFAULT_DETECTOR,
+        help=f"face detector (default {DEFAULT_DETECTOR}{none})",
+    )
     p.add_argument(
         "--detector-model",
         metavar="PATH",
         help="a YuNet .onnx (default: the one shipped with ferkit) or a Haar cascade XML",
     )
-    p.add_argument("--detect-side", type=int, metavar="PX",
-                   help="shrink images to PX on the longer side for detection (haar 320, yunet "
-                   "640); raise it to find small faces in group photos")  # fmt: skip
+    p.add_argument(
+        "--detect-side",
+        type=int,
+        metavar="PX",
+        help="shrink images to PX on the longer side for detection (haar 320, yunet "
+        "640); raise it to find small faces in group photos",
+    )
     p.add_argument(
         "--min-face-score",
         type=float,

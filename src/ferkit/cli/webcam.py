@@ -38,14 +38,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--view", choices=VIEWS, default="auto",
-                   help="browser: the server's page; window: OpenCV (needs GUI OpenCV); auto: "
-                   "the window where it can open, else the browser")  # fmt: skip
-    p.add_argument("--camera", default="0",
-                   help="window: camera index or stream URL/device path (0); in the browser, "
-                   "the browser asks which camera")  # fmt: skip
-    p.add_argument("--no-open", action="store_true",
-                   help="browser: print the page's address instead of opening it")  # fmt: skip
+    p.add_argument(
+        "--view",
+        choices=VIEWS,
+        default="auto",
+        help="browser: the server's page; window: OpenCV (needs GUI OpenCV); auto: "
+        "the window where it can open, else the browser",
+    )
+    p.add_argument(
+        "--camera",
+        default="0",
+        help="window: camera index or stream URL/device path (0); in the browser, "
+        "the browser asks which camera",
+    )
+    p.add_argument(
+        "--no-open",
+        action="store_true",
+        help="browser: print the page's address instead of opening it",
+    )
     add_model_options(p)
     add_server_options(p)
     add_smooth_option(p)  # the window's; the browser page shows each frame alone

@@ -94,9 +94,13 @@ def evaluate(
     y_true = np.asarray(dataset.splits[name].labels)
     result = classification_metrics(y_true, probs, list(dataset.labels))
     result.update(
-        split=name, source=dataset.source, checkpoint=str(path), arch=meta["arch"], tta=tta,
+        split=name,
+        source=dataset.source,
+        checkpoint=str(path),
+        arch=meta["arch"],
+        tta=tta,
         protocol=_protocol(dataset, name),
-    )  # fmt: skip
+    )
     if with_probs:
         result.update(probs=probs, y_true=y_true)
     return result
@@ -106,6 +110,8 @@ def _protocol(data: FERData, split: str) -> str:
     """How a score on `split` of `data` is read, for reports."""
     usage = SPLIT_TO_USAGE.get(split, split)
     if data.kind == "ferplus" and data.label_mode == "majority":
-        return (f"FER+ majority-vote accuracy ({len(data.labels)} classes) on FER+ {usage}: the "
-                "faces with a majority emotion after FER+'s filtering")  # fmt: skip
+        return (
+            f"FER+ majority-vote accuracy ({len(data.labels)} classes) on FER+ {usage}: the "
+            "faces with a majority emotion after FER+'s filtering"
+        )
     return f"accuracy against the data's labels ({len(data.labels)} classes) on {usage}"

@@ -176,16 +176,25 @@ def create_app(
 
     @app.get("/v1/health", summary="Liveness: the model is loaded")
     async def health() -> dict:
-        return {"status": "ok", "version": __version__, "arch": rec.meta.get("arch"),
-                "backend": rec.backend, "workers": workers, "pending": pending,
-                "max_queue": max_queue}  # fmt: skip
+        return {
+            "status": "ok",
+            "version": __version__,
+            "arch": rec.meta.get("arch"),
+            "backend": rec.backend,
+            "workers": workers,
+            "pending": pending,
+            "max_queue": max_queue,
+        }
 
     @app.get("/v1/model", summary="The model's metadata and metrics (no weights)")
     async def model_info() -> dict:
         return model_meta(rec)
 
-    @app.post("/v1/predict", summary="Faces and their emotions in one image",
-              openapi_extra={"requestBody": _PREDICT_BODY})  # fmt: skip
+    @app.post(
+        "/v1/predict",
+        summary="Faces and their emotions in one image",
+        openapi_extra={"requestBody": _PREDICT_BODY},
+    )
     async def predict(request: Request) -> dict:
         start = time.perf_counter()
         try:
@@ -197,8 +206,12 @@ def create_app(
                 face_filter = _face_filter(rec, request)
                 data = await _read_image_bytes(request)
                 if len(data) > limit:
-                    raise ApiError(413, "too_large", f"the image is {len(data) / MB:.1f} MiB; "
-                                   f"the limit is {max_upload_mb:g} MiB")  # fmt: skip
+                    raise ApiError(
+                        413,
+                        "too_large",
+                        f"the image is {len(data) / MB:.1f} MiB; "
+                        f"the limit is {max_upload_mb:g} MiB",
+                    )
                 result = await submit(data, face_filter)
         except TimeoutError:
             raise ApiError(
@@ -296,8 +309,12 @@ async def _read_image_bytes(request: Request) -> bytes:
     elif _image_type(ctype):
         data = await request.body()
     else:
-        raise ApiError(415, "unsupported_media_type", f"content type {ctype or '(none)'}: send "
-                       "multipart/form-data with a 'file', JSON {\"image\": base64}, or image/*")  # fmt: skip
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"content type {ctype or '(none)'}: send "
+            "multipart/form-data with a 'file', JSON {\"image\": base64}, or image/*",
+        )
     if not data:
         raise ApiError(422, "empty", "the image is empty (0 bytes)")
     return data
@@ -328,8 +345,11 @@ def decode_image(data: bytes, *, max_side: int | None, max_pixels: int) -> Image
     except ImageTooLargeError as exc:
         raise ApiError(413, "too_many_pixels", str(exc)) from None
     except NotAnImageError:
-        raise ApiError(415, "not_an_image", "the upload is not an image format ferkit reads "
-                       "(JPEG, PNG, WebP, BMP, GIF, TIFF, ...)") from None  # fmt: skip
+        raise ApiError(
+            415,
+            "not_an_image",
+            "the upload is not an image format ferkit reads (JPEG, PNG, WebP, BMP, GIF, TIFF, ...)",
+        ) from None
     except ImageError as exc:
         raise ApiError(422, "corrupt_image", str(exc)) from None
 
@@ -374,8 +394,12 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = _error(413, "too_large", f"the request is {int(length) / MB:.1f} MiB; "
-                              f"images up to {self.limit_mb:g} MiB are accepted")  # fmt: skip
+            response = _error(
+                413,
+                "too_large",
+                f"the request is {int(length) / MB:.1f} MiB; "
+                f"images up to {self.limit_mb:g} MiB are accepted",
+            )
             return await response(scope, receive, send)
         seen = 0
 
@@ -384,8 +408,10 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise BodyLimitExceeded(f"the request is over {self.max_bytes / MB:.1f} MiB; "
-                                        f"images up to {self.limit_mb:g} MiB are accepted")  # fmt: skip
+                raise BodyLimitExceeded(
+                    f"the request is over {self.max_bytes / MB:.1f} MiB; "
+                    f"images up to {self.limit_mb:g} MiB are accepted"
+                )
             return message
 
         return await self.app(scope, limited, send)

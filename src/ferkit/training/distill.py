@@ -114,8 +114,9 @@ def teacher_probs(
     return torch.stack(probs).mean(0)
 
 
-def distill_loss(student_logits: torch.Tensor, soft_targets: torch.Tensor,
-                 temperature: float) -> torch.Tensor:  # fmt: skip
+def distill_loss(
+    student_logits: torch.Tensor, soft_targets: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """T^2 * KL(soft_targets || softmax(student / T)), averaged over the batch."""
     log_student = F.log_softmax(student_logits.float() / temperature, dim=1)
     return F.kl_div(log_student, soft_targets, reduction="batchmean") * temperature**2

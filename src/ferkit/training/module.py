@@ -37,8 +37,9 @@ def label_names(cfg: TrainConfig) -> tuple[str, ...]:
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
     """The registry model a config asks for (None-valued options keep the model's defaults)."""
     kwargs = dict(cfg.model_kwargs)
-    kwargs.update(pretrained=cfg.pretrained, freeze=cfg.freeze, batch_norm=cfg.batch_norm,
-                  dropout=cfg.dropout)  # fmt: skip
+    kwargs.update(
+        pretrained=cfg.pretrained, freeze=cfg.freeze, batch_norm=cfg.batch_norm, dropout=cfg.dropout
+    )
     return create_model(cfg.model, num_classes=len(label_names(cfg)), **kwargs)
 
 
@@ -96,8 +97,12 @@ class FERClassifier(L.LightningModule):
         return dict(**self.spec.to_meta(), labels=list(self.labels))
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), target, weight=self.class_weight,
-                               label_smoothing=self.cfg.label_smoothing)  # fmt: skip
+        return F.cross_entropy(
+            logits.float(),
+            target,
+            weight=self.class_weight,
+            label_smoothing=self.cfg.label_smoothing,
+        )
 
     # --- steps --------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -150,8 +155,13 @@ class FERClassifier(L.LightningModule):
         c = self.cfg
         groups = param_groups(self.model, c.lr, c.body_lr_scale)
         if c.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov,
-                                  weight_decay=c.weight_decay)  # fmt: skip
+            opt = torch.optim.SGD(
+                groups,
+                lr=c.lr,
+                momentum=c.momentum,
+                nesterov=c.nesterov,
+                weight_decay=c.weight_decay,
+            )
         else:
             cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
             opt = cls(groups, lr=c.lr, weight_decay=c.weight_decay)
@@ -165,8 +175,10 @@ class FERClassifier(L.LightningModule):
             sched = {"scheduler": torch.optim.lr_scheduler.StepLR(opt, c.step_size, c.gamma)}
         elif c.scheduler == "onecycle":
             max_lr = [g["lr"] for g in opt.param_groups]
-            sched = {"scheduler": torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps=total),
-                     "interval": "step"}  # fmt: skip
+            sched = {
+                "scheduler": torch.optim.lr_scheduler.OneCycleLR(opt, max_lr, total_steps=total),
+                "interval": "step",
+            }
         elif c.scheduler == "plateau":
             mode = "max" if c.monitor == "val_acc" else "min"
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(

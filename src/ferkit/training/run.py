@@ -151,8 +151,9 @@ def _accelerator(cfg: TrainConfig) -> str:
     return {"cuda": "gpu"}.get(cfg.device, cfg.device)
 
 
-def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = False,
-          progress: bool = True) -> Path:  # fmt: skip
+def train(
+    cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = False, progress: bool = True
+) -> Path:
     """Train a model as `cfg` says; returns the run folder.
 
     Args:
@@ -172,17 +173,29 @@ def train(cfg: TrainConfig, *, resume: str | None = None, overwrite: bool = Fals
         run_dir, ckpt = new_run_dir(cfg, overwrite), None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = FERDataModule(
-        cfg.data, image_size=cfg.data_size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-        balanced=cfg.balanced_sampler, val_fraction=cfg.val_fraction, limit=cfg.limit, seed=cfg.seed,
-        ferplus=cfg.ferplus, ferplus_labels=cfg.ferplus_labels,
+        cfg.data,
+        image_size=cfg.data_size,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        balanced=cfg.balanced_sampler,
+        val_fraction=cfg.val_fraction,
+        limit=cfg.limit,
+        seed=cfg.seed,
+        ferplus=cfg.ferplus,
+        ferplus_labels=cfg.ferplus_labels,
         hard_label_weight=cfg.hard_label_weight,
-    )  # fmt: skip
+    )
     data.setup()
     counts = list(data.splits["train"].class_counts(data.data.labels).values())
     module = FERClassifier(cfg.to_dict(), class_counts=counts)
     if module.spec.input_size != (cfg.data_size, cfg.data_size):
-        log.info("faces are %dx%d; each batch is resized to %s's %dx%d input", cfg.data_size,
-                 cfg.data_size, cfg.model, *module.spec.input_size)  # fmt: skip
+        log.info(
+            "faces are %dx%d; each batch is resized to %s's %dx%d input",
+            cfg.data_size,
+            cfg.data_size,
+            cfg.model,
+            *module.spec.input_size,
+        )
     accelerator = _accelerator(cfg)
 
     trainer = L.Trainer(
@@ -403,8 +416,13 @@ def _parent(cfg: TrainConfig) -> dict:
     if meta is None:
         return {}
     recipe = (meta.get("extra") or {}).get("recipe")
-    return {"parent": {"checkpoint": str(cfg.pretrained), "metrics": meta.get("metrics"),
-                       "recipe": recipe}}  # fmt: skip
+    return {
+        "parent": {
+            "checkpoint": str(cfg.pretrained),
+            "metrics": meta.get("metrics"),
+            "recipe": recipe,
+        }
+    }
 
 
 def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = None) -> None:
@@ -418,9 +436,15 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     throughput = next(c for c in trainer.callbacks if isinstance(c, _Throughput))
     meta = module.inference_meta()
     hardware = _hardware(trainer)
-    recipe = {"config": cfg.to_dict(), "train_seconds": round(throughput.seconds, 1),
-              "n_train": len(data.splits["train"]), "data": cfg.data,
-              "hardware": hardware, "torch": torch.__version__, **_parent(cfg)}  # fmt: skip
+    recipe = {
+        "config": cfg.to_dict(),
+        "train_seconds": round(throughput.seconds, 1),
+        "n_train": len(data.splits["train"]),
+        "data": cfg.data,
+        "hardware": hardware,
+        "torch": torch.__version__,
+        **_parent(cfg),
+    }
     if module.teachers:
         recipe["teachers"] = [t.record() for t in module.teachers]
     scores = {}
@@ -441,15 +465,25 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
             state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
         val = _score(module, data.splits["val"])
-        metrics = {"val_accuracy": val["accuracy"], "val_loss": val["loss"],
-                   "val_macro_f1": val["macro_f1"], "val_n": val["n"]}  # fmt: skip
+        metrics = {
+            "val_accuracy": val["accuracy"],
+            "val_loss": val["loss"],
+            "val_macro_f1": val["macro_f1"],
+            "val_n": val["n"],
+        }
         test = data.splits.get("test")
         if name == "best" and test is not None and len(test):
             scores["test"] = _score(module, test)
             metrics.update(test_accuracy=scores["test"]["accuracy"], test_n=scores["test"]["n"])
         scores[name] = val
-        save_checkpoint(run_dir / f"{name}.pt", module.model, overwrite=True, metrics=metrics,
-                        extra={"recipe": recipe}, **meta)  # fmt: skip
+        save_checkpoint(
+            run_dir / f"{name}.pt",
+            module.model,
+            overwrite=True,
+            metrics=metrics,
+            extra={"recipe": recipe},
+            **meta,
+        )
     best = scores.get("best", {})
     summary = {
         "model": cfg.model,
