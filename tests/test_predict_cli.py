@@ -106,36 +106,10 @@ def test_json_document_csv_and_annotations(checkpoint, tmp_path, capsys):
 
     # a second run never replaces those outputs silently, and touches nothing when refused
     before = out_csv.read_bytes()
-    code, _, err = run_cli(
-        [
-            "predict",
-            folder,
-            "--model",
-            checkpoint,
-            "--csv",
-            out_csv,
-            "--annotate",
-            ann,
-            "--no-progress",
-        ],
-        capsys,
-    )
+    again = ["predict", folder, "--model", checkpoint, "--csv", out_csv, "--annotate", ann]
+    code, _, err = run_cli([*again, "--no-progress"], capsys)
     assert code == 2 and "--overwrite" in err and out_csv.read_bytes() == before
-    code, _, _ = run_cli(
-        [
-            "predict",
-            folder,
-            "--model",
-            checkpoint,
-            "--csv",
-            out_csv,
-            "--annotate",
-            ann,
-            "--no-progress",
-            "--overwrite",
-        ],
-        capsys,
-    )
+    code, _, _ = run_cli([*again, "--no-progress", "--overwrite"], capsys)
     assert code == 0
 
 
