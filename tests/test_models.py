@@ -135,6 +135,18 @@ def test_a_builder_create_model_cannot_call_is_refused_at_registration():
     assert "no_channels" not in list_models() and "needs_width" not in list_models()
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_every_option_a_builder_advertises_is_accepted(name):
+    import inspect
+
+    from ferkit.models.registry import _lookup
+
+    params = inspect.signature(_lookup(name)[0]).parameters.values()
+    options = {p.name: p.default for p in params if p.name not in ("pretrained", "num_classes")}
+    model = create_model(name, **options)  # each option at its default, given explicitly
+    assert model.ferkit_kwargs["num_classes"] == 7
+
+
 def test_a_model_without_get_classifier_is_refused_when_built(monkeypatch):
     import ferkit.models.registry as registry
 
