@@ -18,17 +18,12 @@ SHARED_FER = ROOT / ".." / "shared" / "data" / "fer2013"
 ASTRONAUT = ROOT / "examples" / "astronaut.png"  # public-domain NASA portrait (scikit-image)
 
 
-def make_checkpoint(path: Path, seed: int = 0, **kwargs) -> Path:
-    """A random-weight simple_cnn checkpoint with the zoo's own preprocessing spec (and as many
-    outputs as `labels`, if given)."""
-    import torch
+def save_zoo_checkpoint(path: Path, model, name: str, **kwargs) -> Path:
+    """Save `model` (built by create_model(name)) with the zoo's input spec for `name`."""
+    from ferkit.models import get_model_spec, save_checkpoint
 
-    from ferkit.models import create_model, get_model_spec, save_checkpoint
-
-    torch.manual_seed(seed)
-    model = create_model("simple_cnn", num_classes=len(kwargs.get("labels", EMOTIONS))).eval()
-    spec = get_model_spec("simple_cnn")
-    save_checkpoint(
+    spec = get_model_spec(name)
+    return save_checkpoint(
         path,
         model,
         input_size=spec.input_size,
@@ -37,7 +32,18 @@ def make_checkpoint(path: Path, seed: int = 0, **kwargs) -> Path:
         in_channels=spec.in_channels,
         **kwargs,
     )
-    return path
+
+
+def make_checkpoint(path: Path, seed: int = 0, **kwargs) -> Path:
+    """A random-weight simple_cnn checkpoint with the zoo's own preprocessing spec (and as many
+    outputs as `labels`, if given)."""
+    import torch
+
+    from ferkit.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model("simple_cnn", num_classes=len(kwargs.get("labels", EMOTIONS))).eval()
+    return save_zoo_checkpoint(path, model, "simple_cnn", **kwargs)
 
 
 @pytest.fixture(scope="session")

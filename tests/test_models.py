@@ -16,6 +16,7 @@ from torch import nn
 
 import ferkit.cli as cli
 import ferkit.cli.models as models_cli
+from conftest import save_zoo_checkpoint as save
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.labels import EMOTIONS
 from ferkit.models import (
@@ -28,7 +29,6 @@ from ferkit.models import (
     load_checkpoint,
     param_groups,
     register_model,
-    save_checkpoint,
 )
 from ferkit.preprocess import to_model_input
 
@@ -48,19 +48,6 @@ def small_input(name: str, batch: int = 2) -> torch.Tensor:
     """A batch of 48x48 inputs: the default size of the FER models, and small enough for the
     112x112 transfer models (their stride-32 networks still end at 2x2) to test fast."""
     return torch.randn(batch, get_model_spec(name).in_channels, 48, 48)
-
-
-def save(path, model, name: str, **kwargs):
-    spec = get_model_spec(name)
-    return save_checkpoint(
-        path,
-        model,
-        input_size=spec.input_size,
-        mean=spec.mean,
-        std=spec.std,
-        in_channels=spec.in_channels,
-        **kwargs,
-    )
 
 
 # --- registry -------------------------------------------------------------------------------
