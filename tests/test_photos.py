@@ -9,13 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ASTRONAUT
+from conftest import ASTRONAUT, make_checkpoint
 from ferkit.cli import main
 from ferkit.detection.crops import FRAMINGS, Framing, crop_faces, framing_for, square_box
 from ferkit.errors import ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.inference import EmotionRecognizer
-from ferkit.labels import EMOTIONS
+from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
 
 
 @pytest.mark.parametrize(
@@ -130,3 +130,16 @@ def test_the_recognizer_frames_as_its_detector_was_fitted(checkpoint):
         assert EmotionRecognizer(checkpoint, detector=name).framing == FRAMINGS[name]
     assert EmotionRecognizer(checkpoint, detector="haar", margin=0.0).framing == Framing(1.0)
     assert EmotionRecognizer(checkpoint, detector="none").framing == Framing()
+
+
+def test_evaluate_detect_scores_an_eight_class_model_on_seven_class_photos(
+    tmp_path, photo_folder, capsys
+):
+    """A FER+ model (contempt last) is scored on the folders' seven labels; a top label the
+    folders lack would count as wrong, and the report says how many did."""
+    ckpt = make_checkpoint(tmp_path / "ferplus.pt", labels=list(FERPLUS_EMOTIONS))
+    assert main(["evaluate", str(ckpt), "--data", str(photo_folder), "--detect", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["labels"] == list(EMOTIONS) and len(r["confusion_matrix"]) == len(EMOTIONS)
+    assert r["faces_found"] == 1 and r["outside_labels"] in (0, 1)
+    assert r["accuracy"] == (r["per_class"]["happy"]["accuracy"] / 2)

@@ -50,7 +50,9 @@ def evaluate_photos(
     """Score `recognizer` (an EmotionRecognizer with a detector) on a folder of photos.
 
     Each photo counts once: its largest face's top label, or wrong when no face is found.
-    A photo that cannot be read stops the run with its name (a data error, not a miss).
+    A model with labels beyond the folders' seven (FER+'s contempt) is scored as it answers:
+    a top label the folders do not have counts as wrong (`outside_labels`). A photo that
+    cannot be read stops the run with its name (a data error, not a miss).
 
     Args:
         recognizer: an `EmotionRecognizer`; its detector, framing and options are used as set.
@@ -60,31 +62,35 @@ def evaluate_photos(
     Returns:
         `classification_metrics` (per-class accuracy and the confusion matrix count a photo
         without a face as wrong; its loss uses uniform probabilities) plus `photos`,
-        `faces_found`, `face_found_rate`, `no_face` (the files), `ms_per_photo`, `detector`.
+        `faces_found`, `face_found_rate`, `no_face` (the files), `outside_labels` (photos
+        whose top label the folders lack), `ms_per_photo`, `detector`.
     """
     files, y_true = list_photos(folder)
-    labels = list(recognizer.labels)
-    if labels != list(EMOTIONS):
+    labels, n = list(recognizer.labels), len(EMOTIONS)
+    if labels[:n] != list(EMOTIONS):
         raise DataError(f"the model predicts {labels}; photo folders are labelled {EMOTIONS}")
-    probs = np.full((len(files), len(labels)), 1.0 / len(labels), np.float32)
-    y_pred = np.full(len(files), -1, np.int64)
+    probs = np.full((len(files), n), 1.0 / n, np.float32)  # the folders' labels only
+    y_pred = np.full(len(files), -1, np.int64)  # -1: no face, or a label the folders lack
+    found = np.zeros(len(files), bool)
     bar = tqdm(total=len(files), desc="photos", unit="photo", file=sys.stderr, disable=not progress)
     start = time.perf_counter()
     for i in range(0, len(files), CHUNK):
         for j, faces in enumerate(recognizer.predict(files[i : i + CHUNK]), start=i):
             if faces:  # largest first
-                probs[j] = [faces[0].scores[k] for k in labels]
-                y_pred[j] = int(np.argmax(probs[j]))
+                p = np.array([faces[0].scores[k] for k in labels], np.float32)
+                top = int(np.argmax(p))
+                found[j], y_pred[j] = True, top if top < n else -1
+                probs[j] = p[:n] / max(float(p[:n].sum()), 1e-12)
         bar.update(min(CHUNK, len(files) - i))
     seconds = time.perf_counter() - start
     bar.close()
-    found = y_pred >= 0
-    result = classification_metrics(y_true, probs, labels, y_pred=y_pred)
+    result = classification_metrics(y_true, probs, list(EMOTIONS), y_pred=y_pred)
     result.update(
         photos=len(files),
         faces_found=int(found.sum()),
         face_found_rate=float(found.mean()),
         no_face=[f for f, ok in zip(files, found, strict=True) if not ok],
+        outside_labels=int((found & (y_pred < 0)).sum()),
         ms_per_photo=round(1000 * seconds / len(files), 2),
         detector=type(recognizer.detector).__name__ if recognizer.detector else "none",
     )
