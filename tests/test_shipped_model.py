@@ -61,3 +61,27 @@ def test_publictest_accuracy_as_the_model_card_says(shared_fer, tmp_path):
     result = json.loads(out.read_text())
     assert result["n"] == PUBLIC_TEST_N and result["split"] == "val"
     assert result["accuracy"] >= 0.70  # docs/MODEL_CARD.md: 70.3% without TTA
+
+
+def test_ferplus_model_ships_by_name_with_eight_labels():
+    """`flagship-ferplus`: FER+'s 8 classes (contempt last), by name like `flagship`."""
+    from ferkit.inference.model_io import SHIPPED, resolve_model
+    from ferkit.labels import FERPLUS_EMOTIONS
+
+    path = resolve_model("flagship-ferplus")
+    assert path.name == SHIPPED["flagship-ferplus"] and path.stat().st_size <= MAX_BYTES
+    _, meta = load_checkpoint(path, arch="flagship")
+    assert meta["labels"] == list(FERPLUS_EMOTIONS) and meta["input_size"] == [48, 48]
+    assert EmotionRecognizer("flagship-ferplus").top_emotion(ASTRONAUT)[0] == "happy"
+
+
+@pytest.mark.shared_data
+def test_ferplus_model_majority_accuracy_as_the_model_card_says(shared_fer, tmp_path):
+    csv = shared_fer.parent / "fer2013-csv" / "fer2013.csv.gz"
+    votes = shared_fer.parent / "ferplus" / "fer2013new.csv.gz"
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--model", "flagship-ferplus", "--data", str(csv), "--ferplus"]
+    assert main([*args, str(votes), "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 3199  # FER+ PublicTest faces with a majority label
+    assert result["accuracy"] >= 0.86  # docs/MODEL_CARD.md: 87.2%

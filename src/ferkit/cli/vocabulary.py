@@ -15,8 +15,8 @@ from ferkit.tta import TTA_MODES
 # ferkit.inference.model_io.SHIPPED names the shipped models; importing it here would load
 # PyTorch for `--help` (tests/test_cli_vocabulary.py checks the name against it)
 MODEL_HELP = (
-    "trained model: run folder, .pt, Lightning .ckpt, .onnx, or a shipped name (flagship); "
-    "default: the shipped model"
+    "trained model: run folder, .pt, Lightning .ckpt, .onnx, or a shipped name "
+    "(flagship, flagship-ferplus); default: flagship"
 )
 DEFAULT_SMOOTH = 0.6  # EMA weight of a tracked face's past frames, video and webcam alike
 

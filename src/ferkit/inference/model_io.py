@@ -27,7 +27,9 @@ MODEL_SUFFIXES = (*CHECKPOINT_SUFFIXES, ".onnx")
 # In a run folder (or its checkpoints/ subfolder), in this order; then a single *.pt file
 PREFERRED_NAMES = ("best.pt", "last.pt")
 TRAINING_STATE_NAMES = ("best.ckpt", "last.ckpt")  # a run stopped before it wrote best.pt
-SHIPPED = {"flagship": "flagship.pt"}  # models in ferkit/weights, by the name a user types
+# models in ferkit/weights, by the name a user types; flagship: FER-2013's 7 classes,
+# flagship-ferplus: FER+'s 8 (contempt last), see docs/MODEL_CARD.md
+SHIPPED = {"flagship": "flagship.pt", "flagship-ferplus": "flagship-ferplus.pt"}
 DEFAULT_WEIGHTS = SHIPPED["flagship"]
 ONNX_META_KEY = "ferkit_meta"  # metadata_props key holding the checkpoint's meta as JSON
 KINDS = (
