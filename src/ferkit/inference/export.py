@@ -78,7 +78,7 @@ def export_onnx(model: torch.nn.Module, meta: dict, out: str | Path, *, opset: i
     out = Path(out)
     with replaced_atomically(out) as tmp:
         tmp.write_bytes(onnx_bytes(model, meta, opset=opset))
-    log.info("wrote %s", out)
+    log.debug("wrote %s", out)  # the CLI says "wrote" once, with the check
     return out
 
 
