@@ -35,7 +35,7 @@ def tiny_data(tmp_path_factory) -> Path:
 def train_args(data: Path, out: Path, *extra: str) -> list[str]:
     return [
         "train",
-        "--model",
+        "--arch",
         "simple_cnn",
         "--data",
         str(data),
