@@ -75,6 +75,8 @@ def _closed_after(sock: socket.socket, trickle: bytes = b"") -> float:
                 return time.perf_counter() - t0
         except TimeoutError:
             pass
+        except ConnectionError:  # closed with bytes of ours unread: a reset, not an EOF
+            return time.perf_counter() - t0
         with contextlib.suppress(OSError):
             if trickle:
                 sock.send(trickle[i % len(trickle) : i % len(trickle) + 1])
