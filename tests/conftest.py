@@ -74,6 +74,27 @@ def shared_fer() -> Path:
     return SHARED_FER.resolve()
 
 
+def train_args(
+    data: Path, out: Path, *extra: str, epochs: int = 1, batch_size: int | None = 16
+) -> list[str]:
+    """`ferkit train` arguments for a tiny simple_cnn run; `extra` come last, so they win."""
+    batch = [] if batch_size is None else ["--batch-size", str(batch_size)]
+    return [
+        "train",
+        "--arch",
+        "simple_cnn",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        *batch,
+        "--no-progress",
+        *extra,
+    ]
+
+
 def face(seed: int, size: int = 48) -> np.ndarray:
     """A deterministic uint8 'face': a smooth random pattern, so JPEG keeps it recognisable."""
     rng = np.random.default_rng(seed)

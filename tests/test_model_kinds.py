@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ASTRONAUT, face, write_fer_csv
+from conftest import ASTRONAUT, face, train_args, write_fer_csv
 from ferkit.cli import main
 from ferkit.errors import CheckpointError
 from ferkit.inference.model_io import default_checkpoint, load_torch_model, resolve_model
@@ -23,19 +23,7 @@ def run(tmp_path_factory) -> Path:
     rows = [(y, face(10 * y + i), u) for y in range(7) for i, u in enumerate(usages)]
     data = write_fer_csv(root / "fer2013.csv", rows)
     run = root / "run"
-    args = [
-        "train",
-        "--arch",
-        "simple_cnn",
-        "--data",
-        str(data),
-        "--out",
-        str(run),
-        "--epochs",
-        "1",
-        "--no-progress",
-    ]
-    assert main(args) == 0
+    assert main(train_args(data, run, batch_size=None)) == 0
     assert main(["export", str(run), str(root / "model.onnx"), "--int8", "--data", str(data)]) == 0
     return run
 

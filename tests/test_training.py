@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_class_folders
+from conftest import train_args, write_class_folders
 from ferkit.cli import main
 from ferkit.errors import ConfigError
 from ferkit.evaluation.plots import training_curves
@@ -38,21 +38,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--arch",
-        "simple_cnn",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--no-progress",
-        *extra,
-    ]
+    return train_args(data, out, *extra, epochs=2)
 
 
 # --- config -----------------------------------------------------------------------------------

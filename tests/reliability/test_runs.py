@@ -17,7 +17,7 @@ import pytest
 import torch
 from hostile import snapshot
 
-from conftest import write_class_folders
+from conftest import train_args, write_class_folders
 from ferkit.cli import main
 from ferkit.labels import EMOTIONS
 
@@ -30,24 +30,6 @@ def tiny_data(tmp_path_factory) -> Path:
     write_class_folders(root / "train", dict.fromkeys(EMOTIONS, 8), prefix="Training")
     write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 2), prefix="PublicTest", seed=7)
     return root
-
-
-def train_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--arch",
-        "simple_cnn",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "16",
-        "--no-progress",
-        *extra,
-    ]
 
 
 @pytest.fixture(scope="module")
