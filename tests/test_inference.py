@@ -358,6 +358,20 @@ def test_bf16_stays_close_to_fp32(checkpoint):
     np.testing.assert_allclose(fast.classify(crops), exact.classify(crops), atol=2e-3)
 
 
+def test_from_model_takes_the_constructors_options(checkpoint):
+    from ferkit.models import load_checkpoint
+
+    model, meta = load_checkpoint(checkpoint)
+    crops = np.random.default_rng(2).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    options = dict(detector=None, tta="flip", temperature=2.0, bf16=False, batch_size=4)
+    built = EmotionRecognizer.from_model(model, meta, **options)
+    loaded = EmotionRecognizer(checkpoint, **options)
+    assert built.source == "<model>" and (built.tta, built.batch_size) == ("flip", 4)
+    np.testing.assert_allclose(built.classify(crops), loaded.classify(crops), atol=1e-6)
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) tta_mode; valid: .*max_faces"):
+        EmotionRecognizer.from_model(model, meta, tta_mode="flip")
+
+
 def test_torch_runner_folds_batch_norm_without_touching_the_model():
     from ferkit.inference.backends import TorchRunner
     from ferkit.models import create_model

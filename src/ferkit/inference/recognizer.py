@@ -14,6 +14,7 @@ temperature come from the checkpoint, never from guesses here.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
@@ -99,6 +100,14 @@ class Face:
         return out
 
 
+@dataclass(frozen=True)
+class _InMemory:
+    """A model already in memory with its checkpoint meta (`EmotionRecognizer.from_model`)."""
+
+    module: torch.nn.Module
+    meta: dict
+
+
 class EmotionRecognizer:
     """Detects faces and classifies their expression with a ferkit checkpoint.
 
@@ -135,7 +144,7 @@ class EmotionRecognizer:
 
     def __init__(
         self,
-        model: str | Path | None = None,
+        model: str | Path | _InMemory | None = None,
         *,
         backend: str | None = None,
         detector: str | Detector | None = DEFAULT_DETECTOR,
@@ -151,8 +160,11 @@ class EmotionRecognizer:
         threads: int | None = None,
         workers: int | None = None,
     ) -> None:
-        path = model_io.resolve_model(model)
-        is_onnx = model_io.is_onnx(path)
+        if isinstance(model, _InMemory):  # from_model: a module and its meta, not a file
+            path, source, is_onnx = None, "<model>", False
+        else:
+            path = model_io.resolve_model(model)
+            source, is_onnx = str(path), model_io.is_onnx(path)
         backend = check_backend(backend or ("onnx" if is_onnx else "torch"))
         if is_onnx and backend != "onnx":
             raise ConfigError(f"{path} is an ONNX model; use backend='onnx' (or leave it unset)")
@@ -160,53 +172,17 @@ class EmotionRecognizer:
             meta = model_io.read_onnx_meta(path)
             runner: Runner = OnnxRunner(path, threads=threads)
         else:
-            torch_model, meta = model_io.load_torch_model(path)
+            if isinstance(model, _InMemory):
+                torch_model, meta = model.module, dict(model.meta)
+            else:
+                torch_model, meta = model_io.load_torch_model(path)
             if backend == "onnx":
                 from ferkit.inference.export import onnx_bytes
 
                 runner = OnnxRunner(onnx_bytes(torch_model, meta), threads=threads)
             else:
                 runner = TorchRunner(torch_model, bf16=bf16)
-        self._setup(
-            runner,
-            meta,
-            detector=detector,
-            tta=tta,
-            temperature=temperature,
-            batch_size=batch_size,
-            margin=margin,
-            max_side=max_side,
-            workers=workers,
-            min_face_score=min_face_score,
-            min_face_size=min_face_size,
-            max_faces=max_faces,
-        )
-        self.source = str(path)
-
-    @classmethod
-    def from_model(cls, model: torch.nn.Module, meta: dict, **kwargs) -> EmotionRecognizer:
-        """A recognizer around an in-memory model and its checkpoint meta (torch backend)."""
-        self = cls.__new__(cls)
-        bf16 = kwargs.pop("bf16", None)
-        self._setup(TorchRunner(model, bf16=bf16), dict(meta), **_setup_kwargs(kwargs))
-        self.source = "<model>"
-        return self
-
-    def _setup(
-        self,
-        runner,
-        meta,
-        detector=DEFAULT_DETECTOR,
-        tta=False,
-        temperature=None,
-        batch_size=64,
-        margin=None,
-        max_side=DEFAULT_MAX_SIDE,
-        workers=None,
-        min_face_score=DEFAULT_MIN_FACE_SCORE,
-        min_face_size=0,
-        max_faces=None,
-    ) -> None:
+        self.source = source
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1 (got {batch_size})")
         self.runner = runner
@@ -232,6 +208,24 @@ class EmotionRecognizer:
         self.max_side = max_side
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, meta: dict, **options) -> EmotionRecognizer:
+        """A recognizer around an in-memory model and its checkpoint meta.
+
+        `options` are the constructor's keyword arguments (backend "torch" unless given).
+
+        Raises:
+            ConfigError: an option the constructor does not take, with the valid ones.
+        """
+        params = inspect.signature(cls).parameters
+        valid = [name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+            )
+        return cls(_InMemory(model, meta), **options)
 
     @property
     def backend(self) -> str:
@@ -468,14 +462,3 @@ def _is_stack(crops) -> bool:
     return isinstance(crops, np.ndarray) and (
         crops.ndim == 4 or (crops.ndim == 3 and crops.shape[2] not in (1, 3, 4))
     )
-
-
-def _setup_kwargs(kwargs: dict) -> dict:
-    allowed = {"detector", "tta", "temperature", "batch_size", "margin", "max_side", "workers"}
-    allowed |= {"min_face_score", "min_face_size", "max_faces"}
-    unknown = set(kwargs) - allowed
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(allowed))}"
-        )
-    return kwargs
