@@ -10,7 +10,6 @@ surprises the program it is imported into.
 from __future__ import annotations
 
 import copy
-import logging
 from pathlib import Path
 from typing import Protocol
 
@@ -18,8 +17,7 @@ import numpy as np
 import torch
 
 from ferkit.errors import CheckpointError, ConfigError
-
-log = logging.getLogger(__name__)
+from ferkit.models.fold import fold_batch_norm
 
 BACKENDS = ("torch", "onnx")
 
@@ -82,19 +80,6 @@ class TorchRunner:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             return self.model(x).float()
-
-
-def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
-    """`model` (in eval mode) with conv + batch-norm pairs folded into single convs."""
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        return fuse(model, inplace=True)
-    except Exception as err:
-        log.debug(
-            "batch norm left unfolded: torch.fx could not trace %s (%s)", type(model).__name__, err
-        )
-        return model
 
 
 class OnnxRunner:

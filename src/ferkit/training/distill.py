@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferkit.errors import ConfigError
-from ferkit.inference.backends import fold_batch_norm
 from ferkit.inference.model_io import load_torch_model, resolve_model
 from ferkit.labels import EMOTIONS, check_model_labels
+from ferkit.models.fold import fold_batch_norm
 from ferkit.models.input_spec import InputSpec
 from ferkit.tta import tta_mean
 
