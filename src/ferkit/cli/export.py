@@ -124,7 +124,7 @@ def _export_onnx(model, meta: dict, args, faces, labels) -> None:
     x = _inputs(meta, faces[:: max(1, len(faces) // 512)][:512])  # spread over the classes
     int8 = quantize_int8(out, _int8_path(out), calibration=x)
     print(f"wrote {int8}: int8 (static, calibrated on {len(x)} faces of --data)")
-    acc32, acc8, agree = compare_accuracy(out, int8, meta, faces, labels)
+    acc32, acc8, agree = compare_accuracy(out, int8, faces, labels)
     print(
         f"accuracy on {len(labels)} faces: fp32 {acc32:.2%}, int8 {acc8:.2%} "
         f"(change {acc8 - acc32:+.2%}); same label on {agree:.2%} of faces"
@@ -141,7 +141,7 @@ def _inputs(meta: dict, faces: np.ndarray) -> np.ndarray:
     return InputSpec.from_meta(meta).to_input(faces).numpy()
 
 
-def compare_accuracy(fp32: Path, int8: Path, meta: dict, faces: np.ndarray, labels: np.ndarray):
+def compare_accuracy(fp32: Path, int8: Path, faces: np.ndarray, labels: np.ndarray):
     """(fp32 accuracy, int8 accuracy, label agreement) of two ONNX models on labelled faces."""
     import numpy as np
 

@@ -60,7 +60,7 @@ def load_dataset(
     fp = cache.fingerprint(source) + (cache.fingerprint(labels) if labels else "")
     data = cache.load(source, image_size, fp, variant) if use_cache else None
     if data is None:
-        data = _read_source(source, image_size, strict=strict, skip_bad=skip_bad, workers=workers)
+        data = _read_source(source, image_size, strict=strict, workers=workers)
         if labels:
             data = attach_ferplus(data, labels, ferplus_labels)
         if use_cache:
@@ -130,9 +130,7 @@ def _check_flags(data: FERData, *, strict: bool, skip_bad: bool) -> None:
         log.warning("skipped class folder(s) with no emotion: %s", ", ".join(data.ignored_classes))
 
 
-def _read_source(
-    source: Path, image_size: int, *, strict: bool, skip_bad: bool, workers: int | None
-) -> FERData:
+def _read_source(source: Path, image_size: int, *, strict: bool, workers: int | None) -> FERData:
     if source.is_file():
         return load_csv(source, image_size=image_size)
     plan = plan_folder(source, strict=strict)

@@ -207,11 +207,3 @@ def check_meta(meta: dict, source: str | Path) -> dict:
     ):
         raise bad("temperature", "a finite number > 0 (or absent)")
     return meta
-
-
-def meta_value(meta: dict, key: str, default: Any = None) -> Any:
-    """meta[key], else meta["extra"][key], else default (optional keys live in "extra")."""
-    if meta.get(key) is not None:
-        return meta[key]
-    extra = meta.get("extra") or {}
-    return extra.get(key, default)

@@ -195,7 +195,7 @@ def analyse_video(
     if every < 1:
         raise ConfigError(f"every must be at least 1 (got {every})")
     tracker = tracker or Tracker(smooth)
-    fps = _probe(path)[1]
+    fps, _ = _probe(path)
     for (i, frame, timings), faces in follow(tracker, _detected(rec, path, every, batch_frames)):
         yield Result(
             str(path),
@@ -275,7 +275,7 @@ def process_video(
 
     from ferkit.inference.draw import annotate
 
-    _, fps, total = _probe(path)
+    fps, total = _probe(path)
     analysis = VideoAnalysis(str(path), labels=rec.labels, fps=fps)
     writer = None
     csv_file = open(csv_to, "w", newline="") if csv_to else None  # noqa: SIM115 - closed below
@@ -318,10 +318,11 @@ def process_video(
     return analysis
 
 
-def _probe(path: str | Path) -> tuple[None, float, int]:
+def _probe(path: str | Path) -> tuple[float, int]:
+    """(fps, frame count or 0) of a video, without keeping it open."""
     cap, fps, total = open_video(path, warn=False)
     cap.release()
-    return None, fps, total
+    return fps, total
 
 
 def _writer(out: str | Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
