@@ -44,12 +44,28 @@ def test_to_input_is_the_shared_preprocessing():
         ({"input_size": (0, 48)}, "input_size"),
         ({"in_channels": 2, "mean": (0.5,) * 2, "std": (0.5,) * 2}, "in_channels"),
         ({"mean": (0.5, 0.5)}, "mean and std"),
-        ({"std": (0.0,)}, "std > 0"),
+        ({"std": (0.0,)}, "'std' must be numbers > 0"),
     ],
 )
 def test_bad_values_are_refused_with_their_name(bad, match):
     with pytest.raises(ConfigError, match=match):
         InputSpec(**bad)
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"input_size": None}, "'input_size' must be a list of numbers"),
+        ({"input_size": [47.5, 48]}, "'input_size' must be .*whole numbers"),
+        ({"mean": ["0.5"]}, "'mean' must be a list of numbers"),
+        ({"mean": [float("nan")]}, "'mean' must be finite"),
+        ({"in_channels": True}, "'in_channels' must be 1 or 3"),
+    ],
+)
+def test_bad_metadata_is_refused_with_its_key(changes, match):
+    meta = {"input_size": [48, 48], "in_channels": 1, "mean": [0.5], "std": [0.5]}
+    with pytest.raises(ConfigError, match=match):
+        InputSpec.from_meta(meta | changes)
 
 
 def test_the_shipped_checkpoint_loads_unchanged():

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ferkit.errors import CheckpointError
+from ferkit.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -167,32 +167,23 @@ def check_meta(meta: dict, source: str | Path) -> dict:
     """`meta` if it holds what inference needs, sane; else a CheckpointError naming the key.
 
     A checkpoint or export edited by hand (or damaged) must fail on load with its file and
-    key named, not give NaN probabilities later: input_size two sides of 1..4096 pixels,
-    mean/std finite with std > 0, labels distinct names, temperature (if any) finite and > 0.
+    key named, not give NaN probabilities later: the input (size, channels, mean/std) as
+    `ferkit.models.input_spec.InputSpec` requires it, labels distinct names, temperature (if
+    any) finite and > 0.
     """
+    from ferkit.models.input_spec import InputSpec  # imported late: torch and the zoo are heavy
+
+    hint = "re-export it from its training run"
+    try:
+        InputSpec.from_meta(meta)
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: metadata {exc}; {hint}") from None
 
     def bad(key: str, rule: str) -> CheckpointError:
         return CheckpointError(
-            f"{source}: metadata {key!r} must be {rule}, got "
-            f"{meta.get(key)!r}; re-export it from its training run"
+            f"{source}: metadata {key!r} must be {rule}, got {meta.get(key)!r}; {hint}"
         )
 
-    def numbers(key: str) -> list[float]:
-        value = meta.get(key)
-        if not isinstance(value, list | tuple) or not value:
-            raise bad(key, "a list of numbers")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-            raise bad(key, "a list of numbers")
-        if not all(math.isfinite(v) for v in value):
-            raise bad(key, "finite numbers")
-        return list(value)
-
-    size = numbers("input_size")
-    if len(size) != 2 or not all(v == int(v) and 1 <= v <= 4096 for v in size):
-        raise bad("input_size", "[height, width], whole numbers in 1..4096")
-    numbers("mean")
-    if min(numbers("std")) <= 0:
-        raise bad("std", "numbers > 0")
     labels = meta.get("labels")
     if (
         not isinstance(labels, list | tuple)

@@ -43,19 +43,25 @@ class InputSpec:
     crop_margin: float | None = None
 
     def __post_init__(self) -> None:
+        # The one home of these rules: checkpoint and ONNX metadata are checked here too
+        # (`ferkit.inference.model_io.check_meta`); messages name the metadata key.
         size = tuple(self.input_size)
         if len(size) != 2 or not all(float(v).is_integer() and 1 <= v <= 4096 for v in size):
-            raise ConfigError(f"input_size must be (height, width) in 1..4096, got {size}")
-        if self.in_channels not in (1, 3):
-            raise ConfigError(f"in_channels must be 1 or 3, got {self.in_channels}")
-        values = (*self.mean, *self.std)
+            raise ConfigError(
+                f"'input_size' must be [height, width], whole numbers in 1..4096, got {size}"
+            )
+        if isinstance(self.in_channels, bool) or self.in_channels not in (1, 3):
+            raise ConfigError(f"'in_channels' must be 1 or 3, got {self.in_channels!r}")
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
             raise ConfigError(
                 f"need {self.in_channels} mean and std value(s), got {self.mean} and {self.std}"
             )
-        if not all(math.isfinite(v) for v in values) or min(self.std) <= 0:
-            raise ConfigError(f"mean must be finite and std > 0, got {self.mean}, {self.std}")
+        if not all(math.isfinite(v) for v in self.mean):
+            raise ConfigError(f"'mean' must be finite numbers, got {self.mean}")
+        if not all(math.isfinite(v) and v > 0 for v in self.std):
+            raise ConfigError(f"'std' must be numbers > 0, got {self.std}")
         object.__setattr__(self, "input_size", (int(size[0]), int(size[1])))
+        object.__setattr__(self, "in_channels", int(self.in_channels))
 
     @classmethod
     def from_meta(cls, meta: Mapping) -> InputSpec:
@@ -63,18 +69,16 @@ class InputSpec:
         crop_margin at the top level or in `extra`). Missing in_channels means gray.
 
         Raises:
-            ConfigError: a value out of range, naming it.
-            KeyError: input_size, mean or std missing.
+            ConfigError: a value missing, of the wrong type or out of range, naming its key.
         """
         extra = meta.get("extra") or {}
         framing = meta.get("framing") or extra.get("framing") or {}
         margin = meta.get("crop_margin", extra.get("crop_margin"))
-        channels = int(meta.get("in_channels", 1))
         return cls(
-            input_size=tuple(int(v) for v in meta["input_size"]),  # type: ignore[arg-type]
-            in_channels=channels,
-            mean=tuple(float(v) for v in meta["mean"]),
-            std=tuple(float(v) for v in meta["std"]),
+            input_size=_numbers(meta, "input_size"),  # type: ignore[arg-type]
+            in_channels=meta.get("in_channels", 1),
+            mean=_numbers(meta, "mean"),
+            std=_numbers(meta, "std"),
             framing={str(k): Framing.from_dict(v) for k, v in framing.items()},
             crop_margin=None if margin is None else float(margin),
         )
@@ -113,3 +117,15 @@ class InputSpec:
     def shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of one input."""
         return (self.in_channels, *self.input_size)
+
+
+def _numbers(meta: Mapping, key: str) -> tuple[float, ...]:
+    """meta[key] as a tuple of floats; a ConfigError naming the key for anything else."""
+    value = meta.get(key)
+    if (
+        not isinstance(value, list | tuple)
+        or not value
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        raise ConfigError(f"{key!r} must be a list of numbers, got {value!r}")
+    return tuple(float(v) for v in value)
