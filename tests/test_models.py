@@ -29,6 +29,7 @@ from ferkit.models import (
     load_checkpoint,
     param_groups,
     register_model,
+    save_checkpoint,
 )
 from ferkit.preprocess import to_model_input
 
@@ -299,6 +300,16 @@ def test_save_checks_labels_and_model(tmp_path):
         save(tmp_path / "a.pt", create_model("fer_model0"), "fer_model0", labels=["a", "b", "c"])
     with pytest.raises(CheckpointError, match="not built by"):
         save(tmp_path / "b.pt", nn.Linear(2, 7), "fer_model0")
+    model = create_model("fer_model0")
+    # the input's rules are InputSpec's, the same that loading applies
+    with pytest.raises(CheckpointError, match=r"c\.pt: 'std' must be numbers > 0"):
+        save_checkpoint(
+            tmp_path / "c.pt", model, input_size=(48, 48), in_channels=1, mean=(0.5,), std=(0,)
+        )
+    with pytest.raises(CheckpointError, match="'input_size' must be"):
+        save_checkpoint(
+            tmp_path / "d.pt", model, input_size=(48,), in_channels=1, mean=(0.5,), std=(0.5,)
+        )
     assert not list(tmp_path.iterdir())
 
 

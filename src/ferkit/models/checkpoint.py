@@ -35,6 +35,7 @@ from ferkit.models._weights import (
     is_state_dict,
     safe_load,
 )
+from ferkit.models.input_spec import InputSpec
 from ferkit.models.registry import _primitive, create_model
 from ferkit.outputs import refuse_existing, replaced_atomically
 
@@ -51,33 +52,19 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(
-    path: str | Path,
-    model: nn.Module,
-    *,
-    input_size: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    in_channels: int,
-    labels: Sequence[str] = EMOTIONS,
-    metrics: Mapping[str, Any] | None = None,
-    temperature: float | None = None,
-    extra: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
-    half: bool = False,
+    path: str | Path, model: nn.Module, *, overwrite: bool = False, **meta: Any
 ) -> Path:
-    """Write `model` and what inference needs to `path`.
+    """Write `model` and what inference needs to `path`: the dict `checkpoint_dict` makes.
+
+        save_checkpoint("best.pt", model, input_size=(48, 48), in_channels=1, mean=(0.5,),
+                        std=(0.5,), labels=EMOTIONS, metrics={"test_accuracy": 0.71})
 
     Args:
         path: the file to write; its folder is created if needed.
         model: a model built by `create_model` (it carries `ferkit_arch` and `ferkit_kwargs`).
-        input_size, mean, std, in_channels: the input the model was trained on, as
-            `ferkit.preprocess.to_model_input` takes it.
-        labels: the class names in logit order; as many as the model has outputs.
-        metrics, extra: primitives (numbers, strings, lists and dicts of them).
-        temperature: logit temperature from calibration, or None.
         overwrite: replace an existing file (refused otherwise).
-        half: store floating-point weights as float16, half the file (a shipped model);
-            `load_checkpoint` loads them back into the float32 model.
+        **meta: `checkpoint_dict`'s keyword arguments (input_size, mean, std, in_channels,
+            labels, metrics, temperature, extra, half).
 
     Returns:
         The path written.
@@ -88,19 +75,7 @@ def save_checkpoint(
     path = Path(path)
     if not overwrite:
         refuse_existing([path], error=CheckpointError, hint="pass overwrite=True to replace it")
-    ckpt = checkpoint_dict(
-        model,
-        input_size=input_size,
-        mean=mean,
-        std=std,
-        in_channels=in_channels,
-        labels=labels,
-        metrics=metrics,
-        temperature=temperature,
-        extra=extra,
-        half=half,
-        what=f"cannot save {type(model).__name__} to {path}",
-    )
+    ckpt = checkpoint_dict(model, what=f"cannot save {type(model).__name__} to {path}", **meta)
     with replaced_atomically(path) as tmp:
         torch.save(ckpt, tmp)
     return path
@@ -120,9 +95,21 @@ def checkpoint_dict(
     half: bool = False,
     what: str = "cannot make a checkpoint",
 ) -> dict[str, Any]:
-    """The checkpoint dict `save_checkpoint` writes (arguments as there), checked.
+    """The checkpoint dict of `model`, checked: what `save_checkpoint` writes.
 
-    `what` starts the error messages, e.g. "cannot save Net to best.pt".
+    Args:
+        model: a model built by `create_model` (it carries `ferkit_arch` and `ferkit_kwargs`).
+        input_size, mean, std, in_channels: the input the model was trained on, as
+            `ferkit.models.input_spec.InputSpec` holds it (and checks it).
+        labels: the class names in logit order; as many as the model has outputs.
+        metrics, extra: primitives (numbers, strings, lists and dicts of them).
+        temperature: logit temperature from calibration, or None.
+        half: store floating-point weights as float16, half the file (a shipped model);
+            `load_checkpoint` loads them back into the float32 model.
+        what: starts the error messages, e.g. "cannot save Net to best.pt".
+
+    Raises:
+        CheckpointError: the model or metadata do not fit together.
     """
     arch = getattr(model, "ferkit_arch", None)
     kwargs = dict(getattr(model, "ferkit_kwargs", None) or {})
@@ -144,24 +131,23 @@ def checkpoint_dict(
             f"{what}: in_channels={in_channels}, but the {arch} model was built for "
             f"{model_channels}"
         )
-    mean, std = [float(m) for m in mean], [float(s) for s in std]
-    if len(mean) != in_channels or len(std) != in_channels:
-        raise CheckpointError(
-            f"{what}: need {in_channels} mean and std value(s); got {mean} and {std}"
-        )
-    if len(input_size) != 2:
-        raise CheckpointError(f"{what}: input_size must be (height, width); got {input_size}")
     try:
+        spec = InputSpec(
+            input_size=tuple(input_size),  # type: ignore[arg-type]
+            in_channels=in_channels,
+            mean=tuple(float(m) for m in mean),
+            std=tuple(float(s) for s in std),
+        )
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "arch": arch,
             "arch_kwargs": _primitive(kwargs, "arch_kwargs"),
             "num_classes": num_classes,
-            "in_channels": in_channels,
-            "input_size": [int(s) for s in input_size],
-            "mean": mean,
-            "std": std,
+            "in_channels": spec.in_channels,
+            "input_size": list(spec.input_size),
+            "mean": list(spec.mean),
+            "std": list(spec.std),
             "labels": labels,
             "metrics": _primitive(dict(metrics or {}), "metrics"),
             "temperature": None if temperature is None else float(temperature),
