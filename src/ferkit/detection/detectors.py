@@ -4,8 +4,9 @@ A detector is any object with `detect(image) -> list[Detection]` (or plain (x, y
 boxes), where `image` is a uint8 grayscale (H, W) or BGR (H, W, 3) array and coordinates are
 in that image's pixels. Three ship here:
 
-- `YuNetDetector`: OpenCV Zoo's YuNet CNN (cv2.FaceDetectorYN), its 232 KB model shipped in
-  `ferkit/detection/yunet/`; scores and five landmarks per face. The default.
+- `YuNetDetector`: OpenCV Zoo's YuNet CNN, its 232 KB model shipped in `ferkit/detection/yunet/`,
+  run by ONNX Runtime (`yunet_onnx`) or cv2.FaceDetectorYN; scores and five landmarks per
+  face. The default.
 - `HaarDetector`: OpenCV's frontal-face Haar cascade (ships inside opencv-python); boxes only.
 - `FixedBoxes`: boxes the caller already knows (a fixed camera, another detector's output).
 
@@ -46,6 +47,7 @@ MIN_FACE_SIDE = 12  # an image smaller than this cannot hold a detectable face
 NMS_IOU = 0.3  # boxes overlapping more than this (intersection over union) are one face
 YUNET_MIN_SCORE = 0.5  # YuNet reports nothing below this; FaceFilter picks from the rest
 YUNET_MODEL = Path(__file__).parent / "yunet" / "face_detection_yunet_2023mar.onnx"
+YUNET_RUNTIMES = ("onnxruntime", "opencv")
 
 
 @runtime_checkable
@@ -146,7 +148,7 @@ class HaarDetector:
 
 
 class YuNetDetector:
-    """OpenCV Zoo's YuNet face detector (cv2.FaceDetectorYN), shipped with ferkit.
+    """OpenCV Zoo's YuNet face detector, shipped with ferkit.
 
     A small CNN (Wu, Peng, Yu, "YuNet: A tiny millisecond-level face detector", Machine
     Intelligence Research 2023; MIT / Apache-2.0, the license texts are in
@@ -159,10 +161,15 @@ class YuNetDetector:
             (0.7, see `FaceFilter`) so that a caller can ask for less sure faces at run time.
         nms_threshold: IoU above which overlapping boxes are merged.
         max_side: longer side the image is shrunk to before detection (boxes scaled back).
+        runtime: "onnxruntime" (default) runs the network with ONNX Runtime and decodes it as
+            OpenCV does (`ferkit.detection.yunet_onnx`): the same faces, within float
+            rounding, about 3x faster; "opencv" runs cv2.FaceDetectorYN.
+        threads: ONNX Runtime threads per detection; None: as many as OpenCV uses
+            (`cv2.getNumThreads()`, which `ferkit serve --threads` sets).
     """
 
     color = True  # YuNet wants BGR; the recognizer passes colour when a detector says so
-    thread_safe = True  # one network per thread: FaceDetectorYN keeps its input size
+    thread_safe = True  # one ORT session serves all threads; FaceDetectorYN: one per thread
 
     def __init__(
         self,
@@ -171,6 +178,8 @@ class YuNetDetector:
         score_threshold: float = YUNET_MIN_SCORE,
         nms_threshold: float = 0.3,
         max_side: int | None = 640,
+        runtime: str = "onnxruntime",
+        threads: int | None = None,
     ) -> None:
         path = Path(model_path) if model_path else YUNET_MODEL
         if not path.is_file():
@@ -181,13 +190,23 @@ class YuNetDetector:
             )
         if not 0.0 <= score_threshold <= 1.0:
             raise ConfigError(f"score_threshold must be in 0..1 (got {score_threshold})")
-        self.path, self.max_side = path, max_side
+        if runtime not in YUNET_RUNTIMES:
+            raise ConfigError(
+                f"unknown YuNet runtime {runtime!r}; choose one of {', '.join(YUNET_RUNTIMES)}"
+            )
+        self.path, self.max_side, self.runtime = path, max_side, runtime
         self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
         self._local = threading.local()
+        self._session = None
         try:
-            self._net((320, 320))
-        except cv2.error as exc:
-            raise ConfigError(f"{path}: not a YuNet model OpenCV can load ({exc})") from None
+            if runtime == "onnxruntime":
+                from ferkit.detection.yunet_onnx import YuNetSession
+
+                self._session = YuNetSession(path, threads=threads or cv2.getNumThreads())
+            else:
+                self._net((320, 320))
+        except Exception as exc:  # cv2.error, onnx's DecodeError, ORT's own types
+            raise ConfigError(f"{path}: not a YuNet model {runtime} can load ({exc})") from None
 
     def _net(self, size: tuple[int, int]):
         """This thread's network, set to `size` = (width, height) only when it changes."""
@@ -212,8 +231,11 @@ class YuNetDetector:
         elif image.shape[2] == 4:
             image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
         small, f = _shrink(image, self.max_side)
-        _, faces = self._net((small.shape[1], small.shape[0])).detect(small)
-        if faces is None:
+        if self._session is not None:
+            faces = self._session.detect(small, self.score_threshold, self.nms_threshold)
+        else:
+            _, faces = self._net((small.shape[1], small.shape[0])).detect(small)
+        if faces is None or not len(faces):
             return []
         coords = faces[:, :14].astype(np.float64) / f
         return by_area(
