@@ -25,8 +25,43 @@ from torch import nn
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.models._weights import describe_mismatch, read_state_dict
 from ferkit.models.freeze import FREEZE_POLICIES
+from ferkit.models.freeze import freeze as apply_freeze
 
 PRETRAINED_CHOICES = "None, 'imagenet', or the path of a local torchvision state dict"
+
+
+def build(
+    arch: str,
+    make: Callable[[], nn.Module],
+    *,
+    pretrained: str | Path | None,
+    freeze: str,
+    get_imagenet: Callable[[], dict[str, torch.Tensor]],
+    stem_key: str,
+    head_prefix: str,
+) -> nn.Module:
+    """A transfer model, the one recipe: check the options, build it with `make()`, load the
+    `pretrained` weights (`pretrained_state_dict`, `load_pretrained`), apply `freeze`.
+
+    Args:
+        arch: model name, for messages.
+        make: builds the model with its fresh head.
+        pretrained, freeze: the builder's options (see `check_options`).
+        get_imagenet: fetches the ImageNet state dict through torchvision's weights API.
+        stem_key, head_prefix: as for `load_pretrained`.
+    """
+    check_options(arch, pretrained, freeze)
+    model = make()
+    if pretrained is not None:
+        load_pretrained(
+            model,
+            pretrained_state_dict(arch, pretrained, get_imagenet),
+            arch=arch,
+            source=str(pretrained),
+            stem_key=stem_key,
+            head_prefix=head_prefix,
+        )
+    return apply_freeze(model, freeze)
 
 
 def check_options(arch: str, pretrained: str | Path | None, freeze: str) -> None:

@@ -20,7 +20,6 @@ from torchvision.models import efficientnet_b0 as tv_efficientnet_b0
 
 from ferkit.models import _transfer
 from ferkit.models.freeze import FrozenNormMixin
-from ferkit.models.freeze import freeze as apply_freeze
 from ferkit.models.registry import (
     IMAGENET_GRAY_MEAN,
     IMAGENET_GRAY_STD,
@@ -102,18 +101,12 @@ def efficientnet_b0(
         freeze: "none" (full fine-tune), "head" (only the classifier trains), "last_stage"
             (the last MBConv stage, the final 1x1 conv and the classifier).
     """
-    _transfer.check_options("efficientnet_b0", pretrained, freeze)
-    model = FerEfficientNet(num_classes, in_channels, dropout, stochastic_depth_prob)
-    if pretrained is not None:
-        state_dict = _transfer.pretrained_state_dict(
-            "efficientnet_b0", pretrained, _imagenet_efficientnet_b0
-        )
-        _transfer.load_pretrained(
-            model,
-            state_dict,
-            arch="efficientnet_b0",
-            source=str(pretrained),
-            stem_key="features.0.0.weight",
-            head_prefix="classifier.",
-        )
-    return apply_freeze(model, freeze)
+    return _transfer.build(
+        "efficientnet_b0",
+        lambda: FerEfficientNet(num_classes, in_channels, dropout, stochastic_depth_prob),
+        pretrained=pretrained,
+        freeze=freeze,
+        get_imagenet=_imagenet_efficientnet_b0,
+        stem_key="features.0.0.weight",
+        head_prefix="classifier.",
+    )

@@ -25,7 +25,6 @@ from torchvision.models.resnet import BasicBlock
 
 from ferkit.models import _transfer
 from ferkit.models.freeze import FrozenNormMixin
-from ferkit.models.freeze import freeze as apply_freeze
 from ferkit.models.registry import (
     IMAGENET_GRAY_MEAN,
     IMAGENET_GRAY_STD,
@@ -108,19 +107,15 @@ def resnet18(
         freeze: "none" (full fine-tune), "head" (only fc trains), "last_stage" (layer4 + fc).
         dropout: before the classifier.
     """
-    _transfer.check_options("resnet18", pretrained, freeze)
-    model = FerResNet(num_classes, in_channels, dropout)
-    if pretrained is not None:
-        state_dict = _transfer.pretrained_state_dict("resnet18", pretrained, _imagenet_resnet18)
-        _transfer.load_pretrained(
-            model,
-            state_dict,
-            arch="resnet18",
-            source=str(pretrained),
-            stem_key="conv1.weight",
-            head_prefix="fc.",
-        )
-    return apply_freeze(model, freeze)
+    return _transfer.build(
+        "resnet18",
+        lambda: FerResNet(num_classes, in_channels, dropout),
+        pretrained=pretrained,
+        freeze=freeze,
+        get_imagenet=_imagenet_resnet18,
+        stem_key="conv1.weight",
+        head_prefix="fc.",
+    )
 
 
 @register_model(input_size=(48, 48))
