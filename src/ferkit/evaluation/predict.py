@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ferkit.models.input_spec import InputSpec
-from ferkit.tta import check_tta, tta_views
+from ferkit.tta import TTA_VIEWS, check_tta, tta_mean
 
 __all__ = ["predict_proba"]
 
@@ -24,19 +24,21 @@ def predict_proba(
     """Softmax probabilities (N, num_classes) for uint8 gray faces (N, H, W), fed to the
     model as its checkpoint's `spec` says.
 
-    TTA averages the probabilities of the views; `temperature` divides the logits first.
+    TTA averages the probabilities of the views (`ferkit.tta.tta_mean`, as the recognizer
+    does), all views of a face in one pass of about `batch_size` inputs; `temperature`
+    divides the logits first.
     """
     tta = check_tta(tta)
     model.eval()
+
+    def probs(faces: torch.Tensor) -> torch.Tensor:
+        x = spec.to_input(faces).contiguous(memory_format=torch.channels_last)
+        return torch.softmax(model(x).float() / (temperature or 1.0), dim=1)
+
     out = []
-    for start in range(0, len(images), batch_size):
-        batch = np.array(images[start : start + batch_size])  # a copy: memmaps are read-only
+    step = max(1, batch_size // TTA_VIEWS[tta])
+    for start in range(0, len(images), step):
+        batch = np.array(images[start : start + step])  # a copy: memmaps are read-only
         x = torch.from_numpy(batch).unsqueeze(1).float() / 255
-        probs = 0
-        views = tta_views(x, tta)
-        for view in views:
-            inp = spec.to_input(view)
-            logits = model(inp.contiguous(memory_format=torch.channels_last)).float()
-            probs = probs + torch.softmax(logits / (temperature or 1.0), dim=1)
-        out.append((probs / len(views)).numpy())
+        out.append(tta_mean(probs, x, tta).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
