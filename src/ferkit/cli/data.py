@@ -184,7 +184,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_crop(args: argparse.Namespace) -> int:
-    from ferkit.data.face_crops import crop_face_folder
+    from ferkit.data.crop_folder import crop_face_folder
 
     summary = crop_face_folder(
         args.path,

@@ -240,39 +240,40 @@ class EmotionRecognizer:
 
     # -- the batched core -------------------------------------------------------------------
 
-    def logits(self, faces: np.ndarray) -> np.ndarray:
-        """Raw logits (N, classes) of uint8 faces (N, H, W), in batches, without temperature."""
-        faces = np.asarray(faces)
-        out = np.empty((len(faces), len(self.labels)), np.float32)
-        for i in range(0, len(faces), self.batch_size):
-            x = self._input(_as_tensor(faces[i : i + self.batch_size]))
+    def logits(self, crops: np.ndarray) -> np.ndarray:
+        """Raw logits (N, classes) of uint8 face crops (N, H, W), in batches, without
+        temperature."""
+        crops = np.asarray(crops)
+        out = np.empty((len(crops), len(self.labels)), np.float32)
+        for i in range(0, len(crops), self.batch_size):
+            x = self._input(_as_tensor(crops[i : i + self.batch_size]))
             out[i : i + len(x)] = self.runner(x).numpy()
         return out
 
-    def classify(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities (N, classes) for uint8 gray faces (N, H, W) of any size.
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for uint8 gray face crops (N, H, W) of any size.
 
-        With TTA each batch holds all views of its faces side by side, so the model still
+        With TTA each batch holds all views of its crops side by side, so the model still
         runs about `batch_size` inputs per pass.
         """
-        faces = np.asarray(faces)
-        if faces.ndim != 3:
-            raise ValueError(f"expected gray faces (N, H, W), got shape {faces.shape}")
-        out = np.empty((len(faces), len(self.labels)), np.float32)
+        crops = np.asarray(crops)
+        if crops.ndim != 3:
+            raise ValueError(f"expected gray face crops (N, H, W), got shape {crops.shape}")
+        out = np.empty((len(crops), len(self.labels)), np.float32)
         views = TTA_VIEWS[self.tta]
         step = max(1, self.batch_size // views)
-        for i in range(0, len(faces), step):
-            chunk = _as_tensor(faces[i : i + step]).unsqueeze(1).float() / 255
+        for i in range(0, len(crops), step):
+            chunk = _as_tensor(crops[i : i + step]).unsqueeze(1).float() / 255
             probs = tta_mean(self._probs, chunk, self.tta)
             out[i : i + len(chunk)] = probs.numpy()
         return out
 
-    def _probs(self, faces: torch.Tensor) -> torch.Tensor:
-        """Calibrated probabilities for gray faces (N, 1, H, W) in 0..1."""
-        return torch.softmax(self.runner(self._input(faces)) / self.temperature, dim=1)
+    def _probs(self, crops: torch.Tensor) -> torch.Tensor:
+        """Calibrated probabilities for gray crops (N, 1, H, W) in 0..1."""
+        return torch.softmax(self.runner(self._input(crops)) / self.temperature, dim=1)
 
-    def _input(self, faces: torch.Tensor) -> torch.Tensor:
-        return self.spec.to_input(faces)
+    def _input(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.spec.to_input(crops)
 
     def _faces(self, probs: np.ndarray, found: Sequence[Detection]) -> list[Face]:
         out = []
@@ -452,9 +453,9 @@ def _whole(frame: Frame, size: tuple[int, int]) -> np.ndarray:
     return resize_gray(frame.gray, size)[None]
 
 
-def _as_tensor(faces: np.ndarray) -> torch.Tensor:
-    """uint8 faces as a tensor sharing memory where it can (flipped or strided views are copied)."""
-    return torch.from_numpy(np.ascontiguousarray(faces))
+def _as_tensor(crops: np.ndarray) -> torch.Tensor:
+    """uint8 crops as a tensor sharing memory where it can (flipped or strided views are copied)."""
+    return torch.from_numpy(np.ascontiguousarray(crops))
 
 
 def _is_stack(crops) -> bool:

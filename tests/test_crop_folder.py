@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import ASTRONAUT
 from ferkit.cli import main
 from ferkit.data import load_dataset
-from ferkit.data.face_crops import crop_face_folder
+from ferkit.data.crop_folder import crop_face_folder
 from ferkit.detection.crops import FRAMINGS, Framing
 from ferkit.errors import DataError
 from ferkit.inference import EmotionRecognizer
