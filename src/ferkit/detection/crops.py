@@ -88,10 +88,10 @@ def framing_for(detector, meta: Mapping | None = None) -> Framing:
         meta: a checkpoint's metadata, or None.
     """
     name = detector if detector is None or isinstance(detector, str) else _kind(detector)
-    found = _meta_key(meta, "framing") or {}
+    found = meta_key(meta, "framing") or {}
     if name in found:
         return Framing.from_dict(found[name])
-    margin = _meta_key(meta, "crop_margin")
+    margin = meta_key(meta, "crop_margin")
     if margin is not None:
         return Framing.from_margin(margin)
     return FRAMINGS.get(name or "", Framing())
@@ -103,7 +103,9 @@ def _kind(detector) -> str | None:
     return {YuNetDetector: "yunet", HaarDetector: "haar"}.get(type(detector))
 
 
-def _meta_key(meta: Mapping | None, key: str):
+def meta_key(meta: Mapping | None, key: str):
+    """A checkpoint's optional framing key (framing, crop_margin): at the top level of its
+    metadata, else in `meta["extra"]`, else None."""
     if not meta:
         return None
     if meta.get(key) is not None:

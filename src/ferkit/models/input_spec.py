@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ferkit.detection.crops import Framing, framing_for
+from ferkit.detection.crops import Framing, framing_for, meta_key
 from ferkit.errors import ConfigError
 from ferkit.preprocess import to_model_input
 
@@ -71,9 +71,8 @@ class InputSpec:
         Raises:
             ConfigError: a value missing, of the wrong type or out of range, naming its key.
         """
-        extra = meta.get("extra") or {}
-        framing = meta.get("framing") or extra.get("framing") or {}
-        margin = meta.get("crop_margin", extra.get("crop_margin"))
+        framing = meta_key(meta, "framing") or {}
+        margin = meta_key(meta, "crop_margin")
         return cls(
             input_size=_numbers(meta, "input_size"),  # type: ignore[arg-type]
             in_channels=meta.get("in_channels", 1),
