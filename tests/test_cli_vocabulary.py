@@ -80,14 +80,18 @@ def test_the_table_matches_every_parser_both_ways():
 
 
 def test_shared_flags_have_one_meaning():
+    from ferkit.inference.backends import BACKENDS
     from ferkit.inference.model_io import SHIPPED
 
+    # The CLI spells these out (importing them would load torch into --help); kept equal here.
     assert f"({', '.join(SHIPPED)})" in MODEL_HELP
     for name, parser in commands().items():
         options = visible(parser)
         if "--tta" in options:
             tta = options["--tta"]
             assert (tta.choices, tta.const, tta.default) == (TTA_MODES, "flip", "none"), name
+        if "--backend" in options:
+            assert tuple(options["--backend"].choices) == BACKENDS, name
         if "--smooth" in options:
             assert options["--smooth"].default == DEFAULT_SMOOTH, name
         if "--model" in options:
