@@ -42,11 +42,11 @@ def main() -> None:
 
     rec = EmotionRecognizer(args.model, detector=args.detector)
     files, y = list_photos(args.data)
-    frames, boxes = [], []
+    grays, boxes = [], []  # the working copies' gray pixels (what crops are cut from), boxes
     for f in tqdm(files, desc="detecting", unit="photo"):
         frame = rec.load(f)
         found = rec.detect(frame)
-        frames.append(frame)
+        grays.append(frame.gray)
         boxes.append(found[0].box if found else None)
     have = [i for i, b in enumerate(boxes) if b is not None]
     n = len(EMOTIONS)
@@ -57,7 +57,7 @@ def main() -> None:
     for scale, dy in grid:
         framing = Framing(scale=scale, dx=default.dx, dy=dy)
         crops = np.concatenate(
-            [crop_faces(frames[i].gray, [boxes[i]], rec.input_size, framing) for i in have]
+            [crop_faces(grays[i], [boxes[i]], rec.input_size, framing) for i in have]
         )
         pred = np.full(len(files), -1)
         pred[have] = rec.classify(crops)[:, :n].argmax(1)
