@@ -187,6 +187,12 @@ def rss_mb(pid: int) -> dict[str, float]:
     return {k: round(int(fields[k].split()[0]) / 1024, 1) for k in ("VmRSS", "VmHWM")}
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) process `pid` has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1]
@@ -230,7 +236,11 @@ def main() -> None:
             proc, url = start_server(model_path(args, Path(tmp)), args.workers, args.serve_options)
         try:
             load(url, body, ctype, min(16, args.requests), args.concurrency)  # warm-up
+            server0 = cpu_s(proc.pid) if proc else None
+            client0 = time.process_time()
             r = load(url, body, ctype, args.requests, args.concurrency)
+            client_cpu = time.process_time() - client0
+            server_cpu = cpu_s(proc.pid) - server0 if proc else None
         finally:
             if proc is not None:
                 proc.terminate()
@@ -247,6 +257,11 @@ def main() -> None:
         "throughput_rps": round(len(lat) / r["seconds"], 1),
         "errors": len(r["errors"]),
         "first_errors": r["errors"][:3],
+        # Where the two cores went: CPU ms per request of the server and of this client.
+        "server_cpu_ms_per_request": (
+            round(server_cpu * 1000 / args.requests, 1) if server_cpu is not None else None
+        ),
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / args.requests, 1),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -257,6 +272,11 @@ def main() -> None:
     )
     print(f"latency ms: p50 {report['p50_ms']}  p95 {report['p95_ms']}  p99 {report['p99_ms']}")
     print(f"throughput: {report['throughput_rps']} requests/s   errors: {report['errors']}")
+    server_ms = report["server_cpu_ms_per_request"]
+    print(
+        f"CPU per request: server {server_ms if server_ms is not None else '?'} ms, "
+        f"this client {report['client_cpu_ms_per_request']} ms"
+    )
     for err in report["first_errors"]:
         print(f"  {err}")
 

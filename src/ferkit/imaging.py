@@ -167,6 +167,61 @@ def read_image(
     return img
 
 
+# How a complete file ends: JPEG's end-of-image marker, PNG's IEND chunk with its CRC.
+_END = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
+
+
+def read_common(
+    source: str | Path | bytes,
+    *,
+    max_side: int | None = None,
+    max_pixels: int | None = None,
+    name: str | None = None,
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Decode the common case, an upright 8-bit RGB or gray JPEG or PNG, with OpenCV; None
+    for any other image, which `read_image` reads.
+
+    Inference (`ferkit predict`, the server, `data crop`) reads photos here first: OpenCV
+    decodes them in about half the time PIL does and gives the BGR and gray arrays that
+    detection wants without conversions (astronaut.png, 512x512 PNG, one thread: 3.8-5.3 ms
+    against 8.2-8.7 ms). The pixels are the same as through PIL, except that gray from colour
+    is OpenCV's conversion, which differs from PIL's by at most one level on 0.1% of pixels
+    (as for numpy arrays given to `to_gray`). The size gate is `open_image`'s, before any
+    decoding. Anything that needs PIL's handling goes there: other formats and modes (alpha,
+    palette, 16-bit, CMYK), an EXIF orientation to apply, a JPEG large enough for reduced-scale
+    decoding (see `open_image`), or bytes OpenCV cannot decode (PIL then names the problem).
+
+    Returns:
+        (pixels, (w, h)): uint8 BGR (H, W, 3) or gray (H, W), and the image's size; or None.
+
+    Raises:
+        ImageTooLargeError, NotAnImageError, ImageError: as `open_image`.
+    """
+    with open_image(source, max_pixels=max_pixels, name=name) as img:
+        w, h = img.size
+        fmt, mode = img.format, img.mode
+        # PNG raw modes say the bit depth: "RGB;16B" (48-bit), "L;4" (4-bit gray), "RGB" 8-bit
+        raw = img.tile[0][3] if fmt == "PNG" and img.tile else mode
+        if fmt not in ("JPEG", "PNG") or mode not in ("RGB", "L") or raw != mode:
+            return None
+        if max_side and max(w, h) > 2 * max_side and fmt == "JPEG":
+            return None  # read_image decodes it at reduced scale
+        if fmt == "JPEG" and img.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            return None
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if not data.endswith(_END[fmt]):  # truncated (or trailing bytes): PIL says which
+        return None
+    if fmt == "PNG" and b"eXIf" in data:  # EXIF, maybe an orientation, possibly after the pixels
+        return None
+    flags = cv2.IMREAD_IGNORE_ORIENTATION | (
+        cv2.IMREAD_GRAYSCALE if mode == "L" else cv2.IMREAD_COLOR
+    )
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if pixels is None or pixels.shape[:2] != (h, w):  # corrupt or truncated: PIL says how
+        return None
+    return pixels, (w, h)
+
+
 def to_gray(image: Image.Image | np.ndarray, *, color: ColorOrder = "rgb") -> np.ndarray:
     """Convert a PIL image or numpy array of any mode or bit depth to a uint8 grayscale array.
 

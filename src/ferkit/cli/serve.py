@@ -59,7 +59,7 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="inferences run at once (default: one per core); others queue",
+        help="inferences run at once (default: one more than the cores); others queue",
     )
     p.add_argument(
         "--max-queue",

@@ -1,8 +1,10 @@
-"""Turn any input (path, PIL image, numpy array) into a `Frame`: a bounded-size working copy.
+"""Turn any input (path, file bytes, PIL image, numpy array) into a `Frame`: a bounded-size
+working copy.
 
 Detection and cropping run on the working copy, at most `max_side` pixels on its longer side,
 so a 20000x20000 photo costs what a 1280-pixel one does; `Frame.scale` maps boxes back to the
-input's pixels. Decoding and grayscale conversion are `ferkit.imaging`'s, as in training.
+input's pixels. Decoding and grayscale conversion are `ferkit.imaging`'s: `read_common` for
+the everyday JPEG or PNG photo, `read_image` (as in training) for everything else.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ferkit.detection.boxes import Box, Detection, clip_box
-from ferkit.imaging import ColorOrder, ImageError, read_image, to_gray
+from ferkit.imaging import ColorOrder, ImageError, read_common, read_image, to_gray
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +61,23 @@ class Frame:
 
 
 def load_frame(
-    image: str | Path | Image.Image | np.ndarray | Frame,
+    image: str | Path | bytes | Image.Image | np.ndarray | Frame,
     *,
     color: ColorOrder = "bgr",
     max_side: int | None = DEFAULT_MAX_SIDE,
+    max_pixels: int | None = None,
+    name: str | None = None,
 ) -> Frame:
     """Decode and shrink `image` into a Frame.
 
     Args:
-        image: a file path, a PIL image (any mode), a uint8/uint16/float numpy array, or a
-            Frame (returned as it is).
+        image: a file path, the bytes of an image file (an upload), a PIL image (any mode),
+            a uint8/uint16/float numpy array, or a Frame (returned as it is).
         color: channel order of a 3/4-channel numpy array: "bgr" (OpenCV), "rgb" (PIL,
             matplotlib) or "gray". Files and PIL images know their own.
         max_side: longer side of the working copy (None: keep full size).
+        max_pixels: files and bytes: the most pixels to decode (`ferkit.imaging.open_image`).
+        name: files and bytes: what to call the image in messages and `Frame.source`.
 
     Raises:
         ImageError: unreadable, empty or malformed input; the message names the file.
@@ -80,10 +86,17 @@ def load_frame(
         return image
     if color not in COLOR_ORDERS:
         raise ImageError(f"unknown color order {color!r}; choose one of {', '.join(COLOR_ORDERS)}")
-    if isinstance(image, str | Path):
-        pil = read_image(image, max_side=max_side)
+    if isinstance(image, str | Path | bytes):
+        source = name or ("<bytes>" if isinstance(image, bytes) else str(image))
+        limits = {"max_side": max_side, "max_pixels": max_pixels, "name": name}
+        common = read_common(image, **limits)  # JPEG/PNG photos, by OpenCV
+        if common is not None:
+            pixels, _size = common
+            gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+            return _finish(pixels, gray, source, max_side)
+        pil = read_image(image, **limits)
         size = pil.info.get("original_size", pil.size)
-        return _from_pil(pil, str(image), size, max_side)
+        return _from_pil(pil, source, size, max_side)
     if isinstance(image, Image.Image):
         if image.width < 1 or image.height < 1:
             raise ImageError(f"empty PIL image ({image.width}x{image.height})")

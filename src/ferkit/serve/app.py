@@ -9,9 +9,9 @@ options `min_face_score`, `min_face_size`, `max_faces` as in `EmotionRecognizer`
 `GET /v1/health`, `GET /v1/model`, the page at `/` (files in `static/`), OpenAPI at `/docs`.
 
 Concurrency: the model is loaded once. Decoding and inference run in a thread pool of
-`workers` threads (default: one per core), never on the event loop; the pool's size is the
-limit on concurrent inferences, so a burst of requests queues instead of oversubscribing the
-cores. Eval-mode forward passes and the Haar detector (one cascade per thread) are safe to
+`workers` threads (default: one more than the cores), never on the event loop; the pool's
+size is the limit on concurrent inferences, so a burst of requests queues instead of
+oversubscribing the cores. Eval-mode forward passes and the Haar detector (one cascade per thread) are safe to
 run from several threads at once. Every error is a JSON body `{"error": CODE, "detail": MSG}`;
 tracebacks go to the server's log only.
 """
@@ -36,14 +36,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from ferkit import __version__
 from ferkit.detection.boxes import FaceFilter
+from ferkit.detection.frames import Frame, load_frame
 from ferkit.errors import ConfigError, FerkitError
-from ferkit.imaging import ImageError, ImageTooLargeError, NotAnImageError, read_image
+from ferkit.imaging import ImageError, ImageTooLargeError, NotAnImageError
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.serve.docs import add_docs
 
@@ -105,7 +105,8 @@ def create_app(
             shipped model (CheckpointError while none is shipped).
         max_upload_mb: largest image accepted, in MiB (larger: 413).
         timeout_s: longest a prediction may take, upload and queueing included (then 504).
-        workers: inferences run at once (default: one per core); more requests wait.
+        workers: inferences run at once (default: `default_workers()`, one more than the
+            cores); more requests wait.
         max_queue: inferences waiting or running at most (default: 16 per worker); beyond
             that a request gets 503 with Retry-After at once, rather than a 504 after
             `timeout_s`. An inference that outlives its request's timeout still counts until
@@ -117,7 +118,7 @@ def create_app(
     """
     rec = model if isinstance(model, EmotionRecognizer) else EmotionRecognizer(model)
     limit = int(max_upload_mb * MB)
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or default_workers())
     max_queue = max(1, max_queue or 16 * workers)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="ferkit-serve")
     pending = 0  # inferences submitted and not yet finished (or cancelled while queued)
@@ -221,6 +222,15 @@ def create_app(
         return result
 
     return app
+
+
+def default_workers() -> int:
+    """Inference threads by default: one more than the cores. Each inference holds Python's
+    lock for part of its time (between the native calls that release it), and the event loop
+    needs a core for uploads, so one thread per core leaves cores idle: photo uploads at
+    concurrency 8 on a 2-core VM, interleaved runs of benchmarks/serve_load.py, 2 threads
+    48-52 requests/s, 3 threads 55-59 (four: no better)."""
+    return (os.cpu_count() or 1) + 1
 
 
 def model_meta(rec: EmotionRecognizer) -> dict[str, Any]:
@@ -328,20 +338,19 @@ def _image_type(ctype: str) -> bool:
 # -- decoding and inference (in a worker thread) ---------------------------------------------
 
 
-def decode_image(data: bytes, *, max_side: int | None, max_pixels: int) -> Image.Image:
-    """Decode uploaded bytes safely, upright, with `ferkit.imaging.read_image` (as files are).
+def decode_image(data: bytes, *, max_side: int | None, max_pixels: int) -> Frame:
+    """Decode uploaded bytes safely, upright, into a Frame, as files are (`load_frame`).
 
     The size is checked from the header first, so a decompression bomb is refused before
-    anything, EXIF included, is decoded. EXIF orientation is then applied, so boxes match the
+    anything, EXIF included, is decoded. EXIF orientation is applied, so boxes match the
     photo as browsers show it. Huge JPEGs are decoded at reduced scale; other images above
-    `max_pixels` are refused. `img.info["original_size"]` is the upright size before any
-    reduction, which the recognizer maps boxes back to.
+    `max_pixels` are refused. Boxes are mapped back to the upright upload's own pixels.
 
     Raises:
         ApiError: 415 not an image PIL knows, 413 too many pixels, 422 corrupt or truncated.
     """
     try:
-        return read_image(data, max_side=max_side, max_pixels=max_pixels, name="upload")
+        return load_frame(data, max_side=max_side, max_pixels=max_pixels, name="upload")
     except ImageTooLargeError as exc:
         raise ApiError(413, "too_many_pixels", str(exc)) from None
     except NotAnImageError:
@@ -364,10 +373,10 @@ def _infer(
     """The response body: `Result.to_dict()` (what `ferkit predict --json` prints for a
     file) with the model's labels, and the time spent queueing and decoding the upload."""
     t0 = time.perf_counter()
-    img = decode_image(data, max_side=rec.max_side, max_pixels=max_pixels)
+    frame = decode_image(data, max_side=rec.max_side, max_pixels=max_pixels)
     t1 = time.perf_counter()
-    out = rec.predict(img, face_filter=face_filter).to_dict()
-    del out["file"]  # "<PIL image>": nothing to tell the client
+    out = rec.predict(frame, face_filter=face_filter).to_dict()
+    del out["file"]  # "upload": nothing to tell the client
     timings = out.pop("timing_ms")
     timings["decode"] = round(timings["decode"] + (t1 - t0) * 1000, 2)
     out["labels"] = list(rec.labels)

@@ -1,0 +1,95 @@
+"""`ferkit.imaging.read_common`: everyday JPEG/PNG photos through OpenCV, the same pixels as
+PIL's `read_image`; everything that needs PIL's handling left to it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ASTRONAUT
+from ferkit.detection.frames import load_frame
+from ferkit.imaging import ImageTooLargeError, read_common, read_image, to_gray
+
+
+def _encoded(img: Image.Image, fmt: str, **options) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    return Image.open(ASTRONAUT).convert("RGB").resize((160, 120))  # not square: w != h
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_common_photos_decode_to_pils_pixels(photo, fmt, mode):
+    data = _encoded(photo.convert(mode), fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    got = read_common(data)
+    assert got is not None
+    pixels, size = got
+    pil = read_image(data)
+    assert size == pil.size == (160, 120)
+    if mode == "L":
+        np.testing.assert_array_equal(pixels, np.asarray(pil))
+    else:
+        np.testing.assert_array_equal(pixels[:, :, ::-1], np.asarray(pil))  # BGR
+        frame = load_frame(data)
+        # gray: OpenCV's conversion, at most one level from PIL's
+        diff = np.abs(frame.gray.astype(int) - to_gray(pil).astype(int))
+        assert diff.max() <= 1
+
+
+def test_a_file_and_its_bytes_give_the_same_frame():
+    from_file, from_bytes = load_frame(ASTRONAUT), load_frame(ASTRONAUT.read_bytes())
+    np.testing.assert_array_equal(from_file.image, from_bytes.image)
+    np.testing.assert_array_equal(from_file.gray, from_bytes.gray)
+    assert from_file.size == from_bytes.size == (512, 512)
+
+
+def _exif_rotated(photo: Image.Image) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to display
+    return _encoded(photo.rotate(90, expand=True), "JPEG", quality=95, exif=exif)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda p: _encoded(p.convert("RGBA"), "PNG"),  # alpha: composited on white by PIL
+        lambda p: _encoded(p.convert("P"), "PNG"),  # palette
+        lambda p: _encoded(p.convert("I;16"), "PNG"),  # 16-bit
+        lambda p: _encoded(p, "GIF"),
+        lambda p: _encoded(p, "WEBP"),
+        lambda p: _encoded(p, "PNG")[:-100],  # truncated
+        lambda p: _encoded(p, "JPEG")[:-100],
+        _exif_rotated,  # an orientation to apply
+    ],
+    ids=["rgba", "palette", "16bit", "gif", "webp", "png-cut", "jpeg-cut", "exif-rotated"],
+)
+def test_everything_else_is_left_to_pil(photo, make):
+    assert read_common(make(photo)) is None
+
+
+def test_load_frame_applies_exif_orientation_through_pil(photo):
+    frame = load_frame(_exif_rotated(photo))
+    assert frame.size == (160, 120)  # stored 120x160, shown upright
+
+
+def test_huge_jpegs_keep_reduced_scale_decoding():
+    big = Image.new("RGB", (3000, 2000), (90, 120, 150))
+    data = _encoded(big, "JPEG")
+    assert read_common(data, max_side=1280) is None  # PIL's draft mode decodes it smaller
+    assert read_common(data, max_side=None) is not None
+    frame = load_frame(data, max_side=1280)
+    assert frame.size == (3000, 2000) and max(frame.gray.shape) == 1280
+
+
+def test_the_size_gate_comes_first():
+    data = _encoded(Image.new("L", (400, 300)), "PNG")
+    with pytest.raises(ImageTooLargeError, match="400x300"):
+        read_common(data, max_pixels=100_000)
