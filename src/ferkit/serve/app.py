@@ -11,9 +11,9 @@ options `min_face_score`, `min_face_size`, `max_faces` as in `EmotionRecognizer`
 Concurrency: the model is loaded once. Decoding and inference run in a thread pool of
 `workers` threads (default: one more than the cores), never on the event loop; the pool's
 size is the limit on concurrent inferences, so a burst of requests queues instead of
-oversubscribing the cores. Eval-mode forward passes and the Haar detector (one cascade per thread) are safe to
-run from several threads at once. Every error is a JSON body `{"error": CODE, "detail": MSG}`;
-tracebacks go to the server's log only.
+oversubscribing the cores. Eval-mode forward passes and the Haar detector (one cascade per
+thread) are safe to run from several threads at once. Every error is a JSON body
+`{"error": CODE, "detail": MSG}`; tracebacks go to the server's log only.
 """
 
 from __future__ import annotations
