@@ -133,3 +133,15 @@ def test_summary_goes_to_stderr_with_json(checkpoint, capsys):
     assert doc["faces"] and "1 image, 1 face, 0 without a face" in err
     no_hint = "like face crops" not in err  # a 512x512 photo is no crop
     assert no_hint
+
+
+def test_no_crop_hint_when_no_image_was_read(checkpoint, tmp_path, capsys):
+    """A corrupt photo: exit 2 naming it, and no hint about 'face crops' among 0 images."""
+    broken = tmp_path / "broken.png"
+    data = bytearray(ASTRONAUT.read_bytes())
+    data[5000:5100] = b"x" * 100  # inside the pixel data: a CRC error
+    broken.write_bytes(bytes(data))
+    assert main(["predict", str(broken), "--model", str(checkpoint)]) == 2
+    out, err = capsys.readouterr()
+    assert "broken.png: corrupt or truncated image" in err
+    assert "like face crops" not in out + err

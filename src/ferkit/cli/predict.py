@@ -179,7 +179,7 @@ class Tally:
         images = f"{self.images} image{'' if self.images == 1 else 's'}"
         faces = f"{self.faces} face{'' if self.faces == 1 else 's'}"
         out = [f"{images}, {faces}, {self.no_face} without a face"]
-        if detecting and self.crop_like * 2 >= self.images:
+        if detecting and self.images and self.crop_like * 2 >= self.images:
             out.append(
                 f"hint: {self.crop_like} of the {self.images} images are small (at most "
                 f"{CROP_MAX_SIDE} px) and about square, like face crops; if they are crops, "
