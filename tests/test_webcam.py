@@ -23,7 +23,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_webcam_opens_the_page_in_webcam_mode(tmp_path, free_port, monkeypatch, capsys):
+@pytest.mark.parametrize("any_port", [False, True], ids=["port", "port-0"])
+def test_webcam_opens_the_page_in_webcam_mode(tmp_path, free_port, any_port, monkeypatch, capsys):
+    """The page opens at the port the server bound: --port N, or any free one for --port 0."""
     import uvicorn
 
     assert gui_problem() is not None, "these tests expect the headless OpenCV ferkit pins"
@@ -35,17 +37,22 @@ def test_webcam_opens_the_page_in_webcam_mode(tmp_path, free_port, monkeypatch, 
         servers.append(self)
 
     def browser(url):  # the user's browser: load the page, then stop the server
-        with urllib.request.urlopen(url, timeout=10) as page:
-            opened.append((url, page.status, page.read().decode()))
-        servers[0].should_exit = True
+        try:
+            bound = servers[0].servers[0].sockets[0].getsockname()[1]
+            with urllib.request.urlopen(url, timeout=10) as page:
+                opened.append((url, bound, page.status, page.read().decode()))
+        finally:
+            servers[0].should_exit = True
         return True
 
     monkeypatch.setattr(uvicorn.Server, "__init__", keep)
     monkeypatch.setattr("webbrowser.open", browser)
     ckpt = make_checkpoint(tmp_path / "m.pt")
-    assert main(["-q", "webcam", "--model", str(ckpt), "--port", str(free_port)]) == 0
-    [(url, status, html)] = opened
-    assert url == f"http://127.0.0.1:{free_port}/?webcam" and status == 200
+    port = 0 if any_port else free_port
+    assert main(["-q", "webcam", "--model", str(ckpt), "--port", str(port)]) == 0
+    [(url, bound, status, html)] = opened
+    assert bound == free_port or (any_port and bound != 0)
+    assert url == f"http://127.0.0.1:{bound}/?webcam" and status == 200
     assert 'id="webcam"' in html
     assert f"{url} (opened in your browser" in capsys.readouterr().err
 

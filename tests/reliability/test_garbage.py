@@ -132,3 +132,30 @@ def test_fifo_given_to_predict_is_refused_by_name(tmp_path, capsys):
     os.mkfifo(pipe)
     assert main(["predict", str(pipe)]) == 2
     assert f"{pipe}: not a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--port", "99999"], "--port 99999: a port is 0..65535"),
+        (["webcam", "--port", "-1"], "--port -1: a port is 0..65535"),
+        (["predict", str(ASTRONAUT), "--detect-side", "-5"], "--detect-side -5: an image"),
+        (["predict", str(ASTRONAUT), "--detect-side", "0"], "--detect-side 0: an image"),
+    ],
+)
+def test_bad_command_line_values_are_one_line(tmp_path, argv, message, capsys):
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    assert main([*argv, "--model", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "internal error" not in err and "Traceback" not in err
+
+
+def test_annotate_to_a_file_is_refused_before_any_work(tmp_path, capsys):
+    """`--annotate out` where out is a file: one line, exit 2, no results printed, file kept."""
+    out = tmp_path / "out"
+    out.write_text("mine")
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    assert main(["predict", str(ASTRONAUT), "--model", str(ckpt), "--annotate", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert f"--annotate {out} is a file" in captured.err and "face" not in captured.out
+    assert out.read_text() == "mine"

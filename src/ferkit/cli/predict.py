@@ -117,6 +117,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"--annotate {args.annotate} names one video file; give exactly one "
             "video, or a folder to --annotate"
         )
+    if args.annotate and not video_out and args.annotate.exists() and not args.annotate.is_dir():
+        raise ConfigError(
+            f"--annotate {args.annotate} is a file; annotated images go into a folder "
+            "(a video file only for one video input)"
+        )
     if args.annotate:
         _refuse_collisions(args, images, videos, video_out)
     if not args.overwrite:

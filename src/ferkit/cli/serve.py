@@ -11,6 +11,7 @@ bind to another address only on a network you trust. API reference: /docs, docs/
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import threading
 import time
@@ -105,6 +106,8 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
         raise FerkitError("--threads, --workers and --max-queue must be at least 1")
     if args.max_upload_mb <= 0 or args.timeout <= 0:
         raise FerkitError("--max-upload-mb and --timeout must be positive")
+    if not 0 <= args.port <= 65535:
+        raise FerkitError(f"--port {args.port}: a port is 0..65535 (0: any free port)")
     # Several requests run at once, one per worker; torch's and OpenCV's own threads on top of
     # that would oversubscribe the cores (and spin while waiting), so each inference gets
     # --threads: YuNet with OpenCV's default 2 threads under 2 workers made 18 detections/s
@@ -123,18 +126,24 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
         log.warning(
             "listening on %s: anyone who can reach it can use it (no authentication)", args.host
         )
-    log.info("%r on http://%s:%d (API docs at /docs)", rec, args.host, args.port)
     level = "warning" if args.quiet else "info"
     server = uvicorn.Server(server_config(app, host=args.host, port=args.port, log_level=level))
-    if on_started is not None:
-        url = f"http://{args.host}:{args.port}"
-        threading.Thread(target=_when_started, args=(server, url, on_started), daemon=True).start()
+
+    def started(port: int) -> None:  # the port bound: --port 0 takes any free one
+        url = f"http://{args.host}:{port}"
+        log.info("%r on %s (API docs at /docs)", rec, url)
+        if on_started is not None:
+            on_started(url)
+
+    threading.Thread(target=_when_started, args=(server, args.port, started), daemon=True).start()
     server.run()
     return 0
 
 
-def _when_started(server, url: str, callback: Callable[[str], object]) -> None:
+def _when_started(server, port: int, callback: Callable[[int], object]) -> None:
     while not server.started and not server.should_exit:
         time.sleep(0.05)
     if server.started:
-        callback(url)
+        with contextlib.suppress(AttributeError, IndexError, OSError):
+            port = server.servers[0].sockets[0].getsockname()[1]
+        callback(port)
