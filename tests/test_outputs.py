@@ -2,6 +2,8 @@
 
 import pytest
 
+from conftest import ASTRONAUT, make_checkpoint
+from ferkit.cli import main
 from ferkit.errors import CheckpointError, DataError
 from ferkit.outputs import refuse_existing, replaced_atomically
 
@@ -22,6 +24,37 @@ def test_refuse_existing_raises_the_callers_error_with_its_hint(tmp_path):
     (tmp_path / "m.pt").touch()
     with pytest.raises(CheckpointError, match=r"m\.pt already exists; use overwrite=True$"):
         refuse_existing([tmp_path / "m.pt"], error=CheckpointError, hint="use overwrite=True")
+
+
+def test_overwrite_replaces_files_never_folders(tmp_path):
+    (tmp_path / "old.csv").touch()
+    refuse_existing([tmp_path / "old.csv"], overwrite=True)  # a file: overwrite allows it
+    (tmp_path / "out").mkdir()
+    for overwrite in (False, True):
+        with pytest.raises(DataError, match=r"out is a folder where a file is to be written"):
+            refuse_existing([tmp_path / "old.csv", tmp_path / "out"], overwrite=overwrite)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "PHOTO", "--csv", "OUT", "--overwrite"],
+        ["export", "MODEL", "OUT", "--overwrite"],
+    ],
+    ids=["predict-csv", "export"],
+)
+def test_a_folder_named_as_an_output_file_is_refused_with_overwrite(tmp_path, argv, capsys):
+    """Was `[Errno 21] Is a directory` after the work (exit 1 or 2); the folder stays as it was."""
+    out = tmp_path / "out"
+    (out / "keep").mkdir(parents=True)
+    ckpt = make_checkpoint(tmp_path / "m.pt")
+    subst = {"PHOTO": str(ASTRONAUT), "OUT": str(out), "MODEL": str(ckpt)}
+    argv = [subst.get(a, a) for a in argv]
+    if argv[0] == "predict":
+        argv += ["--model", str(ckpt)]
+    assert main(argv) == 2
+    assert f"{out} is a folder where a file is to be written" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep"]
 
 
 def test_replaced_atomically_replaces_only_when_the_write_succeeds(tmp_path):

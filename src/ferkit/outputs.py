@@ -44,19 +44,35 @@ def refuse_existing(
     *,
     hint: str = "pass --overwrite to replace",
     error: type[FerkitError] = DataError,
+    overwrite: bool = False,
 ) -> None:
-    """Raise `error` if any of `paths` exists, naming the first few and counting the rest.
+    """Raise `error` if any of the files `paths` exists, naming the first few and counting the
+    rest; with `overwrite`, only if one of them is a folder: replacing a file is what overwrite
+    asks for, a folder never is.
 
     Args:
-        paths: the outputs a command is about to write; None entries are skipped.
+        paths: the files a command is about to write; None entries are skipped.
         hint: what the user can do, appended to the message.
         error: the error type to raise (the caller's domain).
+        overwrite: existing files may be replaced (folders still may not).
     """
-    taken = [str(p) for p in paths if p is not None and Path(p).exists()]
-    if taken:
-        more = f" and {len(taken) - SHOWN} more" if len(taken) > SHOWN else ""
+    given = [Path(p) for p in paths if p is not None]
+    folders = [str(p) for p in given if p.is_dir()]
+    if folders:
+        verb, it = ("is a folder", "it") if len(folders) == 1 else ("are folders", "them")
+        raise error(
+            f"{_listed(folders)} {verb} where a file is to be written; "
+            f"move {it} or choose another output"
+        )
+    taken = [str(p) for p in given if p.exists()]
+    if taken and not overwrite:
         verb = "exists" if len(taken) == 1 else "exist"
-        raise error(f"{', '.join(taken[:SHOWN])}{more} already {verb}; {hint}")
+        raise error(f"{_listed(taken)} already {verb}; {hint}")
+
+
+def _listed(names: list[str]) -> str:
+    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+    return ", ".join(names[:SHOWN]) + more
 
 
 @contextmanager

@@ -196,12 +196,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     plot = None if args.no_plot else args.plot
     plot_format = _plot_format(plot) if plot is not None else None
-    if not args.overwrite:
-        refuse_existing(
-            [plot],
-            error=FerkitError,
-            hint="pass --overwrite to replace it, --plot FILE or --no-plot",
-        )
+    refuse_existing(
+        [plot],
+        error=FerkitError,
+        hint="pass --overwrite to replace it, --plot FILE or --no-plot",
+        overwrite=args.overwrite,
+    )
     table, fig = compare_runs(args.runs)
     if args.format == "csv":
         print(table.to_csv(index=False), end="")

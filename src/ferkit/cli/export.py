@@ -65,9 +65,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         # Dynamic quantisation (no data) leaves convolutions in float and runs ~5x slower
         # than fp32 on CNNs; static quantisation needs a few hundred real faces.
         raise ConfigError("--int8 needs --data: a few hundred labelled faces to calibrate on")
-    if not args.overwrite:
-        int8 = _int8_path(args.out) if args.int8 else None
-        refuse_existing([args.out, int8], error=ConfigError, hint="pass --overwrite to replace")
+    int8 = _int8_path(args.out) if args.int8 else None
+    refuse_existing(
+        [args.out, int8],
+        error=ConfigError,
+        hint="pass --overwrite to replace",
+        overwrite=args.overwrite,
+    )
     model, meta = load_torch_model(args.checkpoint)
     faces = labels = None
     if args.data:

@@ -124,8 +124,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     if args.annotate:
         _refuse_collisions(args, images, videos, video_out)
-    if not args.overwrite:
-        _refuse_existing(args, images, videos, video_out)
+    _refuse_existing(args, images, videos, video_out)
     rec = make_recognizer(args)
     started = time.time()
     document: list[dict] = []
@@ -234,7 +233,8 @@ def _refuse_collisions(args, images, videos, video_out) -> None:
 
 
 def _refuse_existing(args, images, videos, video_out) -> None:
-    """Outputs are never replaced silently: list those that exist before any work is done."""
+    """Outputs are never replaced silently (nor folders ever): list those that exist before
+    any work is done."""
     targets = [args.csv] if args.csv else []
     if args.annotate:
         targets += [_annotated_image(args.annotate, rel) for _, rel in images]
@@ -243,6 +243,7 @@ def _refuse_existing(args, images, videos, video_out) -> None:
         targets,
         error=ConfigError,
         hint="pass --overwrite to replace, or choose another --csv/--annotate",
+        overwrite=args.overwrite,
     )
 
 

@@ -73,8 +73,9 @@ def save_checkpoint(
         CheckpointError: the file exists, or the model or metadata do not fit together.
     """
     path = Path(path)
-    if not overwrite:
-        refuse_existing([path], error=CheckpointError, hint="pass overwrite=True to replace it")
+    refuse_existing(
+        [path], error=CheckpointError, hint="pass overwrite=True to replace it", overwrite=overwrite
+    )
     ckpt = checkpoint_dict(model, what=f"cannot save {type(model).__name__} to {path}", **meta)
     with replaced_atomically(path) as tmp:
         torch.save(ckpt, tmp)
