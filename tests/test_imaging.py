@@ -11,7 +11,7 @@ from PIL import Image
 
 from conftest import ASTRONAUT
 from ferkit.detection.frames import load_frame
-from ferkit.imaging import ImageTooLargeError, read_common, read_image, to_gray
+from ferkit.imaging import ImageTooLargeError, NotAnImageError, read_common, read_image, to_gray
 
 
 def _encoded(img: Image.Image, fmt: str, **options) -> bytes:
@@ -93,3 +93,11 @@ def test_the_size_gate_comes_first():
     data = _encoded(Image.new("L", (400, 300)), "PNG")
     with pytest.raises(ImageTooLargeError, match="400x300"):
         read_common(data, max_pixels=100_000)
+
+
+def test_an_empty_file_says_so(tmp_path):
+    empty = tmp_path / "empty.jpg"
+    empty.touch()
+    for source in (empty, b""):
+        with pytest.raises(NotAnImageError, match=r"empty file \(0 bytes\)"):
+            load_frame(source)

@@ -89,6 +89,8 @@ def open_image(
     """
     label = name or (str(source) if isinstance(source, str | Path) else "the image")
     limit = min(max_pixels or pixel_limit(), pixel_limit())
+    if _empty(source):
+        raise NotAnImageError(f"{label}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -112,6 +114,15 @@ def open_image(
         raise ImageTooLargeError(_too_large(label, f"{w}x{h} ({w * h / 1e6:.0f} MP)", limit))
     img.info["original_size"] = (w, h)  # before draft, to map boxes back
     return img
+
+
+def _empty(source: str | Path | bytes) -> bool:
+    if isinstance(source, bytes):
+        return not source
+    try:
+        return Path(source).is_file() and Path(source).stat().st_size == 0
+    except OSError:  # a missing or unreadable file is reported when it is opened
+        return False
 
 
 def _too_large(label: str, size: str, limit: int) -> str:
