@@ -4,6 +4,7 @@ PIL's `read_image`; everything that needs PIL's handling left to it."""
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -11,7 +12,14 @@ from PIL import Image
 
 from conftest import ASTRONAUT
 from ferkit.detection.frames import load_frame
-from ferkit.imaging import ImageTooLargeError, NotAnImageError, read_common, read_image, to_gray
+from ferkit.imaging import (
+    ImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    read_common,
+    read_image,
+    to_gray,
+)
 
 
 def _encoded(img: Image.Image, fmt: str, **options) -> bytes:
@@ -101,3 +109,26 @@ def test_an_empty_file_says_so(tmp_path):
     for source in (empty, b""):
         with pytest.raises(NotAnImageError, match=r"empty file \(0 bytes\)"):
             load_frame(source)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            None,
+            "expected an image: a file path, image file bytes, a PIL image or a numpy array, "
+            "not NoneType",
+        ),
+        ({}, "not dict"),
+        ("", "'': no such file"),
+        ("https://example.com/a.jpg", "no such file (ferkit reads files; download the image"),
+    ],
+)
+def test_what_is_no_image_says_what_is_expected(source, message):
+    with pytest.raises(ImageError, match=re.escape(message)):
+        load_frame(source)
+
+
+def test_a_folder_is_no_image(tmp_path):
+    with pytest.raises(ImageError, match="a folder, not an image file"):
+        load_frame(tmp_path)

@@ -96,7 +96,11 @@ def open_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
-        raise ImageError(f"{label}: no such file") from None
+        url = str(source).startswith(("http://", "https://"))
+        hint = " (ferkit reads files; download the image first)" if url else ""
+        raise ImageError(f"{label or repr(str(source))}: no such file{hint}") from None
+    except IsADirectoryError:
+        raise ImageError(f"{label}: a folder, not an image file") from None
     except UnidentifiedImageError:
         raise NotAnImageError(f"{label}: not an image file PIL can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -103,6 +103,11 @@ def load_frame(
         # read_image's images remember their size before reduced-scale decoding
         size = image.info.get("original_size", image.size)
         return _from_pil(image, "<PIL image>", size, max_side)
+    if not (isinstance(image, list | tuple) or hasattr(image, "__array__")):  # array-likes too
+        raise ImageError(
+            "expected an image: a file path, image file bytes, a PIL image or a numpy array, "
+            f"not {type(image).__name__}"
+        )
     arr = np.asarray(image)
     if arr.ndim < 2 or arr.size == 0:
         raise ImageError(f"empty or malformed image array of shape {arr.shape}")
