@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
 from hostile import snapshot
 
 from conftest import ASTRONAUT, make_checkpoint
@@ -77,3 +78,54 @@ def test_json_written_is_standard_json():
 
     text = json_dumps({"loss": float("nan"), "best": [float("inf"), 0.5], "n": 3})
     assert json.loads(text, parse_constant=refuse) == {"loss": None, "best": [None, 0.5], "n": 3}
+
+
+def test_a_run_that_reads_nothing_writes_no_csv(tmp_path, capsys):
+    """Every input unreadable: exit 2, no CSV of a header alone, an old CSV kept as it was."""
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a video")
+    ckpt = str(make_checkpoint(tmp_path / "m.pt"))
+    fresh, old = tmp_path / "new.csv", tmp_path / "old.csv"
+    old.write_text("mine\n")
+    assert main(["predict", str(bad), "--csv", str(fresh), "--model", ckpt]) == 2
+    assert main(["predict", str(bad), "--csv", str(old), "--overwrite", "--model", ckpt]) == 2
+    out = capsys.readouterr().out
+    assert not fresh.exists() and old.read_text() == "mine\n" and "wrote" not in out
+    assert "0 images" not in out  # no summary of nothing
+
+
+def test_video_stopped_midway_keeps_old_outputs_whole(tmp_path, monkeypatch):
+    """Ctrl-C (or an error) in the middle of a video: the annotated video and the CSV being
+    replaced are left as they were, and no half-written file is left beside them."""
+    import cv2
+    import numpy as np
+
+    from ferkit.inference import video
+    from ferkit.inference.recognizer import EmotionRecognizer
+
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for i in range(6):
+        writer.write(np.full((64, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "annotated.mp4").write_bytes(b"old video")
+    (out / "timeline.csv").write_text("old rows\n")
+    before = snapshot(out)
+
+    original = video.analyse_video
+
+    def frames(*args, **kwargs):  # two frames, then the user presses Ctrl-C
+        analysed = original(*args, **kwargs)
+        yield next(analysed)
+        yield next(analysed)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video, "analyse_video", frames)
+    rec = EmotionRecognizer(make_checkpoint(tmp_path / "m.pt"), detector=None)
+    with pytest.raises(KeyboardInterrupt):
+        video.process_video(
+            rec, clip, annotate_to=out / "annotated.mp4", csv_to=out / "timeline.csv"
+        )
+    assert snapshot(out) == before

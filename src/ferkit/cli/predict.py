@@ -22,7 +22,7 @@ from pathlib import Path
 from ferkit.cli.recognizer_options import add_model_options, make_recognizer
 from ferkit.cli.vocabulary import add_smooth_option
 from ferkit.errors import ConfigError, FerkitError
-from ferkit.outputs import json_dumps, refuse_existing
+from ferkit.outputs import json_dumps, refuse_existing, replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -129,28 +129,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
     started = time.time()
     document: list[dict] = []
     tally = Tally()
-    with ExitStack() as stack:
-        rows = None
-        if args.csv:
-            args.csv.parent.mkdir(parents=True, exist_ok=True)
-            rows = CsvRows(stack.enter_context(open(args.csv, "w", newline="")), rec.labels)
-        show = not args.no_progress and len(images) > 1
-        bar = stack.enter_context(tqdm(total=len(images), unit="img", disable=not show or None))
-        for chunk in _chunks(images, FILES_PER_BATCH):
-            _predict_images(rec, chunk, args, rows, document, errors, tally)
-            bar.update(len(chunk))
-        for path, rel in videos:
-            _predict_video(rec, path, rel, args, rows, document, errors, video_out)
+    try:
+        with ExitStack() as stack:
+            rows = None
+            if args.csv:  # written beside it; replaces it only when the run is done
+                tmp = stack.enter_context(replaced_atomically(args.csv))
+                rows = CsvRows(stack.enter_context(open(tmp, "w", newline="")), rec.labels)
+            show = not args.no_progress and len(images) > 1
+            bar = stack.enter_context(tqdm(total=len(images), unit="img", disable=not show or None))
+            for chunk in _chunks(images, FILES_PER_BATCH):
+                _predict_images(rec, chunk, args, rows, document, errors, tally)
+                bar.update(len(chunk))
+            for path, rel in videos:
+                _predict_video(rec, path, rel, args, rows, document, errors, video_out)
+            if rows is not None and not rows.written:
+                raise _NothingRead  # every input failed: no CSV of a header alone
+    except _NothingRead:
+        args.csv = None  # and no "wrote" line
     if args.json:
         sys.stdout.write(json_dumps(document, indent=2))
         print()
     _say_written(args, images, since=started)
-    if images:
+    if tally.images:
         # The summary is for people: on stderr when stdout carries JSON.
         summary_to = sys.stderr if args.json or args.jsonl else sys.stdout
         for line in tally.lines(detecting=rec.detector is not None):
             print(line, file=summary_to)
     return 2 if errors else 0
+
+
+class _NothingRead(Exception):
+    """No input could be analysed: the CSV is not written (an old one stays as it was)."""
 
 
 # A face crop (FER-2013 is 48x48, RAF-DB's aligned faces 100x100) is small and about square;

@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 
 from ferkit.errors import FerkitError
-from ferkit.outputs import json_dumps
+from ferkit.outputs import json_dumps, replaced_atomically
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Face
@@ -220,16 +220,19 @@ class CsvRows:
     def __init__(self, file: IO[str], labels: Sequence[str]) -> None:
         self._writer = csv.DictWriter(file, fieldnames=columns(labels), extrasaction="ignore")
         self._writer.writeheader()
+        self.written = 0  # rows so far, the header not counted
 
     def write(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
             self._writer.writerow({k: _cell(k, v) for k, v in row.items()})
+            self.written += 1
 
 
 def write_csv(rows: Iterable[dict], labels: Sequence[str], path: str | Path | IO[str]) -> None:
-    """Write result rows as CSV to a file name or an open text file."""
+    """Write result rows as CSV to a file name (replaced whole once written, never left half
+    written) or to an open text file."""
     if isinstance(path, str | Path):
-        with open(path, "w", newline="") as f:
+        with replaced_atomically(Path(path)) as tmp, open(tmp, "w", newline="") as f:
             CsvRows(f, labels).write(rows)
     else:
         CsvRows(path, labels).write(rows)

@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from ferkit.imaging import ImageError
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.inference.results import CsvRows, Result, rows_of, to_dataframe, write_csv
 from ferkit.inference.tracking import Tracker, follow
+from ferkit.outputs import replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -277,42 +279,47 @@ def process_video(
 
     fps, total = _probe(path)
     analysis = VideoAnalysis(str(path), labels=rec.labels, fps=fps)
-    writer = None
-    csv_file = open(csv_to, "w", newline="") if csv_to else None  # noqa: SIM115 - closed below
-    rows = CsvRows(csv_file, rec.labels) if csv_file else csv_rows
     start = time.perf_counter()
-    bar = tqdm(
-        total=total or None,
-        unit="frame",
-        desc=Path(path).name,
-        disable=None if progress else True,
-        leave=False,
-    )
-    try:
-        frames = analyse_video(
-            rec, path, every=every, smooth=smooth, batch_frames=batch_frames, tracker=tracker
+    # Each output is written beside its name and replaces it only when the whole video is
+    # done: an error or Ctrl-C midway leaves an old file whole and no half-written one.
+    with ExitStack() as outputs:
+        video_tmp = outputs.enter_context(replaced_atomically(annotate_to)) if annotate_to else None
+        rows = csv_rows
+        if csv_to:
+            csv_tmp = outputs.enter_context(replaced_atomically(Path(csv_to)))
+            rows = CsvRows(outputs.enter_context(open(csv_tmp, "w", newline="")), rec.labels)
+        writer = None
+        bar = outputs.enter_context(
+            tqdm(
+                total=total or None,
+                unit="frame",
+                desc=Path(path).name,
+                disable=None if progress else True,
+                leave=False,
+            )
         )
-        for r in frames:
-            analysis.frames += 1
-            if r.analysed:
-                analysis.analysed += 1
-                analysis.faces += len(r.faces)
-                analysis.results.append(replace(r, image=None))
-                if rows is not None:
-                    rows.write(r.rows())
-            if annotate_to:
-                if writer is None:
-                    writer = _writer(annotate_to, fps, r.image.shape[1], r.image.shape[0])
-                writer.write(annotate(r.image, r.faces))
-            if on_frame is not None:
-                on_frame(r)
-            bar.update(1)
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.release()
-        if csv_file:
-            csv_file.close()
+        try:
+            frames = analyse_video(
+                rec, path, every=every, smooth=smooth, batch_frames=batch_frames, tracker=tracker
+            )
+            for r in frames:
+                analysis.frames += 1
+                if r.analysed:
+                    analysis.analysed += 1
+                    analysis.faces += len(r.faces)
+                    analysis.results.append(replace(r, image=None))
+                    if rows is not None:
+                        rows.write(r.rows())
+                if video_tmp is not None:
+                    if writer is None:
+                        writer = _writer(video_tmp, fps, *r.image.shape[1::-1], name=annotate_to)
+                    writer.write(annotate(r.image, r.faces))
+                if on_frame is not None:
+                    on_frame(r)
+                bar.update(1)
+        finally:
+            if writer is not None:
+                writer.release()  # before the finished file replaces annotate_to
     analysis.seconds = time.perf_counter() - start
     analysis.outputs = [str(p) for p in (annotate_to, csv_to) if p]
     return analysis
@@ -325,11 +332,14 @@ def _probe(path: str | Path) -> tuple[float, int]:
     return fps, total
 
 
-def _writer(out: str | Path, fps: float, width: int, height: int) -> cv2.VideoWriter:
+def _writer(
+    out: str | Path, fps: float, width: int, height: int, *, name: str | Path
+) -> cv2.VideoWriter:
+    """A video writer to `out`, which becomes `name` when done (named in errors)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fourcc = cv2.VideoWriter_fourcc(*("MJPG" if out.suffix.lower() == ".avi" else "mp4v"))
     writer = cv2.VideoWriter(str(out), fourcc, fps, (width, height))
     if not writer.isOpened():
-        raise ImageError(f"{out}: cannot write a video there (use a .mp4 or .avi name)")
+        raise ImageError(f"{name}: cannot write a video there (use a .mp4 or .avi name)")
     return writer
