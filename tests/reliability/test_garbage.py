@@ -115,6 +115,7 @@ def test_unreadable_csv_names_the_file(tmp_path, content, capsys):
         (["--epochs", "-3"], "'epochs' must be >= 1, got -3"),
         (["--set", "lr=.nan"], "'lr' must be > 0, got nan"),
         (["--set", "val_fraction=2"], "'val_fraction' must be in [0, 0.9], got 2.0"),
+        (["--arch", "flagshp"], "unknown model 'flagshp'. Did you mean 'flagship'?"),
     ],
 )
 def test_bad_config_value_is_one_line_before_any_work(tmp_path, flags, message, capsys):
@@ -159,3 +160,9 @@ def test_annotate_to_a_file_is_refused_before_any_work(tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"--annotate {out} is a file" in captured.err and "face" not in captured.out
     assert out.read_text() == "mine"
+
+
+def test_dry_run_checks_the_model_name(capsys):
+    """`--dry-run` says whether a run would start: an unknown model is exit 2, not 0."""
+    assert main(["train", "--arch", "bogus", "--dry-run"]) == 2
+    assert "unknown model 'bogus'" in capsys.readouterr().err
