@@ -287,7 +287,8 @@ class EmotionRecognizer:
     # -- public entry points ----------------------------------------------------------------
 
     def load(self, image, *, color: ColorOrder = "bgr") -> Frame:
-        """Decode `image` (path, PIL image, array) into a Frame; raises ImageError naming it.
+        """Decode `image` (path, file bytes, PIL image, array) into a Frame; raises ImageError
+        naming it.
 
         Loading separately lets a caller report a bad file and go on with the others, then
         pass the Frames to `predict` together.
@@ -308,7 +309,8 @@ class EmotionRecognizer:
         """Faces and their emotions in one image, or in each image of a list.
 
         Args:
-            images: a path, PIL image, numpy array or Frame; or a list/tuple of them.
+            images: a path, image file bytes, PIL image, numpy array or Frame; or a list/tuple
+                of them.
             color: channel order of colour numpy arrays: "bgr" (OpenCV, the default), "rgb"
                 or "gray".
             boxes: faces already located, (x, y, w, h) in input pixels, instead of detection;
