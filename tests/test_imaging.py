@@ -30,7 +30,8 @@ def _encoded(img: Image.Image, fmt: str, **options) -> bytes:
 
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
-    return Image.open(ASTRONAUT).convert("RGB").resize((160, 120))  # not square: w != h
+    small = Image.open(ASTRONAUT).convert("RGB").resize((160, 120))  # not square: w != h
+    return Image.fromarray(np.asarray(small))  # without the file's colour profile
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
@@ -59,6 +60,9 @@ def test_a_file_and_its_bytes_give_the_same_frame():
     assert from_file.size == from_bytes.size == (512, 512)
 
 
+_ICC = Image.open(ASTRONAUT).info["icc_profile"]  # an RGB colour profile
+
+
 def _exif_rotated(photo: Image.Image) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 clockwise to display
@@ -76,8 +80,19 @@ def _exif_rotated(photo: Image.Image) -> bytes:
         lambda p: _encoded(p, "PNG")[:-100],  # truncated
         lambda p: _encoded(p, "JPEG")[:-100],
         _exif_rotated,  # an orientation to apply
+        lambda p: _encoded(p.convert("L"), "PNG", icc_profile=_ICC),  # libpng would warn
     ],
-    ids=["rgba", "palette", "16bit", "gif", "webp", "png-cut", "jpeg-cut", "exif-rotated"],
+    ids=[
+        "rgba",
+        "palette",
+        "16bit",
+        "gif",
+        "webp",
+        "png-cut",
+        "jpeg-cut",
+        "exif-rotated",
+        "gray-with-rgb-profile",
+    ],
 )
 def test_everything_else_is_left_to_pil(photo, make):
     assert read_common(make(photo)) is None

@@ -223,6 +223,8 @@ def read_common(
             return None  # read_image decodes it at reduced scale
         if fmt == "JPEG" and img.getexif().get(EXIF_ORIENTATION, 1) != 1:
             return None
+        if fmt == "PNG" and mode == "L" and "icc_profile" in img.info:
+            return None  # often an RGB profile, which libpng warns about on stderr
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     if not data.endswith(_END[fmt]):  # truncated (or trailing bytes): PIL says which
         return None
