@@ -188,3 +188,9 @@ def test_server_face_options(checkpoint, two_faces):
             r = client.post(f"/v1/predict?{query}", files=files)
             assert r.status_code == 422 and r.json()["error"] == "bad_option", query
             assert query.split("=")[0] in r.json()["detail"]
+
+
+@pytest.mark.parametrize("detector", [YuNetDetector, HaarDetector])
+def test_a_detection_size_with_no_room_for_a_face_is_refused(detector):
+    with pytest.raises(ConfigError, match="max_side 8: an image shrunk below 12 px"):
+        detector(max_side=8)

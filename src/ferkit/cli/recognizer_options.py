@@ -8,7 +8,6 @@ import argparse
 from ferkit.cli.vocabulary import add_model_option, add_tta_option
 from ferkit.detection.boxes import DEFAULT_MIN_FACE_SCORE, FaceFilter
 from ferkit.detection.registry import DEFAULT_DETECTOR, DETECTORS, FACE_DETECTORS, make_detector
-from ferkit.errors import ConfigError
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -72,18 +71,14 @@ def face_filter_from_args(args: argparse.Namespace) -> FaceFilter:
 
 def detector_from_args(args: argparse.Namespace):
     """The detector the options of `add_detector_options` name (None for "none")."""
-    from ferkit.detection.detectors import MIN_FACE_SIDE
+    from ferkit.detection.detectors import check_max_side
 
     name = "none" if getattr(args, "no_detect", False) else args.detector
-    if args.detect_side is not None and args.detect_side < MIN_FACE_SIDE:
-        raise ConfigError(
-            f"--detect-side {args.detect_side}: an image shrunk below {MIN_FACE_SIDE} px holds "
-            "no face to find; give more pixels (haar's default is 320, yunet's 640)"
-        )
-    detector = make_detector(name, model_path=args.detector_model, min_score=args.min_face_score)
-    if args.detect_side and detector is not None:
-        detector.max_side = args.detect_side
-    return detector
+    check_max_side(args.detect_side, "--detect-side")
+    options = {} if args.detect_side is None else {"max_side": args.detect_side}
+    return make_detector(
+        name, model_path=args.detector_model, min_score=args.min_face_score, **options
+    )
 
 
 def make_recognizer(args: argparse.Namespace):

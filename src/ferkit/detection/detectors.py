@@ -63,6 +63,15 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
 
 
+def check_max_side(max_side: int | None, name: str = "max_side") -> None:
+    """Refuse a detection size that leaves no face to find (`name` is what the user set)."""
+    if max_side is not None and max_side < MIN_FACE_SIDE:
+        raise ConfigError(
+            f"{name} {max_side}: an image shrunk below {MIN_FACE_SIDE} px holds no face to "
+            "find; give more pixels (haar's default is 320, yunet's 640)"
+        )
+
+
 def _shrink(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
     """Downscale so the longer side is at most max_side; returns the image and the factor used."""
     side = max(image.shape[:2])
@@ -119,6 +128,7 @@ class HaarDetector:
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = min_size
+        check_max_side(max_side)
         self.max_side = max_side
         self.equalize = equalize
 
@@ -194,6 +204,7 @@ class YuNetDetector:
             raise ConfigError(
                 f"unknown YuNet runtime {runtime!r}; choose one of {', '.join(YUNET_RUNTIMES)}"
             )
+        check_max_side(max_side)
         self.path, self.max_side, self.runtime = path, max_side, runtime
         self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)
         self._local = threading.local()
