@@ -192,7 +192,7 @@ def read_common(
     max_side: int | None = None,
     max_pixels: int | None = None,
     name: str | None = None,
-) -> tuple[np.ndarray, tuple[int, int]] | None:
+) -> np.ndarray | None:
     """Decode the common case, an upright 8-bit RGB or gray JPEG or PNG, with OpenCV; None
     for any other image, which `read_image` reads.
 
@@ -207,7 +207,7 @@ def read_common(
     decoding (see `open_image`), or bytes OpenCV cannot decode (PIL then names the problem).
 
     Returns:
-        (pixels, (w, h)): uint8 BGR (H, W, 3) or gray (H, W), and the image's size; or None.
+        uint8 BGR (H, W, 3) or gray (H, W) pixels, the image's full size; or None.
 
     Raises:
         ImageTooLargeError, NotAnImageError, ImageError: as `open_image`.
@@ -236,7 +236,7 @@ def read_common(
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if pixels is None or pixels.shape[:2] != (h, w):  # corrupt or truncated: PIL says how
         return None
-    return pixels, (w, h)
+    return pixels
 
 
 def to_gray(image: Image.Image | np.ndarray, *, color: ColorOrder = "rgb") -> np.ndarray:

@@ -76,7 +76,7 @@ def _listed(names: list[str]) -> str:
 
 
 @contextmanager
-def replaced_atomically(path: Path) -> Iterator[Path]:
+def replaced_atomically(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write to; when the block ends without an error,
     the temporary file replaces `path` in one step. On an error it is removed and `path` is
     left as it was. The folder is created if needed.

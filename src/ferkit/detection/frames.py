@@ -89,9 +89,8 @@ def load_frame(
     if isinstance(image, str | Path | bytes):
         source = name or ("<bytes>" if isinstance(image, bytes) else str(image))
         limits = {"max_side": max_side, "max_pixels": max_pixels, "name": name}
-        common = read_common(image, **limits)  # JPEG/PNG photos, by OpenCV
-        if common is not None:
-            pixels, _size = common
+        pixels = read_common(image, **limits)  # JPEG/PNG photos, by OpenCV
+        if pixels is not None:
             gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
             return _finish(pixels, gray, source, max_side)
         pil = read_image(image, **limits)

@@ -232,7 +232,7 @@ def write_csv(rows: Iterable[dict], labels: Sequence[str], path: str | Path | IO
     """Write result rows as CSV to a file name (replaced whole once written, never left half
     written) or to an open text file."""
     if isinstance(path, str | Path):
-        with replaced_atomically(Path(path)) as tmp, open(tmp, "w", newline="") as f:
+        with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
             CsvRows(f, labels).write(rows)
     else:
         CsvRows(path, labels).write(rows)

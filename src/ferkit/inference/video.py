@@ -286,7 +286,7 @@ def process_video(
         video_tmp = outputs.enter_context(replaced_atomically(annotate_to)) if annotate_to else None
         rows = csv_rows
         if csv_to:
-            csv_tmp = outputs.enter_context(replaced_atomically(Path(csv_to)))
+            csv_tmp = outputs.enter_context(replaced_atomically(csv_to))
             rows = CsvRows(outputs.enter_context(open(csv_tmp, "w", newline="")), rec.labels)
         writer = None
         bar = outputs.enter_context(
