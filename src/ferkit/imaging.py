@@ -199,15 +199,16 @@ def read_common(
     Inference (`ferkit predict`, the server, `data crop`) reads photos here first: OpenCV
     decodes them faster than PIL and gives the BGR and gray arrays that detection wants
     without conversions (astronaut.png, a 512x512 PNG, into a Frame on one thread: 5.2-7.0 ms
-    against 7.4-9.2 ms through PIL, five interleaved pairs). The pixels are the same as through PIL, except that gray from colour
-    is OpenCV's conversion, which differs from PIL's by at most one level on 0.1% of pixels
-    (as for numpy arrays given to `to_gray`). The size gate is `open_image`'s, before any
+    against 7.4-9.2 ms through PIL, five interleaved pairs). The pixels are the same as
+    through PIL, except that gray from colour is OpenCV's conversion, which differs from PIL's
+    by at most one level on 0.1% of pixels (as for numpy arrays given to `to_gray`). The size
+    gate is `open_image`'s, before any
     decoding. Anything that needs PIL's handling goes there: other formats and modes (alpha,
     palette, 16-bit, CMYK), an EXIF orientation to apply, a JPEG large enough for reduced-scale
     decoding (see `open_image`), or bytes OpenCV cannot decode (PIL then names the problem).
 
     Returns:
-        uint8 BGR (H, W, 3) or gray (H, W) pixels, the image's full size; or None.
+        uint8 BGR (H, W, 3) or gray (H, W) pixels at the image's full size; or None.
 
     Raises:
         ImageTooLargeError, NotAnImageError, ImageError: as `open_image`.
