@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.smoke:
         overrides["smoke"] = True
     if args.resume:
-        from ferkit.training.run import resume_config
+        from ferkit.training.run_folder import resume_config
 
         cfg = resume_config(args.resume, overrides)
     else:

@@ -1,81 +1,48 @@
-"""`train(cfg)`: one experiment from a config to a run folder.
-
-A run folder holds `config.yaml` (the resolved config), `metrics.csv` (per epoch, from
-Lightning's CSVLogger), `checkpoints/{best,last}.ckpt` (full training state, for --resume),
-`best.pt` and `last.pt` (ferkit checkpoints: what inference needs) and `summary.json`.
+"""`train(cfg)`: one experiment from a config to a run folder (`ferkit.training.run_folder`
+says what it holds): seeds, data, model, Lightning's Trainer with ferkit's callbacks, and at
+the end the ferkit checkpoints best.pt and last.pt, scored, and summary.json.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import os
 import shutil
 import signal
 import time
 import warnings
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
-from lightning.pytorch.callbacks import (
-    Callback,
-    EarlyStopping,
-    EMAWeightAveraging,
-    LearningRateMonitor,
-    ModelCheckpoint,
-    Timer,
-    TQDMProgressBar,
-)
-from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ferkit.data.dataset import FERDataModule
-from ferkit.errors import CheckpointError, ConfigError
+from ferkit.errors import ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
-from ferkit.models._weights import safe_load
-from ferkit.outputs import json_dumps, replaced_atomically
-from ferkit.training.config import TrainConfig, load_config, save_config
+from ferkit.outputs import json_dumps
+from ferkit.training.callbacks import Throughput, loggers, training_callbacks
+from ferkit.training.config import TrainConfig, save_config
 from ferkit.training.module import FERClassifier, NonFiniteLossError
+from ferkit.training.run_folder import (
+    RUN_DIR_ENV,
+    check_training_state,
+    merge_metrics,
+    new_run_dir,
+    put_back,
+    resume_dir,
+    set_aside,
+    set_aside_metrics,
+)
 
 log = logging.getLogger(__name__)
-
-RUN_DIR_ENV = "FERKIT_RUN_DIR"  # lets DDP worker processes find the folder rank 0 chose
-
-
-def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
-    """The run folder for a new run: never an existing, non-empty one unless `overwrite`."""
-    if os.environ.get(RUN_DIR_ENV):
-        return Path(os.environ[RUN_DIR_ENV])
-    base = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if overwrite or not base.exists() or not any(base.iterdir()):
-        return base
-    n = 2
-    while (candidate := base.with_name(f"{base.name}-{n}")).exists():
-        n += 1
-    log.warning("%s exists; this run goes to %s (use --overwrite to replace)", base, candidate)
-    return candidate
-
-
-def resume_dir(resume: str | Path) -> Path:
-    """The run folder to resume (given the folder or a checkpoint inside it)."""
-    path = Path(resume)
-    run_dir = path.parent.parent if path.suffix == ".ckpt" else path
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
-        raise ConfigError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
-    return run_dir
-
-
-def resume_config(resume: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """The config a run was started with, with `overrides` (e.g. more epochs) applied."""
-    return load_config(resume_dir(resume) / "config.yaml", overrides)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -84,53 +51,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-class _CheckpointOnInterrupt(Callback):
-    """Saves a resumable `last.ckpt` when training is interrupted (Ctrl-C, SIGTERM), and only
-    then: an error (a bad value, NaN weights) must not replace a good checkpoint, and neither
-    may an interrupt that came before this session trained a single step."""
-
-    def __init__(self, path: Path):
-        self.path, self.first_step = path, None
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.first_step = trainer.global_step
-
-    def on_exception(self, trainer, pl_module, exception) -> None:
-        interrupt = isinstance(exception, KeyboardInterrupt | SIGTERMException)
-        if interrupt and self.first_step is not None and trainer.global_step > self.first_step:
-            trainer.save_checkpoint(self.path)
-
-
-class _Throughput(Callback):
-    """Training time and images/s, for the summary and `ferkit compare`: the time of the
-    training steps finished (validation excluded), summed across resumes."""
-
-    def __init__(self):
-        self.seconds, self.images, self._t0 = 0.0, 0, None
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._t0 = time.perf_counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self._t0 is None:  # resumed in the middle of an epoch
-            self._t0 = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        now = time.perf_counter()
-        self.seconds += now - self._t0
-        self._t0 = now
-        self.images += len(batch[0]) * trainer.world_size
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self._t0 = None
-
-    def state_dict(self):
-        return {"seconds": self.seconds, "images": self.images}
-
-    def load_state_dict(self, state):
-        self.seconds, self.images = state["seconds"], state["images"]
 
 
 def _precision(cfg: TrainConfig, accelerator: str) -> str:
@@ -167,7 +87,7 @@ def train(
     if resume:
         run_dir = resume_dir(resume)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
-        _check_training_state(ckpt)
+        check_training_state(ckpt)
     else:
         cfg = _data_resolved(cfg.resolved())
         run_dir, ckpt = new_run_dir(cfg, overwrite), None
@@ -208,8 +128,8 @@ def train(
         strategy=cfg.strategy,
         precision=_precision(cfg, accelerator),
         gradient_clip_val=cfg.grad_clip or None,
-        logger=_loggers(run_dir),
-        callbacks=_callbacks(cfg, run_dir, progress, checkpoints=not smoke),
+        logger=loggers(run_dir),
+        callbacks=training_callbacks(cfg, run_dir, progress, checkpoints=not smoke),
         deterministic=accelerator == "cpu",
         enable_progress_bar=progress,
         enable_checkpointing=not smoke,
@@ -219,11 +139,11 @@ def train(
     )
     replaced = None
     if trainer.is_global_zero and not resume:
-        replaced = _set_aside(run_dir)  # --overwrite: the old run waits until this one trains
+        replaced = set_aside(run_dir)  # --overwrite: the old run waits until this one trains
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers started by fit() inherit it
-    earlier = _set_aside_metrics(run_dir) if resume and trainer.is_global_zero else None
+    earlier = set_aside_metrics(run_dir) if resume and trainer.is_global_zero else None
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -253,35 +173,15 @@ def train(
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
         if earlier is not None:
-            _merge_metrics(run_dir / "metrics.csv", earlier)
+            merge_metrics(run_dir / "metrics.csv", earlier)
         if replaced is not None and trainer.global_step == 0:
-            _put_back(replaced, run_dir)  # failed before its first step: as if never started
+            put_back(replaced, run_dir)  # failed before its first step: as if never started
     _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started)
     if replaced is not None:
         shutil.rmtree(replaced)
     if trainer.world_size > 1:
         log.info("rank %d finished", trainer.global_rank)
     return run_dir
-
-
-def _check_training_state(ckpt: Path) -> None:
-    """Refuse a last.ckpt that is not plain training state (before anything is touched)."""
-    state = safe_load(ckpt)  # weights_only: a planted pickle is refused, never run
-    if not isinstance(state, dict) or "state_dict" not in state:
-        raise CheckpointError(f"{ckpt} is not a Lightning training checkpoint (no state_dict)")
-
-
-def _set_aside(run_dir: Path) -> Path | None:
-    """Move an existing run (`--overwrite`) beside `run_dir`; None if there is none."""
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return None
-    aside = run_dir.with_name(f"{run_dir.name}.replaced-{datetime.now():%Y%m%d-%H%M%S-%f}")
-    return run_dir.rename(aside)
-
-
-def _put_back(aside: Path, run_dir: Path) -> None:
-    shutil.rmtree(run_dir, ignore_errors=True)
-    aside.rename(run_dir)
 
 
 def _data_resolved(cfg: TrainConfig) -> TrainConfig:
@@ -294,111 +194,6 @@ def _data_resolved(cfg: TrainConfig) -> TrainConfig:
         if value and Path(value).expanduser().exists():
             paths[key] = str(Path(value).expanduser().resolve())
     return dataclasses.replace(cfg, **paths)
-
-
-class _EpochMetrics(Callback):
-    """metrics.csv: one row per epoch, epochs counted from 1 (as the progress bar and the
-    plots count them): the epoch's logged metrics, the step and the learning rate(s) at its end.
-    Lightning's CSVLogger writes a row per logging step and per validation, epochs from 0."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero or trainer.sanity_checking:
-            return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step}
-        for key, value in metrics.items():
-            # "train_loss" logged per step and per epoch: keep the epoch's mean, train_loss_epoch
-            if not key.endswith("_step") and f"{key}_epoch" not in metrics:
-                row[key] = value
-        for optimizer in trainer.optimizers:
-            groups, prefix = optimizer.param_groups, f"lr-{type(optimizer).__name__}"
-            for i, group in enumerate(groups):
-                # named as LearningRateMonitor names them
-                name = (
-                    f"{prefix}/{group.get('name') or f'pg{i + 1}'}" if len(groups) > 1 else prefix
-                )
-                row[name] = float(group["lr"])
-        old = pd.read_csv(self.path) if self.path.exists() else None
-        table = pd.DataFrame([row]) if old is None else pd.concat([old, pd.DataFrame([row])])
-        with replaced_atomically(self.path) as tmp:
-            table.to_csv(tmp, index=False)
-
-
-class _ProgressBar(TQDMProgressBar):
-    """Lightning's bar, with epochs counted from 1 as in metrics.csv and the plots."""
-
-    def on_train_epoch_start(self, trainer, *_) -> None:
-        # Lightning's own, but for the description (calling it would show "Epoch 0" first)
-        if self._leave:
-            self.train_progress_bar = self.init_train_tqdm()
-        self.train_progress_bar.reset(total=convert_inf(self.total_train_batches))
-        self.train_progress_bar.initial = 0
-        epoch = f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
-        self.train_progress_bar.set_description(epoch)
-
-
-def _loggers(run_dir: Path) -> list:
-    """TensorBoard event files (run_dir/tensorboard) if it is installed; metrics.csv is written
-    by _EpochMetrics."""
-    loggers = []
-    if importlib.util.find_spec("tensorboard") is not None:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(run_dir, name="", version="tensorboard"))
-    return loggers
-
-
-def _set_aside_metrics(run_dir: Path) -> Path | None:
-    """A resumed run's metrics.csv starts afresh; keep the earlier epochs to merge back."""
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return None
-    return path.rename(run_dir / "metrics.before-resume.csv")
-
-
-def _merge_metrics(path: Path, earlier: Path) -> None:
-    old = pd.read_csv(earlier)
-    new = pd.read_csv(path) if path.exists() else old.iloc[:0]
-    if "epoch" in new and len(new):
-        old = old[old["epoch"] < new["epoch"].min()]
-    pd.concat([old, new], ignore_index=True).to_csv(path, index=False)
-    earlier.unlink()
-
-
-def _callbacks(
-    cfg: TrainConfig, run_dir: Path, progress: bool, checkpoints: bool = True
-) -> list[Callback]:
-    """`checkpoints=False` (a smoke run): no training state is written, only best.pt."""
-    mode = "max" if cfg.monitor == "val_acc" else "min"
-    ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[Callback] = [_EpochMetrics(run_dir / "metrics.csv"), _Throughput()]
-    if _loggers(run_dir):  # it logs to them: TensorBoard when installed
-        callbacks.append(LearningRateMonitor(logging_interval="step"))
-    if checkpoints:
-        callbacks[:0] = [
-            # best by the monitored value; first, so it is trainer.checkpoint_callback
-            ModelCheckpoint(
-                ckpt_dir,
-                filename="best",
-                monitor=cfg.monitor,
-                mode=mode,
-                save_top_k=1,
-                enable_version_counter=False,
-            ),
-            # the latest epoch, every epoch, for --resume (monitor=None keeps the newest)
-            ModelCheckpoint(ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False),
-            _CheckpointOnInterrupt(ckpt_dir / "last.ckpt"),
-        ]
-    if progress:
-        callbacks.append(_ProgressBar(refresh_rate=10))
-    if cfg.patience > 0:
-        callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.patience, mode=mode))
-    if cfg.ema > 0:
-        callbacks.append(EMAWeightAveraging(decay=cfg.ema))
-    return callbacks
 
 
 def _score(module: FERClassifier, split) -> dict:
@@ -433,7 +228,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     if not trainer.is_global_zero:
         return
     ckpt_cb = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    throughput = next(c for c in trainer.callbacks if isinstance(c, _Throughput))
+    throughput = next(c for c in trainer.callbacks if isinstance(c, Throughput))
     meta = module.inference_meta()
     hardware = _hardware(trainer)
     recipe = {

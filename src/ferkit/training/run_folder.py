@@ -1,0 +1,92 @@
+"""The run folder: where a new run goes, what `--resume` continues, and how `--overwrite`
+and a resume keep what was there until the new run has trained.
+
+A run folder holds `config.yaml` (the resolved config), `metrics.csv` (one row per epoch),
+`checkpoints/{best,last}.ckpt` (full training state, for --resume), `best.pt` and `last.pt`
+(ferkit checkpoints: what inference needs) and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from ferkit.errors import CheckpointError, ConfigError
+from ferkit.models._weights import safe_load
+from ferkit.training.config import TrainConfig, load_config
+
+log = logging.getLogger(__name__)
+
+RUN_DIR_ENV = "FERKIT_RUN_DIR"  # lets DDP worker processes find the folder rank 0 chose
+
+
+def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
+    """The run folder for a new run: never an existing, non-empty one unless `overwrite`."""
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    base = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if overwrite or not base.exists() or not any(base.iterdir()):
+        return base
+    n = 2
+    while (candidate := base.with_name(f"{base.name}-{n}")).exists():
+        n += 1
+    log.warning("%s exists; this run goes to %s (use --overwrite to replace)", base, candidate)
+    return candidate
+
+
+def resume_dir(resume: str | Path) -> Path:
+    """The run folder to resume (given the folder or a checkpoint inside it)."""
+    path = Path(resume)
+    run_dir = path.parent.parent if path.suffix == ".ckpt" else path
+    if not (run_dir / "checkpoints" / "last.ckpt").exists():
+        raise ConfigError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
+    return run_dir
+
+
+def resume_config(resume: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """The config a run was started with, with `overrides` (e.g. more epochs) applied."""
+    return load_config(resume_dir(resume) / "config.yaml", overrides)
+
+
+def check_training_state(ckpt: Path) -> None:
+    """Refuse a last.ckpt that is not plain training state (before anything is touched)."""
+    state = safe_load(ckpt)  # weights_only: a planted pickle is refused, never run
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise CheckpointError(f"{ckpt} is not a Lightning training checkpoint (no state_dict)")
+
+
+def set_aside(run_dir: Path) -> Path | None:
+    """Move an existing run (`--overwrite`) beside `run_dir`; None if there is none."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return None
+    aside = run_dir.with_name(f"{run_dir.name}.replaced-{datetime.now():%Y%m%d-%H%M%S-%f}")
+    return run_dir.rename(aside)
+
+
+def put_back(aside: Path, run_dir: Path) -> None:
+    """Undo `set_aside`: the new run failed before its first step."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    aside.rename(run_dir)
+
+
+def set_aside_metrics(run_dir: Path) -> Path | None:
+    """A resumed run's metrics.csv starts afresh; keep the earlier epochs to merge back."""
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return None
+    return path.rename(run_dir / "metrics.before-resume.csv")
+
+
+def merge_metrics(path: Path, earlier: Path) -> None:
+    """The earlier epochs (`set_aside_metrics`) before the resumed run's own, in `path`."""
+    old = pd.read_csv(earlier)
+    new = pd.read_csv(path) if path.exists() else old.iloc[:0]
+    if "epoch" in new and len(new):
+        old = old[old["epoch"] < new["epoch"].min()]
+    pd.concat([old, new], ignore_index=True).to_csv(path, index=False)
+    earlier.unlink()
