@@ -19,74 +19,35 @@ thread) are safe to run from several threads at once. Every error is a JSON body
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import logging
 import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 
 from ferkit import __version__
 from ferkit.detection.boxes import FaceFilter
-from ferkit.detection.frames import Frame, load_frame
-from ferkit.errors import ConfigError, FerkitError
-from ferkit.imaging import ImageError, ImageTooLargeError, NotAnImageError
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.serve.docs import add_docs
-
-log = logging.getLogger(__name__)
+from ferkit.serve.errors import MB, ApiError, BodyLimit, add_error_handlers
+from ferkit.serve.uploads import (
+    PREDICT_BODY,
+    decode_image,
+    query_face_filter,
+    read_image_bytes,
+)
 
 STATIC = Path(__file__).parent / "static"
-MB = 1024 * 1024
 # Decoded pixels allowed per image. A 50 MP PNG already takes 150 MB as RGB; JPEGs larger
 # than this are decoded at reduced scale (draft mode) instead of refused.
 DEFAULT_MAX_PIXELS = 50_000_000
-_PREDICT_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "string", "format": "binary"}},
-                "required": ["file"],
-            }
-        },
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {
-                    "image": {
-                        "type": "string",
-                        "description": "base64 image bytes, or a data: URL",
-                    }
-                },
-                "required": ["image"],
-            }
-        },
-        "image/*": {"schema": {"type": "string", "format": "binary"}},
-    },
-}
-
-
-class ApiError(Exception):
-    """An error the client caused, sent as {"error": code, "detail": message} with `status`."""
-
-    def __init__(self, status: int, code: str, detail: str, headers: dict | None = None):
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.headers = status, code, detail, headers
 
 
 def create_app(
@@ -167,7 +128,7 @@ def create_app(
     app.state.recognizer, app.state.pool = rec, pool
     # Multipart framing and base64 (4/3) make the body larger than the image it carries.
     app.add_middleware(BodyLimit, max_bytes=limit * 4 // 3 + 64 * 1024, limit_mb=max_upload_mb)
-    _add_error_handlers(app)
+    add_error_handlers(app)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -194,7 +155,7 @@ def create_app(
     @app.post(
         "/v1/predict",
         summary="Faces and their emotions in one image",
-        openapi_extra={"requestBody": _PREDICT_BODY},
+        openapi_extra={"requestBody": PREDICT_BODY},
     )
     async def predict(request: Request) -> dict:
         start = time.perf_counter()
@@ -204,8 +165,8 @@ def create_app(
                     async for _chunk in request.stream():
                         pass  # a client still sending would not see the 503
                     raise busy()
-                face_filter = _face_filter(rec, request)
-                data = await _read_image_bytes(request)
+                face_filter = query_face_filter(rec, request)
+                data = await read_image_bytes(request)
                 if len(data) > limit:
                     raise ApiError(
                         413,
@@ -264,105 +225,6 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-# -- reading the request ---------------------------------------------------------------------
-
-FACE_OPTIONS = {"min_face_score": float, "min_face_size": float, "max_faces": int}
-
-
-def _face_filter(rec: EmotionRecognizer, request: Request) -> FaceFilter | None:
-    """The query's face options (`?min_face_score=0.9&max_faces=1`) over the recognizer's,
-    or None when it gives none. A score below the detector's floor (YuNet: 0.5) finds no more."""
-    query = request.query_params
-    given = {k: query[k] for k in FACE_OPTIONS if k in query}
-    if not given:
-        return None
-    values = {}
-    for name, text in given.items():
-        try:
-            values[name] = FACE_OPTIONS[name](text)
-        except ValueError:
-            kind = "a whole number" if FACE_OPTIONS[name] is int else "a number"
-            raise ApiError(422, "bad_option", f"{name}={text!r} is not {kind}") from None
-    try:
-        return replace(rec.face_filter, **values)
-    except ConfigError as exc:
-        raise ApiError(422, "bad_option", str(exc)) from None
-
-
-async def _read_image_bytes(request: Request) -> bytes:
-    """The image bytes of a multipart upload, a JSON {"image": base64} or a raw image body."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=10) as form:  # closes spooled files
-            files = [v for v in form.values() if isinstance(v, UploadFile)]
-            if not files:
-                raise ApiError(422, "missing_file", "no file in the form; send it as 'file'")
-            upload = form.get("file") if isinstance(form.get("file"), UploadFile) else files[0]
-            if upload.content_type and not _image_type(upload.content_type):
-                name = upload.filename or "the upload"
-                raise ApiError(
-                    415, "not_an_image", f"{name} is {upload.content_type}, not an image"
-                )
-            data = await upload.read()
-    elif ctype == "application/json":
-        try:
-            payload = await request.json()
-            raw = payload["image"]
-            if "," in raw[:100] and raw.startswith("data:"):  # a data: URL from a browser
-                raw = raw.split(",", 1)[1]
-            data = base64.b64decode(raw, validate=True)
-        # RecursionError: JSON nested thousands deep, which json.loads cannot parse
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
-            raise ApiError(
-                422, "bad_json", 'expected JSON {"image": "<base64 image bytes>"}'
-            ) from None
-    elif _image_type(ctype):
-        data = await request.body()
-    else:
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"content type {ctype or '(none)'}: send "
-            "multipart/form-data with a 'file', JSON {\"image\": base64}, or image/*",
-        )
-    if not data:
-        raise ApiError(422, "empty", "the image is empty (0 bytes)")
-    return data
-
-
-def _image_type(ctype: str) -> bool:
-    # Browsers send application/octet-stream for files whose type they do not know.
-    return ctype.startswith("image/") or ctype == "application/octet-stream"
-
-
-# -- decoding and inference (in a worker thread) ---------------------------------------------
-
-
-def decode_image(data: bytes, *, max_side: int | None, max_pixels: int) -> Frame:
-    """Decode uploaded bytes safely, upright, into a Frame, as files are (`load_frame`).
-
-    The size is checked from the header first, so a decompression bomb is refused before
-    anything, EXIF included, is decoded. EXIF orientation is applied, so boxes match the
-    photo as browsers show it. Huge JPEGs are decoded at reduced scale; other images above
-    `max_pixels` are refused. Boxes are mapped back to the upright upload's own pixels.
-
-    Raises:
-        ApiError: 415 not an image PIL knows, 413 too many pixels, 422 corrupt or truncated.
-    """
-    try:
-        return load_frame(data, max_side=max_side, max_pixels=max_pixels, name="upload")
-    except ImageTooLargeError as exc:
-        raise ApiError(413, "too_many_pixels", str(exc)) from None
-    except NotAnImageError:
-        raise ApiError(
-            415,
-            "not_an_image",
-            "the upload is not an image format ferkit reads (JPEG, PNG, WebP, BMP, GIF, TIFF, ...)",
-        ) from None
-    except ImageError as exc:
-        raise ApiError(422, "corrupt_image", str(exc)) from None
-
-
 def _infer(
     rec: EmotionRecognizer,
     data: bytes,
@@ -382,81 +244,3 @@ def _infer(
     out["labels"] = list(rec.labels)
     out["timing_ms"] = {"queue": round((t0 - queued_at) * 1000, 2), **timings}
     return out
-
-
-# -- limits and errors -----------------------------------------------------------------------
-
-
-class BodyLimitExceeded(Exception):
-    """The request body grew past the limit while it was being read."""
-
-
-class BodyLimit:
-    """ASGI middleware: 413 before reading a body whose Content-Length is over `max_bytes`,
-    and stop reading a chunked body as soon as it passes it."""
-
-    def __init__(self, app, max_bytes: int, limit_mb: float):
-        self.app, self.max_bytes, self.limit_mb = app, max_bytes, limit_mb
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = _error(
-                413,
-                "too_large",
-                f"the request is {int(length) / MB:.1f} MiB; "
-                f"images up to {self.limit_mb:g} MiB are accepted",
-            )
-            return await response(scope, receive, send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyLimitExceeded(
-                    f"the request is over {self.max_bytes / MB:.1f} MiB; "
-                    f"images up to {self.limit_mb:g} MiB are accepted"
-                )
-            return message
-
-        return await self.app(scope, limited, send)
-
-
-def _error(status: int, code: str, detail: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_req: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.detail, exc.headers)
-
-    @app.exception_handler(BodyLimitExceeded)
-    async def body_limit(_req: Request, exc: BodyLimitExceeded) -> JSONResponse:
-        return _error(413, "too_large", str(exc))
-
-    @app.exception_handler(ImageError)
-    async def image_error(_req: Request, exc: ImageError) -> JSONResponse:
-        return _error(422, "bad_image", str(exc))
-
-    @app.exception_handler(FerkitError)
-    async def ferkit_error(_req: Request, exc: FerkitError) -> JSONResponse:
-        return _error(422, "bad_input", str(exc))
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_req: Request, exc: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", str(exc.errors()))
-
-    @app.exception_handler(Exception)
-    async def internal_error(req: Request, exc: Exception) -> JSONResponse:
-        log.error("%s %s failed", req.method, req.url.path, exc_info=exc)
-        return _error(500, "internal_error", "internal server error (details in the server log)")
