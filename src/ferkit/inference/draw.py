@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ferkit.inference.recognizer import Face
+from ferkit.inference.results import Face
 
 # One BGR colour per emotion, so a glance at a video tells the label; unknown labels get gray.
 COLORS: dict[str, tuple[int, int, int]] = {

@@ -22,19 +22,15 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from ferkit.detection.boxes import (
     DEFAULT_MIN_FACE_SCORE,
-    Box,
     Detection,
     FaceFilter,
-    Point,
     clip_box,
-    named_landmarks,
 )
 from ferkit.detection.crops import Framing, crop_faces
 from ferkit.detection.detectors import Detector, FixedBoxes, find_faces
@@ -44,60 +40,11 @@ from ferkit.errors import ConfigError
 from ferkit.imaging import ColorOrder, resize_gray
 from ferkit.inference import model_io
 from ferkit.inference.backends import OnnxRunner, Runner, TorchRunner, check_backend
-from ferkit.inference.results import Result
+from ferkit.inference.results import Face, Result
 from ferkit.models.input_spec import InputSpec
 from ferkit.tta import TTA_VIEWS, check_tta, tta_mean
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Face:
-    """One face: where it is and what it shows.
-
-    Attributes:
-        box: (x, y, w, h) in the input image's pixels.
-        label: the most probable emotion.
-        scores: emotion -> probability, in the checkpoint's label order, summing to 1.
-        confidence: the probability of `label`.
-        score: the detector's confidence that this is a face, 0..1 (None: the detector gives
-            none, as Haar, or the box was given).
-        landmarks: YuNet's five points (right eye, left eye, nose tip, right and left mouth
-            corner; "right" is the person's right) as (x, y) in the input image's pixels, or
-            None.
-        track: in a video, the id of the person this face belongs to (None elsewhere).
-    """
-
-    box: Box
-    label: str
-    scores: dict[str, float]
-    confidence: float
-    track: int | None = None
-    score: float | None = None
-    landmarks: tuple[Point, ...] | None = None
-
-    def to_dict(self, digits: int | None = None) -> dict[str, Any]:
-        """JSON-ready: {"box": [x, y, w, h], "label", "confidence", "emotions": {...}, "score",
-        "landmarks": {"right_eye": [x, y], ...}} (score and landmarks null where there are none).
-
-        The `box` and `emotions` keys are those of the `fer` package, so code written for it
-        reads ours. `digits` rounds the probabilities (None keeps full precision).
-        """
-
-        def r(v: float) -> float:
-            return round(v, digits) if digits is not None else v
-
-        out = {
-            "box": list(self.box),
-            "label": self.label,
-            "confidence": r(self.confidence),
-            "emotions": {k: r(v) for k, v in self.scores.items()},
-            "score": None if self.score is None else r(self.score),
-            "landmarks": named_landmarks(self.landmarks),
-        }
-        if self.track is not None:
-            out["track"] = self.track
-        return out
 
 
 @dataclass(frozen=True)

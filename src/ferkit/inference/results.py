@@ -1,4 +1,5 @@
-"""`Result`: what was found in one image (or one video frame), and every way to write it out.
+"""`Face` and `Result`: what was found in one image (or one video frame), and every way to
+write it out.
 
     result = EmotionRecognizer().predict("photo.jpg")
     result.top_emotion()            # ("happy", 0.91) for the largest face, None without a face
@@ -17,17 +18,64 @@ import csv
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 
+from ferkit.detection.boxes import Box, Point, named_landmarks
 from ferkit.errors import FerkitError
 from ferkit.outputs import json_dumps, replaced_atomically
 
-if TYPE_CHECKING:
-    from ferkit.inference.recognizer import Face
-
 DIGITS = 4  # decimals of probabilities in JSON and CSV (1e-4 is far below any model's noise)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: where it is and what it shows.
+
+    Attributes:
+        box: (x, y, w, h) in the input image's pixels.
+        label: the most probable emotion.
+        scores: emotion -> probability, in the checkpoint's label order, summing to 1.
+        confidence: the probability of `label`.
+        score: the detector's confidence that this is a face, 0..1 (None: the detector gives
+            none, as Haar, or the box was given).
+        landmarks: YuNet's five points (right eye, left eye, nose tip, right and left mouth
+            corner; "right" is the person's right) as (x, y) in the input image's pixels, or
+            None.
+        track: in a video, the id of the person this face belongs to (None elsewhere).
+    """
+
+    box: Box
+    label: str
+    scores: dict[str, float]
+    confidence: float
+    track: int | None = None
+    score: float | None = None
+    landmarks: tuple[Point, ...] | None = None
+
+    def to_dict(self, digits: int | None = None) -> dict[str, Any]:
+        """JSON-ready: {"box": [x, y, w, h], "label", "confidence", "emotions": {...}, "score",
+        "landmarks": {"right_eye": [x, y], ...}} (score and landmarks null where there are none).
+
+        The `box` and `emotions` keys are those of the `fer` package, so code written for it
+        reads ours. `digits` rounds the probabilities (None keeps full precision).
+        """
+
+        def r(v: float) -> float:
+            return round(v, digits) if digits is not None else v
+
+        out = {
+            "box": list(self.box),
+            "label": self.label,
+            "confidence": r(self.confidence),
+            "emotions": {k: r(v) for k, v in self.scores.items()},
+            "score": None if self.score is None else r(self.score),
+            "landmarks": named_landmarks(self.landmarks),
+        }
+        if self.track is not None:
+            out["track"] = self.track
+        return out
 
 
 def columns(labels: Sequence[str]) -> list[str]:

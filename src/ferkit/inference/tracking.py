@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ferkit.errors import ConfigError
-from ferkit.inference.recognizer import Face
+from ferkit.inference.results import Face
 
 MIN_IOU = 0.3  # overlap needed to call two boxes the same face
 MAX_MISSING = 5  # analysed frames a track survives without being seen
