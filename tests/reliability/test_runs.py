@@ -13,6 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from hostile import snapshot
@@ -140,7 +141,7 @@ step = FERClassifier.training_step
 def slow_step(self, batch, batch_idx):
     time.sleep(0.3)
     if self.global_step == {kill_at}:
-        os.kill(os.getpid(), signal.SIGTERM)  # what `kill PID` does
+        os.kill(os.getpid(), signal.{signal})  # SIGTERM: what `kill PID` does
     return step(self, batch, batch_idx)
 
 FERClassifier.training_step = slow_step
@@ -153,7 +154,7 @@ def test_sigterm_saves_and_resume_finishes(tiny_data, tmp_path):
     143; `--resume` then finishes the run, and the summary's training time is the time spent
     training (not the machine's uptime)."""
     out = tmp_path / "run"
-    script = textwrap.dedent(SLOW_TRAINING.format(kill_at=9))  # epoch 2 of 2 (7 steps each)
+    script = textwrap.dedent(SLOW_TRAINING.format(kill_at=9, signal="SIGTERM"))  # epoch 2 of 2
     args = train_args(tiny_data, out, "--epochs", "2", "--batch-size", "8")
     killed = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300
@@ -171,3 +172,20 @@ def test_sigterm_saves_and_resume_finishes(tiny_data, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 2
     assert 0 < summary["train_seconds"] < 60, summary
+
+
+def test_resume_killed_outright_loses_no_epochs(tiny_data, tmp_path):
+    """A resumed run killed with no chance to clean up (SIGKILL, power loss), then resumed
+    again: metrics.csv still holds every epoch, those before the first resume included."""
+    out = tmp_path / "run"
+    assert main(train_args(tiny_data, out, "--epochs", "1", "--batch-size", "8")) == 0
+    script = textwrap.dedent(SLOW_TRAINING.format(kill_at=15, signal="SIGKILL"))  # in epoch 3
+    resume = ["train", "--resume", str(out), "--epochs", "3", "--no-progress"]
+    killed = subprocess.run(
+        [sys.executable, "-c", script, *resume], capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert main(resume) == 0
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2, 3]
+    assert metrics["val_acc"].notna().all()

@@ -123,7 +123,9 @@ class Throughput(Callback):
 class EpochMetrics(Callback):
     """metrics.csv: one row per epoch, epochs counted from 1 (as the progress bar and the
     plots count them): the epoch's logged metrics, the step and the learning rate(s) at its end.
-    Lightning's CSVLogger writes a row per logging step and per validation, epochs from 0."""
+    Lightning's CSVLogger writes a row per logging step and per validation, epochs from 0.
+    The file is replaced whole at each epoch's end, so a run killed at any moment, resumed
+    or not, keeps every epoch it finished."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -145,8 +147,11 @@ class EpochMetrics(Callback):
                     f"{prefix}/{group.get('name') or f'pg{i + 1}'}" if len(groups) > 1 else prefix
                 )
                 row[name] = float(group["lr"])
-        old = pd.read_csv(self.path) if self.path.exists() else None
-        table = pd.DataFrame([row]) if old is None else pd.concat([old, pd.DataFrame([row])])
+        table = pd.DataFrame([row])
+        if self.path.exists():
+            # the rows before this epoch: a resumed run redoes the epochs after its checkpoint
+            old = pd.read_csv(self.path)
+            table = pd.concat([old[old["epoch"] < row["epoch"]], table])
         with replaced_atomically(self.path) as tmp:
             table.to_csv(tmp, index=False)
 

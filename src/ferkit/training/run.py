@@ -34,12 +34,10 @@ from ferkit.training.module import FERClassifier, NonFiniteLossError
 from ferkit.training.run_folder import (
     RUN_DIR_ENV,
     check_training_state,
-    merge_metrics,
     new_run_dir,
     put_back,
     resume_dir,
     set_aside,
-    set_aside_metrics,
 )
 
 log = logging.getLogger(__name__)
@@ -143,7 +141,6 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers started by fit() inherit it
-    earlier = set_aside_metrics(run_dir) if resume and trainer.is_global_zero else None
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -172,8 +169,6 @@ def train(
         raise
     finally:
         os.environ.pop(RUN_DIR_ENV, None)
-        if earlier is not None:
-            merge_metrics(run_dir / "metrics.csv", earlier)
         if replaced is not None and trainer.global_step == 0:
             put_back(replaced, run_dir)  # failed before its first step: as if never started
     _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started)

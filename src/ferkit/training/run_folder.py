@@ -1,5 +1,5 @@
 """The run folder: where a new run goes, what `--resume` continues, and how `--overwrite`
-and a resume keep what was there until the new run has trained.
+keeps the old run until the new one has trained.
 
 A run folder holds `config.yaml` (the resolved config), `metrics.csv` (one row per epoch),
 `checkpoints/{best,last}.ckpt` (full training state, for --resume), `best.pt` and `last.pt`
@@ -13,8 +13,6 @@ import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-
-import pandas as pd
 
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.models._weights import safe_load
@@ -72,21 +70,3 @@ def put_back(aside: Path, run_dir: Path) -> None:
     """Undo `set_aside`: the new run failed before its first step."""
     shutil.rmtree(run_dir, ignore_errors=True)
     aside.rename(run_dir)
-
-
-def set_aside_metrics(run_dir: Path) -> Path | None:
-    """A resumed run's metrics.csv starts afresh; keep the earlier epochs to merge back."""
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return None
-    return path.rename(run_dir / "metrics.before-resume.csv")
-
-
-def merge_metrics(path: Path, earlier: Path) -> None:
-    """The earlier epochs (`set_aside_metrics`) before the resumed run's own, in `path`."""
-    old = pd.read_csv(earlier)
-    new = pd.read_csv(path) if path.exists() else old.iloc[:0]
-    if "epoch" in new and len(new):
-        old = old[old["epoch"] < new["epoch"].min()]
-    pd.concat([old, new], ignore_index=True).to_csv(path, index=False)
-    earlier.unlink()
