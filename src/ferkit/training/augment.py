@@ -5,7 +5,7 @@ rotation, shift, zoom and random resized crop for the whole batch, and jitter an
 masked tensor arithmetic. Randomness comes from torch's global generator (seeded per run).
 
 The robust photometrics cover what users feed in besides the canonical CSV pixels: contrast
-stretching and equalisation (the processed folder copy of FER-2013 is contrast-stretched),
+stretching and equalisation (the processed folder copy of FER-2013 is histogram-equalised),
 small faces scaled up (down-up scaling), blur and JPEG. They use torchvision's v2 functionals
 (`autocontrast`, `equalize`, `resize`, `gaussian_blur`; JPEG through OpenCV) on the images
 each draw picks; each is off (p = 0) unless a recipe turns it on. Order: geometry, contrast

@@ -86,8 +86,8 @@ class TrainConfig:
     brightness: float = 0.2  # max brightness change, fraction
     contrast: float = 0.2  # max contrast change, fraction
     erasing: float = 0.0  # random erasing probability
-    autocontrast: float = 0.0  # p of stretching contrast to 0-255 (as the folder copy is)
-    equalize: float = 0.0  # p of histogram equalisation
+    autocontrast: float = 0.0  # p of stretching contrast to 0-255
+    equalize: float = 0.0  # p of histogram equalisation (as the FER-2013 folder copy is)
     blur: float = 0.0  # p of Gaussian blur with sigma from blur_sigma
     blur_sigma: list = field(default_factory=lambda: [0.3, 1.2])  # [min, max] in pixels
     downscale: float = 0.0  # p of shrinking the face and scaling it back (small faces)

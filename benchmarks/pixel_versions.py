@@ -1,0 +1,117 @@
+"""How the processed FER-2013 folder copy differs from the original CSV's pixels, and what it
+costs a model: the same PublicTest faces from both sources, paired by content.
+
+    .venv/bin/python benchmarks/pixel_versions.py                 # the shipped model
+    .venv/bin/python benchmarks/pixel_versions.py --model runs/x --json out.json
+
+1. **Pairing.** The folder's file names are not the CSV's row numbers, so each folder face is
+   paired with the CSV face whose 16x16 thumbnail correlates best with it (both zero-mean,
+   unit-norm). The share of pairs whose labels agree says how well that worked.
+2. **Which processing makes the folder copy.** Each candidate is applied to the CSV face of
+   every pair and compared with the folder face: mean absolute difference in grey levels
+   (the folder copy is also JPEG-compressed, so no candidate reaches 0), and the share of
+   pixels at 255.
+3. **What a model scores** on the CSV pixels and on the folder copy, as they are and after
+   the best-matching processing (no TTA, n = all PublicTest faces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = (ROOT / ".." / "shared" / "data").resolve()
+
+
+def thumbnails(faces: np.ndarray) -> np.ndarray:
+    """Zero-mean, unit-norm 16x16 thumbnails (N, 256), for pairing by correlation."""
+    small = np.stack([cv2.resize(f, (16, 16), interpolation=cv2.INTER_AREA) for f in faces])
+    v = small.reshape(len(faces), -1).astype(np.float32)
+    v -= v.mean(1, keepdims=True)
+    return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-6)
+
+
+def stretch(face: np.ndarray, cut: float) -> np.ndarray:
+    """Contrast stretching: the `cut` and 100 - `cut` percentiles to 0 and 255."""
+    lo, hi = np.percentile(face, [cut, 100 - cut])
+    out = (face.astype(np.float32) - lo) * 255 / max(hi - lo, 1)
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+PROCESSINGS = {
+    "none": lambda f: f,
+    "min-max stretch": lambda f: stretch(f, 0),
+    "1% stretch": lambda f: stretch(f, 1),
+    "equalisation (OpenCV)": cv2.equalizeHist,
+    "equalisation (PIL)": lambda f: np.asarray(ImageOps.equalize(Image.fromarray(f))),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--csv", default=str(SHARED / "fer2013-csv" / "fer2013.csv.gz"))
+    parser.add_argument("--folder", default=str(SHARED / "fer2013"))
+    parser.add_argument("--model", help="checkpoint, run folder or shipped name (default: shipped)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args()
+
+    import torch
+
+    from ferkit.data import load_dataset
+    from ferkit.evaluation.predict import predict_proba
+    from ferkit.inference.model_io import load_torch_model, resolve_model
+    from ferkit.models.input_spec import InputSpec
+
+    torch.set_num_threads(2)
+    csv, folder = load_dataset(args.csv)["val"], load_dataset(args.folder)["val"]
+    pair = (thumbnails(folder.images) @ thumbnails(csv.images).T).argmax(1)
+    agree = float(np.mean(np.asarray(folder.labels) == np.asarray(csv.labels)[pair]))
+    print(f"paired {len(pair)} folder faces with CSV faces; labels agree for {agree:.2%}")
+
+    matches = {}
+    for name, fn in PROCESSINGS.items():
+        made = np.stack([fn(csv.images[j]) for j in pair])
+        diff = np.abs(made.astype(np.int16) - folder.images.astype(np.int16)).mean()
+        matches[name] = {
+            "mean_abs_diff": round(float(diff), 2),
+            "at_255": float(np.mean(made == 255)),
+        }
+        print(
+            f"  CSV + {name:24s} vs folder: {diff:5.2f} grey levels apart, {np.mean(made == 255):.2%} at 255"
+        )
+    print(f"  the folder copy itself: {np.mean(folder.images == 255):.2%} at 255")
+    best = min(matches, key=lambda k: matches[k]["mean_abs_diff"])
+
+    model, meta = load_torch_model(resolve_model(args.model or "flagship"))
+    spec = InputSpec.from_meta(meta)
+    scores = {}
+    for source, split in (("csv", csv), ("folder", folder)):
+        for name in ("none", best):
+            faces = np.stack([PROCESSINGS[name](f) for f in split.images])
+            probs = predict_proba(model, faces, spec=spec)
+            acc = float(np.mean(probs.argmax(1) == np.asarray(split.labels)))
+            scores[f"{source}, {name}"] = acc
+            print(f"{source:6s} pixels, processing {name:24s}: {acc:.2%} (n={len(faces)})")
+    report = {
+        "model": args.model or "flagship (shipped)",
+        "pairs": len(pair),
+        "labels_agree": agree,
+        "processing_vs_folder": matches,
+        "closest": best,
+        "accuracy": scores,
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
