@@ -71,6 +71,27 @@ def test_overwrite_with_bad_value_touches_nothing(run, tiny_data, flags, message
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\x00\xff\xfe not text", "cannot be read as a table (UnicodeDecodeError"),
+        (b"", "cannot be read as a table (EmptyDataError"),
+        (b"step,val_acc\n1,0.5\n", "has no numeric 'epoch' column"),
+    ],
+)
+def test_unreadable_metrics_refused_before_training(run, content, problem, capsys):
+    """A damaged metrics.csv is refused by --resume before anything trains or is written
+    (it used to fail after a whole epoch), and by `ferkit report` with the same words."""
+    (run / "metrics.csv").write_bytes(content)
+    before = snapshot(run)
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'metrics.csv'} {problem}" in err and "move it aside" in err
+    assert snapshot(run) == before
+    assert main(["report", str(run)]) == 2
+    assert problem in capsys.readouterr().err
+
+
 def test_error_inside_training_saves_no_checkpoint(run, monkeypatch, capsys):
     """A configuration error found while training (not an interruption) leaves last.ckpt as
     it was: only Ctrl-C and SIGTERM save one."""

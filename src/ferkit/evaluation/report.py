@@ -16,11 +16,27 @@ from ferkit.evaluation.evaluate import evaluate
 from ferkit.outputs import json_dumps
 
 
-def read_metrics(run: Path) -> pd.DataFrame:
-    path = run / "metrics.csv"
+def read_metrics(run: str | Path) -> pd.DataFrame:
+    """A run's metrics.csv (one row per epoch), epochs counted from 1.
+
+    Raises:
+        DataError: there is none, or it is not a table with a numeric `epoch` column.
+    """
+    path = Path(run) / "metrics.csv"
     if not path.exists():
         raise DataError(f"{run}: no metrics.csv; is it a `ferkit train` run folder?")
-    return plots.epochs_from_one(pd.read_csv(path))
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError) as exc:  # not text, not CSV, empty, unreadable
+        problem = f"cannot be read as a table ({type(exc).__name__}: {exc})"
+    else:
+        if "epoch" in table and pd.api.types.is_numeric_dtype(table["epoch"]):
+            return plots.epochs_from_one(table)
+        problem = "has no numeric 'epoch' column"
+    raise DataError(
+        f"{path} {problem}: it is not the table `ferkit train` writes; restore it, or move it "
+        "aside (training starts a new one)"
+    )
 
 
 def run_config(run: Path) -> dict:

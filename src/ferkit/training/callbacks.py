@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from ferkit.evaluation.report import read_metrics
 from ferkit.outputs import replaced_atomically
 from ferkit.training.config import TrainConfig
 
@@ -150,7 +151,7 @@ class EpochMetrics(Callback):
         table = pd.DataFrame([row])
         if self.path.exists():
             # the rows before this epoch: a resumed run redoes the epochs after its checkpoint
-            old = pd.read_csv(self.path)
+            old = read_metrics(self.path.parent)
             table = pd.concat([old[old["epoch"] < row["epoch"]], table])
         with replaced_atomically(self.path) as tmp:
             table.to_csv(tmp, index=False)

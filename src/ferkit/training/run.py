@@ -26,6 +26,7 @@ from ferkit.data.dataset import FERDataModule
 from ferkit.errors import ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
+from ferkit.evaluation.report import read_metrics
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.outputs import json_dumps
 from ferkit.training.callbacks import Throughput, loggers, training_callbacks
@@ -86,6 +87,8 @@ def train(
         run_dir = resume_dir(resume)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
         check_training_state(ckpt)
+        if (run_dir / "metrics.csv").exists():
+            read_metrics(run_dir)  # refused now, not after an epoch of training
     else:
         cfg = _data_resolved(cfg.resolved())
         run_dir, ckpt = new_run_dir(cfg, overwrite), None
