@@ -16,3 +16,13 @@ class ConfigError(FerkitError):
 
 class CheckpointError(FerkitError):
     """A checkpoint cannot be read or does not match the architecture or labels asked for."""
+
+
+def parse_problem(exc: Exception) -> str:
+    """One line for a YAML or JSON parse error: where in the text, and what is wrong."""
+    mark = getattr(exc, "problem_mark", None)  # PyYAML's MarkedYAMLError
+    if mark is not None:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    if all(hasattr(exc, a) for a in ("lineno", "colno", "msg")):  # json.JSONDecodeError
+        return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    return (str(exc).splitlines() or [type(exc).__name__])[0]

@@ -116,6 +116,7 @@ def test_unreadable_csv_names_the_file(tmp_path, content, capsys):
         (["--set", "lr=.nan"], "'lr' must be > 0, got nan"),
         (["--set", "val_fraction=2"], "'val_fraction' must be in [0, 0.9], got 2.0"),
         (["--arch", "flagshp"], "unknown model 'flagshp'. Did you mean 'flagship'?"),
+        (["--set", "teacher=[a.pt, b.pt"], "'teacher': '[a.pt, b.pt' is not valid YAML (line 1"),
     ],
 )
 def test_bad_config_value_is_one_line_before_any_work(tmp_path, flags, message, capsys):
@@ -166,3 +167,33 @@ def test_dry_run_checks_the_model_name(capsys):
     """`--dry-run` says whether a run would start: an unknown model is exit 2, not 0."""
     assert main(["train", "--arch", "bogus", "--dry-run"]) == 2
     assert "unknown model 'bogus'" in capsys.readouterr().err
+
+
+RUN_FILES = [  # (file, damaged content, the message, the commands that read it)
+    ("config.yaml", ": [", "cannot be parsed (line 1, column 1: expected <block end>", ["report"]),
+    ("config.yaml", "- a list\n", "holds a list, not a mapping", ["report"]),
+    ("summary.json", '{"model": ', "cannot be parsed (line 1, column 11: Expecting", ["compare"]),
+    ("eval_test.json", b"\xff\xfe", "cannot be parsed (", ["compare"]),
+    ("metrics.csv", "a,b\n1,2\n", "has no numeric 'epoch' column", ["report", "compare"]),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message", "commands"), RUN_FILES)
+def test_damaged_run_files_are_named(tmp_path, name, content, message, commands, capsys):
+    """`ferkit report` and `ferkit compare` read a run's config, summary, scores and metrics:
+    a damaged one is one line naming it, exit 2, and nothing in the run is written."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: simple_cnn\n")
+    (run / "summary.json").write_text('{"model": "simple_cnn"}')
+    (run / "eval_test.json").write_text('{"accuracy": 0.5}')
+    (run / "metrics.csv").write_text("epoch,val_acc\n1,0.5\n")
+    path = run / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    before = snapshot(tmp_path)
+    flags = {"report": [], "compare": ["--no-plot"]}
+    for command in commands:
+        assert main([command, str(run), *flags[command]]) == 2
+        err = capsys.readouterr().err
+        assert f"{path} {message}" in err and len(err.strip().splitlines()) == 1
+    assert snapshot(tmp_path) == before

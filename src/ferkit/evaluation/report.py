@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from ferkit.data import load_dataset
-from ferkit.errors import DataError
+from ferkit.errors import DataError, parse_problem
 from ferkit.evaluation import plots
 from ferkit.evaluation.evaluate import evaluate
 from ferkit.outputs import json_dumps
@@ -43,7 +43,24 @@ def run_config(run: Path) -> dict:
     path = run / "config.yaml"
     if not path.exists():
         raise DataError(f"{run}: no config.yaml; is it a `ferkit train` run folder?")
-    return yaml.safe_load(path.read_text())
+    return _run_file(path, yaml.safe_load)
+
+
+def _run_file(path: Path, parse) -> dict:
+    """A run's YAML or JSON file (`parse` = yaml.safe_load or json.loads) as a mapping.
+
+    Raises:
+        DataError: it cannot be read or parsed, or holds no mapping; named, with what to do.
+    """
+    try:
+        value = parse(path.read_text())
+    except (ValueError, yaml.YAMLError, OSError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        problem = f"cannot be parsed ({parse_problem(exc)})"
+    else:
+        if isinstance(value, dict):
+            return value
+        problem = f"holds a {type(value).__name__}, not a mapping"
+    raise DataError(f"{path} {problem}: it is not the file `ferkit train` writes; restore it")
 
 
 def make_report(
@@ -101,7 +118,7 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
     for run in map(Path, runs):
         metrics = read_metrics(run)
         summary_path = run / "summary.json"
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        summary = _run_file(summary_path, json.loads) if summary_path.exists() else {}
         val = (
             metrics.groupby("epoch")["val_acc"].mean().dropna()
             if "val_acc" in metrics
@@ -109,7 +126,7 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
         )
         curves[run.name] = val
         test = next(
-            (json.loads(p.read_text())["accuracy"] for p in run.glob("eval_test.json")), None
+            (_run_file(p, json.loads).get("accuracy") for p in run.glob("eval_test.json")), None
         )
         rows.append(
             {

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ferkit.errors import ConfigError
+from ferkit.errors import ConfigError, parse_problem
 from ferkit.labels import FERPLUS_LABEL_MODES
 from ferkit.tta import TTA_MODES
 
@@ -163,7 +163,13 @@ def _coerce(key: str, value: Any) -> Any:
     if isinstance(value, str) and (
         str not in allowed or (list in allowed and value.lstrip().startswith("["))
     ):
-        value = yaml.safe_load(value)  # `--set teacher=[a.pt, b.pt]` is a list
+        try:
+            value = yaml.safe_load(value)  # `--set teacher=[a.pt, b.pt]` is a list
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"{key!r}: {value!r} is not valid YAML ({parse_problem(exc)}); "
+                "a list is written [a, b]"
+            ) from None
     elif isinstance(value, str) and type(None) in allowed and value.strip().lower() in NULLS:
         return None  # `--set pretrained=null` unsets an optional key a recipe sets
     if isinstance(value, str) and (float in allowed or int in allowed):
@@ -334,7 +340,7 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
             f"{path}{where}: no such config file (see configs/ for recipes)"
         ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{path}: not valid YAML ({parse_problem(exc)})") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value")
     base = loaded.pop(EXTENDS, None)
