@@ -159,6 +159,10 @@ def test_bad_ferplus_inputs_say_what_to_do(pair, tmp_path):
         load_dataset(pair[0], ferplus=pair[0])  # the pixel CSV given as labels
     with pytest.raises(DataError, match=r"give the fer2013\.csv"):
         load_dataset(tmp_path, ferplus=pair[1])
+    image = tmp_path / "labels.png"  # not text at all
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(DataError, match=r"not a readable CSV .* expected FER\+'s label file"):
+        load_dataset(pair[0], ferplus=image)
     with pytest.raises(DataError, match=r"unknown FER\+ label mode 'soft'"):
         load_dataset(pair[0], ferplus=pair[1], ferplus_labels="soft")
     bad = tmp_path / "bad.csv"

@@ -86,14 +86,13 @@ def _parse_pixels(text: str, side: int | None) -> np.ndarray:
     return values.astype(np.uint8)
 
 
-def _checked(reader, path: Path):
-    """The rows of `reader`; a damaged file (bad gzip data, not text) becomes a DataError."""
+def _checked(reader, path: Path, expected: str = "a FER-2013 .csv or .csv.gz file"):
+    """The rows of `reader`; a damaged file (bad gzip data, not text) becomes a DataError
+    that says what file was `expected`."""
     try:
         yield from reader
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(
-            f"{path}: not a readable CSV ({exc}); expected a FER-2013 .csv or .csv.gz file"
-        ) from None
+        raise DataError(f"{path}: not a readable CSV ({exc}); expected {expected}") from None
 
 
 def load_csv(path: Path, *, image_size: int = 48) -> FERData:

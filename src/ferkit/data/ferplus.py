@@ -41,7 +41,7 @@ def read_votes(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """A FER+ label file: split of each row, whether FER+ kept it (a non-empty Image name),
     and its votes (N, 10) int, columns in FERPLUS_EMOTIONS order then unknown, NF."""
     with open_text(path) as f:
-        rows = _checked(csv.reader(f), path)
+        rows = _checked(csv.reader(f), path, "FER+'s label file, fer2013new.csv (or .csv.gz)")
         header = [h.strip().lower() for h in next(rows, None) or []]
         at = {}
         for i, name in enumerate(header):
