@@ -28,7 +28,7 @@ def read_metrics(run: str | Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path)
     except (ValueError, OSError) as exc:  # not text, not CSV, empty, unreadable
-        problem = f"cannot be read as a table ({type(exc).__name__}: {exc})"
+        problem = f"cannot be read as a table ({type(exc).__name__}: {parse_problem(exc)})"
     else:
         if "epoch" in table and pd.api.types.is_numeric_dtype(table["epoch"]):
             return plots.epochs_from_one(table)
