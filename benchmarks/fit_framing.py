@@ -15,7 +15,8 @@ longer side):
 Their medians are the Framing that cuts FER-2013's framing out of a photo; the quartiles say
 how much the framing varies within FER-2013. YuNet's eye landmarks give each face's eye-line
 angle (0: level; + : the person's left eye lower in the image), which says whether FER-2013's
-faces were levelled. Last, the photometrics: how much cv2.equalizeHist changes a face (a face
+faces were levelled, and two other measures of the face's size (eye distance, eyes to mouth),
+whose spread says whether they would predict FER-2013's frame better than the box does. Last, the photometrics: how much cv2.equalizeHist changes a face (a face
 that is already equalised barely changes), on the folder copy and, if given, the CSV.
 """
 
@@ -63,7 +64,9 @@ def _box(d) -> tuple:
 def measure(faces: np.ndarray, detectors: dict, pad: float, upscale: int) -> dict:
     """Per detector: (N, 3) scale/dx/dy of the faces it fired on, and eye angles in degrees."""
     side = faces.shape[1]
-    out = {name: {"fit": [], "eye_angle": []} for name in detectors}
+    out = {
+        name: {"fit": [], "eye_angle": [], "by_eyes": [], "by_eye_mouth": []} for name in detectors
+    }
     for face in tqdm(faces, desc="detecting", unit="face", file=sys.stderr):
         image, p = place(face, pad, upscale)
         for name, det in detectors.items():
@@ -78,6 +81,10 @@ def measure(faces: np.ndarray, detectors: dict, pad: float, upscale: int) -> dic
             if points is not None:
                 (rx, ry), (lx, ly) = points[0], points[1]  # the person's right eye, left eye
                 out[name]["eye_angle"].append(float(np.degrees(np.arctan2(ly - ry, lx - rx))))
+                # the face's size from landmarks instead of the box, in face pixels
+                eyes, mouth = np.mean(points[:2], axis=0), np.mean(points[3:5], axis=0)
+                out[name]["by_eyes"].append(side * upscale / np.hypot(lx - rx, ly - ry))
+                out[name]["by_eye_mouth"].append(side * upscale / np.hypot(*(mouth - eyes)))
     return out
 
 
@@ -162,6 +169,15 @@ def main() -> None:
             "dx": summary(fit[:, 1]),
             "dy": summary(fit[:, 2]),
         }
+        if m["by_eyes"]:  # how well each measure of a face's size predicts FER-2013's frame
+            entry["size_spread"] = {
+                key: round(float(np.subtract(*np.percentile(v, [75, 25])) / np.median(v)), 3)
+                for key, v in (
+                    ("box", fit[:, 0]),
+                    ("eyes", m["by_eyes"]),
+                    ("eye_mouth", m["by_eye_mouth"]),
+                )
+            }
         if m["eye_angle"]:
             angles = np.asarray(m["eye_angle"])
             entry["eye_angle_deg"] = summary(angles)
@@ -177,6 +193,12 @@ def main() -> None:
                     f"  {key:<14} median {q['p50']:+.3f}   quartiles {q['p25']:+.3f} .. "
                     f"{q['p75']:+.3f}   5-95% {q['p5']:+.3f} .. {q['p95']:+.3f}"
                 )
+        if "size_spread" in entry:
+            s = entry["size_spread"]
+            print(
+                "  spread of 48 / the face's size (quartile range / median): box side "
+                f"{s['box']:.3f}, eye distance {s['eyes']:.3f}, eyes-to-mouth {s['eye_mouth']:.3f}"
+            )
         if "eye_angle_abs_over_5deg" in entry:
             print(f"  faces tilted more than 5 degrees: {entry['eye_angle_abs_over_5deg']:.1%}")
         print(
