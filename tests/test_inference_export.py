@@ -107,6 +107,30 @@ def test_export_cli_onnx_int8_and_calibrated_pt(checkpoint, msambare, tmp_path, 
     assert EmotionRecognizer(pt).temperature == pytest.approx(meta["temperature"])
 
 
+@pytest.mark.parametrize(
+    ("out", "flags", "message"),
+    [
+        ("m.pt", ["--format", "onnx"], "m.pt is named as a ferkit checkpoint but --format is onnx"),
+        ("m.onnx", ["--format", "pt"], "m.onnx is named as an ONNX file but --format is pt"),
+        ("m.onnx", ["--half"], "--half stores a .pt checkpoint's weights as float16"),
+        ("model", [], "model: name the output .onnx (ONNX) or .pt (a ferkit checkpoint)"),
+    ],
+)
+def test_export_format_must_match_the_name(checkpoint, tmp_path, out, flags, message, capsys):
+    """ferkit loads a model by its suffix, so an export named .pt holding ONNX (or the other
+    way round) could never be loaded: refused before anything is written."""
+    assert main(["export", str(checkpoint), str(tmp_path / out), *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_format_follows_the_name(checkpoint, tmp_path):
+    small = tmp_path / "small.pt"
+    assert main(["export", str(checkpoint), str(small), "--half"]) == 0
+    _, meta = load_torch_model(small)
+    assert meta["labels"] and small.stat().st_size < checkpoint.stat().st_size
+
+
 def test_export_cli_usage_errors(checkpoint, tmp_path, capsys):
     assert main(["export", str(checkpoint), str(tmp_path / "x.onnx"), "--calibrate"]) == 2
     assert "--calibrate needs --data" in capsys.readouterr().err

@@ -1,10 +1,11 @@
-"""`ferkit export MODEL OUT.onnx`: a deployable model, checked.
+"""`ferkit export MODEL OUT`: a deployable model, checked. OUT's suffix says the format: .onnx
+(ONNX Runtime), .pt or .pth (a ferkit checkpoint); ferkit loads models by that suffix.
 
     ferkit export flagship model.onnx                    # the shipped model
-    ferkit export runs/exp1/checkpoints/best.ckpt --format onnx model.onnx
-    ferkit export runs/exp1 --format onnx model.onnx --int8 --data ../shared/data/fer2013
-    ferkit export runs/exp1 --format pt calibrated.pt --calibrate --data ../shared/data/fer2013
-    ferkit export runs/exp1 --format pt small.pt --half       # float16 weights, half the file
+    ferkit export runs/exp1/checkpoints/best.ckpt model.onnx
+    ferkit export runs/exp1 model.onnx --int8 --data ../shared/data/fer2013
+    ferkit export runs/exp1 calibrated.pt --calibrate --data ../shared/data/fer2013
+    ferkit export runs/exp1 small.pt --half              # float16 weights, half the file
 
 ONNX files have a dynamic batch axis and are compared with PyTorch (max |difference| of the
 logits must stay under 1e-4). `--calibrate` fits a temperature on the validation split of
@@ -38,12 +39,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", metavar="MODEL", help=MODEL_HELP.split("; default")[0])
-    p.add_argument("out", type=Path, help="output file (.onnx, or .pt with --format pt)")
-    add_format_option(p, ("onnx", "pt"), default="onnx")
+    p.add_argument("out", type=Path, help="output file: .onnx, or .pt / .pth (a checkpoint)")
+    add_format_option(
+        p, ("onnx", "pt"), required=False, what="output format (OUT's suffix; must match it)"
+    )
     p.add_argument("--data", help="labelled faces (FER-2013 folder/CSV) for --calibrate / --int8")
     p.add_argument("--calibrate", action="store_true", help="fit and store a temperature on --data")
     p.add_argument("--int8", action="store_true", help="also write an int8-quantised OUT.int8.onnx")
-    p.add_argument("--half", action="store_true", help="--format pt: store weights as float16")
+    p.add_argument("--half", action="store_true", help=".pt output: store weights as float16")
     p.add_argument("--limit", type=int, default=None, help="use at most N faces of --data")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -57,6 +60,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ferkit.inference.recognizer import EmotionRecognizer
     from ferkit.models.input_spec import InputSpec
 
+    args.format = output_format(args.out, args.format)
+    if args.half and args.format != "pt":
+        raise ConfigError(
+            "--half stores a .pt checkpoint's weights as float16; an ONNX export is float32 "
+            "(--int8 writes a smaller, quantised one)"
+        )
     if args.calibrate and not args.data:
         raise ConfigError("--calibrate needs --data: a labelled validation set to fit on")
     if args.int8 and args.format != "onnx":
@@ -89,6 +98,27 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     _export_onnx(model, meta, args, faces, labels)
     return 0
+
+
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".pt": "pt", ".pth": "pt"}
+FORMAT_NAMES = {"onnx": "an ONNX file", "pt": "a ferkit checkpoint"}
+
+
+def output_format(out: Path, given: str | None) -> str:
+    """The format OUT is written in: its suffix's, which `--format`, if given, must match, so
+    that the file's name says how ferkit (and anyone else) will load it."""
+    by_name = FORMAT_OF_SUFFIX.get(out.suffix.lower())
+    if by_name is None:
+        raise ConfigError(
+            f"{out}: name the output .onnx (ONNX) or .pt (a ferkit checkpoint); "
+            "ferkit tells models apart by their suffix"
+        )
+    if given is not None and given != by_name:
+        suffix = ".onnx" if given == "onnx" else ".pt"
+        raise ConfigError(
+            f"{out} is named as {FORMAT_NAMES[by_name]} but --format is {given}: name it {suffix}"
+        )
+    return by_name
 
 
 def _save_pt(model, meta: dict, out: Path, half: bool = False) -> None:

@@ -69,15 +69,17 @@ def add_format_option(
     choices: tuple[str, ...],
     *,
     default: str | None = None,
+    required: bool | None = None,
     what: str = "output format",
 ) -> None:
-    """--format: the output format, wherever a command writes more than one."""
+    """--format: the output format, wherever a command writes more than one. Required when
+    there is no default, unless `required=False` (the command reads it from a file name)."""
     shown = f" (default {default})" if default else ""
     p.add_argument(
         "--format",
         choices=choices,
         default=default,
-        required=default is None,
+        required=default is None if required is None else required,
         help=f"{what}{shown}",
     )
 

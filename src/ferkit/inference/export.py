@@ -6,7 +6,7 @@ temperature) in its `metadata_props`, so `EmotionRecognizer("model.onnx")` needs
 We use the TorchScript-based exporter (`dynamo=False`): the torch.export-based one needs the
 `onnxscript` package, which ferkit does not depend on, and gains nothing for plain CNNs.
 
-    ferkit export runs/exp1 --format onnx model.onnx [--int8] [--data VAL_DIR]
+    ferkit export runs/exp1 model.onnx [--int8] [--data VAL_DIR]
 """
 
 from __future__ import annotations

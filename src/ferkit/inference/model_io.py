@@ -152,7 +152,7 @@ def read_onnx_meta(path: str | Path) -> dict:
     if ONNX_META_KEY not in props:
         raise CheckpointError(
             f"{path} has no ferkit metadata (input size, normalisation, labels); export it "
-            "with `ferkit export CHECKPOINT --format onnx OUT.onnx`"
+            "with `ferkit export CHECKPOINT OUT.onnx`"
         )
     try:
         meta = json.loads(props[ONNX_META_KEY])
