@@ -215,6 +215,24 @@ def test_annotate_file_needs_one_video(checkpoint, clip, capsys):
     assert code == 2 and "one video" in err
 
 
+def test_annotate_one_image_to_a_file(checkpoint, clip, tmp_path, capsys):
+    """`--annotate out.jpg` for one photo writes that file (as `--annotate out.mp4` does for
+    one video); with two inputs, or a video, it is refused before any work."""
+    out = tmp_path / "annotated.jpg"
+    code, stdout, _ = run_cli(
+        ["predict", ASTRONAUT, "--model", checkpoint, "--annotate", out], capsys
+    )
+    assert code == 0 and f"wrote {out}" in stdout
+    assert Image.open(out).format == "JPEG" and Image.open(out).size == (512, 512)
+    for inputs in ([ASTRONAUT, ASTRONAUT.parent], [clip]):
+        other = tmp_path / "other.png"
+        code, stdout, err = run_cli(
+            ["predict", *inputs, "--model", checkpoint, "--annotate", other], capsys
+        )
+        assert code == 2 and "names one image file" in err and "face" not in stdout
+        assert not other.exists()
+
+
 def test_missing_model_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(["predict", ASTRONAUT, "--model", tmp_path / "nope.pt"], capsys)
     assert code == 2 and "nope.pt" in err and len(err.strip().splitlines()) == 1

@@ -49,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--annotate",
         type=Path,
         metavar="OUT",
-        help="draw results: a folder for images, or an .mp4/.avi file for one video",
+        help="draw results: a folder, or a file for one input (.png/.jpg for an image, "
+        ".mp4/.avi for a video)",
     )
     p.add_argument(
         "--every", type=int, default=1, metavar="N", help="video: analyse every Nth frame"
@@ -117,10 +118,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"--annotate {args.annotate} names one video file; give exactly one "
             "video, or a folder to --annotate"
         )
-    if args.annotate and not video_out and args.annotate.exists() and not args.annotate.is_dir():
+    if _names_an_image(args.annotate) and (len(images) != 1 or videos):
+        raise ConfigError(
+            f"--annotate {args.annotate} names one image file; give exactly one "
+            "image, or a folder to --annotate"
+        )
+    folder = args.annotate and not video_out and not _names_an_image(args.annotate)
+    if folder and args.annotate.exists() and not args.annotate.is_dir():
         raise ConfigError(
             f"--annotate {args.annotate} is a file; annotated images go into a folder "
-            "(a video file only for one video input)"
+            "(or name a .png/.jpg file for one image, an .mp4/.avi file for one video)"
         )
     if args.annotate:
         _refuse_collisions(args, images, videos, video_out)
@@ -217,9 +224,21 @@ def _say_written(args, images, since: float) -> None:
         print(f"wrote {len(done)} annotated images under {args.annotate}", file=to)
 
 
+ANNOTATED_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def _names_an_image(out: Path | None) -> bool:
+    """--annotate names one image file (not a folder that happens to end in .png)."""
+    return bool(out) and out.suffix.lower() in ANNOTATED_IMAGE_SUFFIXES and not out.is_dir()
+
+
 def _annotated_image(out: Path, rel: Path) -> Path:
+    """Where an image's annotated copy goes: `out` itself when it names an image file (one
+    image input), else `rel` under the folder `out`, as PNG unless it is a JPEG or PNG."""
+    if _names_an_image(out):
+        return out
     path = out / rel
-    return path if path.suffix.lower() in (".jpg", ".jpeg", ".png") else path.with_suffix(".png")
+    return path if path.suffix.lower() in ANNOTATED_IMAGE_SUFFIXES else path.with_suffix(".png")
 
 
 def _video_out(args, rel: Path, video_out: Path | None) -> Path | None:
