@@ -100,14 +100,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-FORMAT_OF_SUFFIX = {".onnx": "onnx", ".pt": "pt", ".pth": "pt"}
 FORMAT_NAMES = {"onnx": "an ONNX file", "pt": "a ferkit checkpoint"}
 
 
 def output_format(out: Path, given: str | None) -> str:
     """The format OUT is written in: its suffix's, which `--format`, if given, must match, so
-    that the file's name says how ferkit (and anyone else) will load it."""
-    by_name = FORMAT_OF_SUFFIX.get(out.suffix.lower())
+    that the file's name says how ferkit (`model_io`, by suffix) will load it."""
+    from ferkit.inference.model_io import FERKIT_SUFFIXES, is_onnx
+
+    by_name = "onnx" if is_onnx(out) else "pt" if out.suffix.lower() in FERKIT_SUFFIXES else None
     if by_name is None:
         raise ConfigError(
             f"{out}: name the output .onnx (ONNX) or .pt (a ferkit checkpoint); "

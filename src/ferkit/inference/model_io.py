@@ -22,8 +22,10 @@ from ferkit.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-MODEL_SUFFIXES = (*CHECKPOINT_SUFFIXES, ".onnx")
+FERKIT_SUFFIXES = (".pt", ".pth")  # ferkit checkpoints (what `ferkit export` writes as pt)
+CHECKPOINT_SUFFIXES = (*FERKIT_SUFFIXES, ".ckpt")  # and Lightning's training state
+ONNX_SUFFIX = ".onnx"
+MODEL_SUFFIXES = (*CHECKPOINT_SUFFIXES, ONNX_SUFFIX)
 # In a run folder (or its checkpoints/ subfolder), in this order; then a single *.pt file
 PREFERRED_NAMES = ("best.pt", "last.pt")
 TRAINING_STATE_NAMES = ("best.ckpt", "last.ckpt")  # a run stopped before it wrote best.pt
@@ -86,7 +88,7 @@ resolve_checkpoint = resolve_model  # the name before ONNX, .ckpt and shipped na
 
 def is_onnx(path: str | Path) -> bool:
     """Whether `path` is an ONNX export (by its suffix: .onnx, .int8.onnx)."""
-    return Path(path).suffix.lower() == ".onnx"
+    return Path(path).suffix.lower() == ONNX_SUFFIX
 
 
 def _shipped(name: str) -> Path:
