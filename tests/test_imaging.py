@@ -144,6 +144,16 @@ def test_what_is_no_image_says_what_is_expected(source, message):
         load_frame(source)
 
 
+def test_float_arrays_scale_by_their_finite_values():
+    """0..1 floats are scaled to 0..255 and NaN is black, whatever else is NaN; an array with
+    no finite value is an error, not a warning and a black image."""
+    face = np.full((8, 8), 0.5, np.float32)
+    face[0, 0] = np.nan
+    assert load_frame(face).gray[1, 1] == 127 and load_frame(face).gray[0, 0] == 0
+    with pytest.raises(ImageError, match="holds no finite value"):
+        load_frame(np.full((8, 8, 3), np.nan))
+
+
 def test_a_folder_is_no_image(tmp_path):
     with pytest.raises(ImageError, match="a folder, not an image file"):
         load_frame(tmp_path)

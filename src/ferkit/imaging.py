@@ -287,7 +287,10 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
-        hi = 1.0 if float(np.nanmax(arr)) <= 1.0 else 255.0
+        finite = np.isfinite(arr)
+        if not finite.any():
+            raise ImageError(f"the image array ({arr.dtype}) holds no finite value: all NaN or inf")
+        hi = 1.0 if float(np.max(arr, where=finite, initial=-np.inf)) <= 1.0 else 255.0
         return np.clip(np.nan_to_num(arr) * (255.0 / hi), 0, 255).astype(np.uint8)
     if arr.dtype == np.uint16 or arr.max() > 255:
         top = 65535.0 if arr.dtype == np.uint16 or arr.max() > 4095 else 4095.0
