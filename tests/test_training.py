@@ -208,8 +208,16 @@ def test_evaluate_json(trained_run, tiny_data, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n"] == 14
     before = out.read_bytes()
     assert main(["evaluate", str(trained_run), "--data", str(tiny_data), "-o", str(out)]) == 2
-    assert "eval.json already exists; choose another --output file" in capsys.readouterr().err
+    assert "eval.json already exists; pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before
+    plots = tmp_path / "plots"  # the figures `ferkit report` draws, for any data set
+    args = ["evaluate", str(trained_run), "--data", str(tiny_data), "-o", str(out), "--plots"]
+    assert main([*args, str(plots), "--overwrite"]) == 0
+    assert f"wrote {plots / 'confusion_matrix.png'}" in capsys.readouterr().err
+    assert {p.name for p in plots.iterdir()} == {"confusion_matrix.png", "per_class_accuracy.png"}
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots.iterdir())
+    assert main([*args, str(plots)]) == 2  # both outputs exist: refused, nothing replaced
+    assert "per_class_accuracy.png already exist" in capsys.readouterr().err
     # refused before any work: a data set that does not exist is not even looked at; the old
     # spelling `--json FILE` still names the file, with a note
     assert main(["evaluate", str(trained_run), "--data", "nowhere", "--json", str(out)]) == 2

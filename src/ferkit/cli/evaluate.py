@@ -50,6 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="--data is class folders of whole photos: detect, classify the largest "
         "face of each, count a photo without a face as wrong (the options below)",
     )
+    p.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="also write confusion_matrix.png and per_class_accuracy.png into DIR",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --output and --plots files")
     add_detector_options(p, crops=False)
     p.add_argument(
         "--framing",
@@ -92,7 +99,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         args.output, args.json = (None, True) if args.json == "-" else (Path(args.json), False)
-    refuse_existing([args.output], error=FerkitError, hint="choose another --output file")
+    plots = [args.plots / f"{name}.png" for name in PLOTS] if args.plots else []
+    refuse_existing(
+        [args.output, *plots],
+        error=FerkitError,
+        hint="pass --overwrite to replace, or choose another --output / --plots",
+        overwrite=args.overwrite,
+    )
     if args.detect:
         result = _evaluate_photos(args)
     else:
@@ -109,6 +122,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with replaced_atomically(args.output) as tmp:
             tmp.write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)
+    if args.plots:
+        _write_plots(result, args.plots)
     if args.json:
         print(text)
     else:
@@ -132,6 +147,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"f1 {m['f1']:.3f}  n={m['support']}"
             )
     return 0
+
+
+PLOTS = ("confusion_matrix", "per_class_accuracy")  # what --plots writes, as `ferkit report`
+
+
+def _write_plots(result: dict, folder: Path) -> None:
+    from ferkit.evaluation import plots
+    from ferkit.evaluation.report import result_figures
+
+    title = f"{result['arch']} on {Path(result['source']).name} (n={result['n']:,})"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, fig in result_figures(result, f"{title}: {result['accuracy']:.1%}").items():
+        path = folder / f"{name}.png"
+        with replaced_atomically(path) as tmp:
+            plots.save(fig, tmp, format="png")
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def _evaluate_photos(args: argparse.Namespace) -> dict:

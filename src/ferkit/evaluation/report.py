@@ -95,12 +95,7 @@ def make_report(
     figures = {
         "curves": plots.training_curves(metrics, title=f"{cfg['model']}: {run.name}"),
         "lr": plots.lr_curve(metrics),
-        "confusion_matrix": plots.confusion_heatmap(
-            result["confusion_matrix_normalized"], labels, title=title
-        ),
-        "per_class_accuracy": plots.per_class_bars(
-            result["per_class"], result["accuracy"], title=title
-        ),
+        **result_figures(result, title),
         "predictions": plots.prediction_grid(
             np.asarray(images[pick]), y_true[pick], probs[pick], labels
         ),
@@ -110,6 +105,20 @@ def make_report(
         written[name] = run / f"{name}.png"
         plots.save(fig, written[name])
     return written
+
+
+def result_figures(result: dict, title: str) -> dict[str, plots.Figure]:
+    """The confusion matrix and per-class accuracy of a scored model (`evaluate`,
+    `evaluate_photos`), by name: the files `ferkit report` and `ferkit evaluate --plots` write
+    (NAME.png)."""
+    return {
+        "confusion_matrix": plots.confusion_heatmap(
+            result["confusion_matrix_normalized"], list(result["labels"]), title=title
+        ),
+        "per_class_accuracy": plots.per_class_bars(
+            result["per_class"], result["accuracy"], title=title
+        ),
+    }
 
 
 def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
