@@ -38,17 +38,18 @@ def test_overwrite_replaces_files_never_folders(tmp_path):
 @pytest.mark.parametrize(
     "argv",
     [
-        ["predict", "PHOTO", "--csv", "OUT", "--overwrite"],
-        ["export", "MODEL", "OUT", "--overwrite"],
+        ["predict", "PHOTO", "--csv", "OUT.csv", "--overwrite"],
+        ["export", "MODEL", "OUT.onnx", "--overwrite"],
     ],
     ids=["predict-csv", "export"],
 )
 def test_a_folder_named_as_an_output_file_is_refused_with_overwrite(tmp_path, argv, capsys):
     """Was `[Errno 21] Is a directory` after the work (exit 1 or 2); the folder stays as it was."""
-    out = tmp_path / "out"
+    name = next(a for a in argv if a.startswith("OUT"))  # a folder named as the file would be
+    out = tmp_path / name.replace("OUT", "out")
     (out / "keep").mkdir(parents=True)
     ckpt = make_checkpoint(tmp_path / "m.pt")
-    subst = {"PHOTO": str(ASTRONAUT), "OUT": str(out), "MODEL": str(ckpt)}
+    subst = {"PHOTO": str(ASTRONAUT), name: str(out), "MODEL": str(ckpt)}
     argv = [subst.get(a, a) for a in argv]
     if argv[0] == "predict":
         argv += ["--model", str(ckpt)]
