@@ -214,10 +214,12 @@ def test_evaluate_json(trained_run, tiny_data, tmp_path, capsys):
     args = ["evaluate", str(trained_run), "--data", str(tiny_data), "-o", str(out), "--plots"]
     assert main([*args, str(plots), "--overwrite"]) == 0
     assert f"wrote {plots / 'confusion_matrix.png'}" in capsys.readouterr().err
-    assert {p.name for p in plots.iterdir()} == {"confusion_matrix.png", "per_class_accuracy.png"}
+    assert {p.name for p in plots.iterdir()} == {
+        f"{n}.png" for n in ("confusion_matrix", "per_class_accuracy", "predictions")
+    }
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in plots.iterdir())
     assert main([*args, str(plots)]) == 2  # both outputs exist: refused, nothing replaced
-    assert "per_class_accuracy.png already exist" in capsys.readouterr().err
+    assert "per_class_accuracy.png and 1 more already exist" in capsys.readouterr().err
     # refused before any work: a data set that does not exist is not even looked at; the old
     # spelling `--json FILE` still names the file, with a note
     assert main(["evaluate", str(trained_run), "--data", "nowhere", "--json", str(out)]) == 2

@@ -54,7 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--plots",
         type=Path,
         metavar="DIR",
-        help="also write confusion_matrix.png and per_class_accuracy.png into DIR",
+        help="also write confusion_matrix.png, per_class_accuracy.png and (face crops) "
+        "predictions.png into DIR",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --output and --plots files")
     add_detector_options(p, crops=False)
@@ -99,31 +100,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         args.output, args.json = (None, True) if args.json == "-" else (Path(args.json), False)
-    plots = [args.plots / f"{name}.png" for name in PLOTS] if args.plots else []
+    names = PLOTS[:2] if args.detect else PLOTS  # whole photos: no grid of faces
+    plots = [args.plots / f"{name}.png" for name in names] if args.plots else []
     refuse_existing(
         [args.output, *plots],
         error=FerkitError,
         hint="pass --overwrite to replace, or choose another --output / --plots",
         overwrite=args.overwrite,
     )
+    faces = None
     if args.detect:
         result = _evaluate_photos(args)
     else:
+        data = args.data
+        if args.plots:  # the faces themselves, for the grid
+            from ferkit.data import load_dataset
+
+            data = load_dataset(args.data, ferplus=args.ferplus, ferplus_labels="majority")
         result = evaluate(
             args.checkpoint,
-            args.data,
+            data,
             split=args.split,
             tta=args.tta,
             batch_size=args.batch_size,
             ferplus=args.ferplus,
+            with_probs=bool(args.plots),
         )
+        if args.plots:
+            faces = (data.splits[result["split"]].images, result.pop("y_true"), result.pop("probs"))
     text = json_dumps(result, indent=1)
     if args.output is not None:
         with replaced_atomically(args.output) as tmp:
             tmp.write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)
     if args.plots:
-        _write_plots(result, args.plots)
+        _write_plots(result, args.plots, faces)
     if args.json:
         print(text)
     else:
@@ -149,16 +160,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-PLOTS = ("confusion_matrix", "per_class_accuracy")  # what --plots writes, as `ferkit report`
+PLOTS = ("confusion_matrix", "per_class_accuracy", "predictions")  # as `ferkit report`
 
 
-def _write_plots(result: dict, folder: Path) -> None:
+def _write_plots(result: dict, folder: Path, faces: tuple | None) -> None:
     from ferkit.evaluation import plots
     from ferkit.evaluation.report import result_figures
 
     title = f"{result['arch']} on {Path(result['source']).name} (n={result['n']:,})"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, fig in result_figures(result, f"{title}: {result['accuracy']:.1%}").items():
+    figures = result_figures(result, f"{title}: {result['accuracy']:.1%}", faces)
+    for name, fig in figures.items():
         path = folder / f"{name}.png"
         with replaced_atomically(path) as tmp:
             plots.save(fig, tmp, format="png")

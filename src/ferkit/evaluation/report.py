@@ -83,22 +83,14 @@ def make_report(
     dataset = load_dataset(
         data or cfg["data"], ferplus=cfg.get("ferplus"), ferplus_labels="majority"
     )
-    labels = list(dataset.labels)
     result = evaluate(run, dataset, split=None, with_probs=True)
-    probs, y_true = result.pop("probs"), result.pop("y_true")
+    faces = (dataset.splits[result["split"]].images, result.pop("y_true"), result.pop("probs"))
     (run / f"eval_{result['split']}.json").write_text(json_dumps(result, indent=1))
-    images = dataset.splits[result["split"]].images
-    pick = np.sort(
-        np.random.default_rng(seed).choice(len(y_true), min(n_faces, len(y_true)), replace=False)
-    )
     title = f"{cfg['model']} on {result['split']} (n={result['n']:,}): {result['accuracy']:.1%}"
     figures = {
         "curves": plots.training_curves(metrics, title=f"{cfg['model']}: {run.name}"),
         "lr": plots.lr_curve(metrics),
-        **result_figures(result, title),
-        "predictions": plots.prediction_grid(
-            np.asarray(images[pick]), y_true[pick], probs[pick], labels
-        ),
+        **result_figures(result, title, faces, n_faces=n_faces, seed=seed),
     }
     written = {}
     for name, fig in figures.items():
@@ -107,18 +99,34 @@ def make_report(
     return written
 
 
-def result_figures(result: dict, title: str) -> dict[str, plots.Figure]:
-    """The confusion matrix and per-class accuracy of a scored model (`evaluate`,
-    `evaluate_photos`), by name: the files `ferkit report` and `ferkit evaluate --plots` write
-    (NAME.png)."""
-    return {
+def result_figures(
+    result: dict, title: str, faces: tuple | None = None, *, n_faces: int = 32, seed: int = 0
+) -> dict[str, plots.Figure]:
+    """The figures of a scored model, by name: the files `ferkit report` and `ferkit evaluate
+    --plots` write (NAME.png).
+
+    Args:
+        result: what `evaluate` or `evaluate_photos` returned.
+        faces: (images, y_true, probs) of the scored split: adds "predictions", a grid of
+            `n_faces` faces drawn at random (`seed`), green where right and red where wrong.
+    """
+    labels = list(result["labels"])
+    figures = {
         "confusion_matrix": plots.confusion_heatmap(
-            result["confusion_matrix_normalized"], list(result["labels"]), title=title
+            result["confusion_matrix_normalized"], labels, title=title
         ),
         "per_class_accuracy": plots.per_class_bars(
             result["per_class"], result["accuracy"], title=title
         ),
     }
+    if faces is not None:
+        images, y_true, probs = faces
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(y_true), min(n_faces, len(y_true)), replace=False))
+        figures["predictions"] = plots.prediction_grid(
+            np.asarray(images[pick]), y_true[pick], probs[pick], labels
+        )
+    return figures
 
 
 def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
