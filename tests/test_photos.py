@@ -91,11 +91,13 @@ def photo_folder(tmp_path):
     return tmp_path
 
 
-def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, capsys):
+def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, tmp_path, capsys):
     args = ["evaluate", str(checkpoint), "--data", str(photo_folder), "--detect"]
-    assert main(args) == 0
+    assert main([*args, "--plots", str(tmp_path / "plots")]) == 0
     printed = capsys.readouterr().out
     assert "a face in 1 of 2 photos (50.0%)" in printed and "blank.png" in printed
+    drawn = {p.name for p in (tmp_path / "plots").iterdir()}  # no grid: whole photos
+    assert drawn == {"confusion_matrix.png", "per_class_accuracy.png"}
     assert main([*args, "--json", "--framing", "0.9,0,0.05"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n"] == r["photos"] == 2 and r["faces_found"] == 1
