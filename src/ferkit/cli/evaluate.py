@@ -100,8 +100,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         args.output, args.json = (None, True) if args.json == "-" else (Path(args.json), False)
-    names = PLOTS[:2] if args.detect else PLOTS  # whole photos: no grid of faces
-    plots = [args.plots / f"{name}.png" for name in names] if args.plots else []
+    plots = []
+    if args.plots:  # whole photos (--detect) have no grid of faces
+        from ferkit.evaluation.report import figure_names
+
+        plots = [args.plots / f"{name}.png" for name in figure_names(faces=not args.detect)]
     refuse_existing(
         [args.output, *plots],
         error=FerkitError,
@@ -158,9 +161,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"f1 {m['f1']:.3f}  n={m['support']}"
             )
     return 0
-
-
-PLOTS = ("confusion_matrix", "per_class_accuracy", "predictions")  # as `ferkit report`
 
 
 def _write_plots(result: dict, folder: Path, faces: tuple | None) -> None:

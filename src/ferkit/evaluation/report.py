@@ -99,6 +99,11 @@ def make_report(
     return written
 
 
+def figure_names(faces: bool) -> tuple[str, ...]:
+    """The names `result_figures` gives its figures, with or without the grid of faces."""
+    return ("confusion_matrix", "per_class_accuracy", *(("predictions",) if faces else ()))
+
+
 def result_figures(
     result: dict, title: str, faces: tuple | None = None, *, n_faces: int = 32, seed: int = 0
 ) -> dict[str, plots.Figure]:
@@ -111,22 +116,18 @@ def result_figures(
             `n_faces` faces drawn at random (`seed`), green where right and red where wrong.
     """
     labels = list(result["labels"])
-    figures = {
-        "confusion_matrix": plots.confusion_heatmap(
-            result["confusion_matrix_normalized"], labels, title=title
-        ),
-        "per_class_accuracy": plots.per_class_bars(
-            result["per_class"], result["accuracy"], title=title
-        ),
-    }
+    figures = [
+        plots.confusion_heatmap(result["confusion_matrix_normalized"], labels, title=title),
+        plots.per_class_bars(result["per_class"], result["accuracy"], title=title),
+    ]
     if faces is not None:
         images, y_true, probs = faces
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(y_true), min(n_faces, len(y_true)), replace=False))
-        figures["predictions"] = plots.prediction_grid(
-            np.asarray(images[pick]), y_true[pick], probs[pick], labels
+        figures.append(
+            plots.prediction_grid(np.asarray(images[pick]), y_true[pick], probs[pick], labels)
         )
-    return figures
+    return dict(zip(figure_names(faces is not None), figures, strict=True))
 
 
 def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
