@@ -130,7 +130,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             with_probs=bool(args.plots),
         )
         if args.plots:
-            faces = (data.splits[result["split"]].images, result.pop("y_true"), result.pop("probs"))
+            from ferkit.evaluation.report import scored_faces
+
+            faces = scored_faces(data, result)
     text = json_dumps(result, indent=1)
     if args.output is not None:
         with replaced_atomically(args.output) as tmp:

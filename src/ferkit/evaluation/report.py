@@ -84,7 +84,7 @@ def make_report(
         data or cfg["data"], ferplus=cfg.get("ferplus"), ferplus_labels="majority"
     )
     result = evaluate(run, dataset, split=None, with_probs=True)
-    faces = (dataset.splits[result["split"]].images, result.pop("y_true"), result.pop("probs"))
+    faces = scored_faces(dataset, result)
     (run / f"eval_{result['split']}.json").write_text(json_dumps(result, indent=1))
     title = f"{cfg['model']} on {result['split']} (n={result['n']:,}): {result['accuracy']:.1%}"
     figures = {
@@ -97,6 +97,12 @@ def make_report(
         written[name] = run / f"{name}.png"
         plots.save(fig, written[name])
     return written
+
+
+def scored_faces(dataset, result: dict) -> tuple:
+    """(images, y_true, probs) of the split `evaluate(..., with_probs=True)` scored, for
+    `result_figures`; the arrays leave `result`, which stays JSON-ready."""
+    return dataset.splits[result["split"]].images, result.pop("y_true"), result.pop("probs")
 
 
 def figure_names(faces: bool) -> tuple[str, ...]:

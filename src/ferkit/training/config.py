@@ -204,7 +204,10 @@ def _number(text: str, allowed: tuple) -> Any:
 
 
 def _check_choices(cfg: TrainConfig) -> None:
+    from ferkit.models.registry import list_models  # the models' modules import torch: here
+
     for key, choices in (
+        ("model", list_models()),
         ("optimizer", OPTIMIZERS),
         ("scheduler", SCHEDULERS),
         ("precision", PRECISIONS),
@@ -216,13 +219,6 @@ def _check_choices(cfg: TrainConfig) -> None:
             close = difflib.get_close_matches(str(value), choices, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
-    from ferkit.models.registry import list_models  # the models' modules: torch, so here
-
-    if cfg.model not in list_models():
-        close = difflib.get_close_matches(str(cfg.model), list_models(), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        valid = ", ".join(list_models())
-        raise ConfigError(f"unknown model {cfg.model!r}.{hint} Valid (ferkit models): {valid}")
     if cfg.teacher_tta != "none" and not cfg.teacher:
         raise ConfigError(f"teacher_tta {cfg.teacher_tta!r} needs a teacher: set teacher=PATH")
     if cfg.ferplus_labels not in FERPLUS_LABEL_MODES:
