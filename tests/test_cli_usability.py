@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from ferkit.cli import main
+from ferkit.data.ferplus import check_mode
+from ferkit.detection import make_detector
+from ferkit.errors import FerkitError
+from ferkit.inference.backends import check_backend
+from ferkit.models import create_model
 from ferkit.training.config import load_config, parse_set
+from ferkit.tta import check_tta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,3 +148,25 @@ def test_make_demo_says_what_it_wrote_once(tmp_path, capsys):
     out = capsys.readouterr().out
     annotated = tmp_path / "demo" / "astronaut.png"
     assert out.count("wrote ") == 1 and f"wrote {annotated}" in out and annotated.is_file()
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: create_model("vgg13"),
+        lambda: create_model("flagship", widht=[1]),
+        lambda: make_detector("yunett"),
+        lambda: check_backend("onxx"),
+        lambda: check_tta("tencrops"),
+        lambda: check_mode("vote"),
+        lambda: load_config(None, parse_set(["optimiser=sgd"])),
+        lambda: load_config(None, parse_set(["optimizer=sdg"])),
+    ],
+    ids=["model", "model-option", "detector", "backend", "tta", "ferplus", "key", "optimizer"],
+)
+def test_every_unknown_name_gets_one_wording_with_close_matches(call):
+    """What, the name given, the closest valid names, then all of them: one rule
+    (`ferkit.errors.unknown`), wherever a name is looked up."""
+    with pytest.raises(FerkitError) as err:
+        call()
+    assert re.search(r"unknown [\w+ ]+ '\w+'\. Did you mean '\w+'.*\? Valid: \w+", str(err.value))

@@ -98,6 +98,24 @@ def test_everything_else_is_left_to_pil(photo, make):
     assert read_common(make(photo)) is None
 
 
+def _png_with_bad_crc(photo: Image.Image) -> bytes:
+    data = bytearray(_encoded(photo, "PNG"))
+    data[data.find(b"IDAT") + 50] ^= 0xFF  # a byte of the pixel data: its chunk's CRC is wrong
+    return bytes(data)
+
+
+def test_a_corrupt_png_is_named_without_libpngs_stderr_line(photo, capfd):
+    data = _png_with_bad_crc(photo)
+    assert read_common(data) is None  # left to PIL, which names the problem
+    with pytest.raises(ImageError, match="corrupt or truncated image"):
+        load_frame(data, name="bad.png")
+    assert "libpng" not in capfd.readouterr().err  # OpenCV's libpng would print "CRC error"
+
+
+def test_a_png_with_bytes_after_its_end_is_left_to_pil(photo):
+    assert read_common(_encoded(photo, "PNG") + b"trailing") is None
+
+
 def test_load_frame_applies_exif_orientation_through_pil(photo):
     frame = load_frame(_exif_rotated(photo))
     assert frame.size == (160, 120)  # stored 120x160, shown upright

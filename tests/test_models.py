@@ -75,13 +75,15 @@ def test_unknown_model_lists_valid_names_and_close_matches():
     with pytest.raises(ConfigError) as err:
         create_model("vgg13")
     msg = str(err.value)
-    assert "vgg_13" in msg and "did you mean" in msg and "flagship" in msg
+    assert "Did you mean 'vgg_13'" in msg and "flagship" in msg
     with pytest.raises(ConfigError, match="unknown model"):
         get_model_spec("nope")
 
 
 def test_unknown_option_names_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"no option 'widht'.*did you mean widths"):
+    with pytest.raises(
+        ConfigError, match=r"model 'flagship': unknown option 'widht'. Did you mean 'widths'"
+    ):
         create_model("flagship", widht=[1, 2])
     with pytest.raises(ConfigError, match="in_channels"):
         create_model("flagship", in_channels=2)
@@ -450,7 +452,7 @@ def test_freeze_policies_leave_exactly_the_intended_parameters(name, policy):
 
 
 def test_freeze_policy_errors():
-    with pytest.raises(ConfigError, match=r"valid: none, head, last_stage"):
+    with pytest.raises(ConfigError, match=r"Valid: none, head, last_stage"):
         create_model("resnet18", freeze="body")
     with pytest.raises(ConfigError, match="no last stage"):
         freeze(create_model("simple_cnn"), "last_stage")

@@ -56,7 +56,7 @@ def test_both_runtimes_give_the_detector_the_same_faces():
 
 
 def test_bad_runtime_or_model_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="choose one of onnxruntime, opencv"):
+    with pytest.raises(ConfigError, match="Valid: onnxruntime, opencv"):
         YuNetDetector(runtime="tensorflow")
     junk = tmp_path / "yunet.onnx"
     junk.write_bytes(b"not a model")

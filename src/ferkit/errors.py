@@ -1,6 +1,11 @@
 """Typed errors. Each message says what is wrong, where, and what to do; the CLI prints it as one
 line and exits with code 2."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class FerkitError(Exception):
     """Base class of the errors ferkit raises for bad input or configuration."""
@@ -16,6 +21,19 @@ class ConfigError(FerkitError):
 
 class CheckpointError(FerkitError):
     """A checkpoint cannot be read or does not match the architecture or labels asked for."""
+
+
+def unknown(what: str, value: object, choices: Iterable[str], *, most: int = 3) -> str:
+    """The one wording for a name that is not among its choices: what it is, the closest
+    choices (difflib), and all of them.
+
+    >>> unknown("optimizer", "adamx", ["sgd", "adam", "adamw"])
+    "unknown optimizer 'adamx'. Did you mean 'adam', 'adamw'? Valid: sgd, adam, adamw"
+    """
+    choices = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), choices, n=most)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {what} {value!r}.{hint} Valid: {', '.join(choices) or 'none'}"
 
 
 def parse_problem(exc: Exception) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import warnings
+import zlib
 from pathlib import Path
 from typing import Literal
 
@@ -182,10 +184,6 @@ def read_image(
     return img
 
 
-# How a complete file ends: JPEG's end-of-image marker, PNG's IEND chunk with its CRC.
-_END = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
-
-
 def read_common(
     source: str | Path | bytes,
     *,
@@ -227,10 +225,14 @@ def read_common(
         if fmt == "PNG" and mode == "L" and "icc_profile" in img.info:
             return None  # often an RGB profile, which libpng warns about on stderr
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    if not data.endswith(_END[fmt]):  # truncated (or trailing bytes): PIL says which
-        return None
-    if fmt == "PNG" and b"eXIf" in data:  # EXIF, maybe an orientation, possibly after the pixels
-        return None
+    if fmt == "JPEG" and not data.endswith(b"\xff\xd9"):  # no end marker: truncated
+        return None  # PIL says how (OpenCV's decoder would print to stderr)
+    if fmt == "PNG":
+        chunks = _png_chunks(data)
+        if chunks is None:  # truncated or corrupt: PIL says how (libpng would print to stderr)
+            return None
+        if b"eXIf" in chunks:  # EXIF, maybe an orientation, possibly after the pixels
+            return None
     flags = cv2.IMREAD_IGNORE_ORIENTATION | (
         cv2.IMREAD_GRAYSCALE if mode == "L" else cv2.IMREAD_COLOR
     )
@@ -238,6 +240,26 @@ def read_common(
     if pixels is None or pixels.shape[:2] != (h, w):  # corrupt or truncated: PIL says how
         return None
     return pixels
+
+
+def _png_chunks(data: bytes) -> set[bytes] | None:
+    """The chunk types of a whole PNG whose every chunk's CRC is right, ending in IEND;
+    None for any other bytes. (0.4 ms for astronaut.png, 0.8 MB.)"""
+    view, pos, types = memoryview(data), 8, set()  # after the signature, which PIL checked
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            return None
+        (crc,) = struct.unpack_from(">I", data, end)
+        if zlib.crc32(view[pos + 4 : end]) != crc:
+            return None
+        kind = bytes(view[pos + 4 : pos + 8])
+        types.add(kind)
+        pos = end + 4
+        if kind == b"IEND":
+            return types if pos == len(data) else None
+    return None
 
 
 def to_gray(image: Image.Image | np.ndarray, *, color: ColorOrder = "rgb") -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ferkit.errors import ConfigError
+from ferkit.errors import ConfigError, unknown
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +29,7 @@ def check_tta(tta: str | bool | None) -> str:
     if tta is None or isinstance(tta, bool):
         return "flip" if tta else "none"
     if tta not in TTA_VIEWS:
-        raise ConfigError(f"unknown tta {tta!r}; valid: {', '.join(TTA_MODES)}")
+        raise ConfigError(unknown("tta", tta, TTA_MODES))
     return tta
 
 

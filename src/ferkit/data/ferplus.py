@@ -30,11 +30,17 @@ import numpy as np
 
 from ferkit.data.csv_source import USAGE_TO_SPLIT, _checked, open_text
 from ferkit.data.types import FERData, Split
-from ferkit.errors import DataError
+from ferkit.errors import DataError, unknown
 from ferkit.labels import FERPLUS_EMOTIONS, FERPLUS_LABEL_MODES, label_index
 
 LABEL_MODES = FERPLUS_LABEL_MODES
 NOT_EMOTIONS = ("unknown", "nf")  # the last two vote columns, after the 8 emotions
+
+
+def check_mode(mode: str) -> None:
+    """Refuse a label mode that is not one of LABEL_MODES ("votes", "majority", ...)."""
+    if mode not in LABEL_MODES:
+        raise DataError(unknown("FER+ label mode", mode, LABEL_MODES))
 
 
 def read_votes(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -135,8 +141,7 @@ def attach_ferplus(data: FERData, path: Path, mode: str) -> FERData:
     Raises:
         DataError: the files do not pair (row counts, Usage), or `mode` is unknown.
     """
-    if mode not in LABEL_MODES:
-        raise DataError(f"unknown FER+ label mode {mode!r}; valid: {', '.join(LABEL_MODES)}")
+    check_mode(mode)
     if data.row_splits is None or data.skipped:
         why = f"{len(data.skipped)} bad row(s) were skipped" if data.skipped else "not a CSV"
         raise DataError(

@@ -10,7 +10,7 @@ import numpy as np
 from ferkit.data import cache
 from ferkit.data.csv_source import is_csv, load_csv
 from ferkit.data.decode import decode_files
-from ferkit.data.ferplus import LABEL_MODES, attach_ferplus
+from ferkit.data.ferplus import attach_ferplus, check_mode
 from ferkit.data.folders import plan_folder
 from ferkit.data.types import FERData, Split, empty_split
 from ferkit.errors import DataError
@@ -104,8 +104,7 @@ def _ferplus_file(ferplus: str | Path | None, mode: str, source: Path) -> Path |
             f"{source}: FER+ labels ({ferplus}) pair with the FER-2013 CSV's rows; give the "
             "fer2013.csv[.gz] file as the data, not a folder"
         )
-    if mode not in LABEL_MODES:
-        raise DataError(f"unknown FER+ label mode {mode!r}; valid: {', '.join(LABEL_MODES)}")
+    check_mode(mode)
     return labels
 
 

@@ -36,7 +36,7 @@ from ferkit.detection.boxes import (
     largest_first,
     merge_overlaps,
 )
-from ferkit.errors import ConfigError
+from ferkit.errors import ConfigError, unknown
 
 if TYPE_CHECKING:
     from ferkit.detection.frames import Frame
@@ -201,9 +201,7 @@ class YuNetDetector:
         if not 0.0 <= score_threshold <= 1.0:
             raise ConfigError(f"score_threshold must be in 0..1 (got {score_threshold})")
         if runtime not in YUNET_RUNTIMES:
-            raise ConfigError(
-                f"unknown YuNet runtime {runtime!r}; choose one of {', '.join(YUNET_RUNTIMES)}"
-            )
+            raise ConfigError(unknown("YuNet runtime", runtime, YUNET_RUNTIMES))
         check_max_side(max_side)
         self.path, self.max_side, self.runtime = path, max_side, runtime
         self.score_threshold, self.nms_threshold = float(score_threshold), float(nms_threshold)

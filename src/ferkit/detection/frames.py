@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ferkit.detection.boxes import Box, Detection, clip_box
+from ferkit.errors import unknown
 from ferkit.imaging import ColorOrder, ImageError, read_common, read_image, to_gray
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def load_frame(
     if isinstance(image, Frame):
         return image
     if color not in COLOR_ORDERS:
-        raise ImageError(f"unknown color order {color!r}; choose one of {', '.join(COLOR_ORDERS)}")
+        raise ImageError(unknown("color order", color, COLOR_ORDERS))
     if isinstance(image, str | Path | bytes):
         source = name or ("<bytes>" if isinstance(image, bytes) else str(image))
         limits = {"max_side": max_side, "max_pixels": max_pixels, "name": name}

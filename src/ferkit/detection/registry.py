@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ferkit.errors import ConfigError
+from ferkit.errors import ConfigError, unknown
 
 if TYPE_CHECKING:
     from ferkit.detection.detectors import Detector, HaarDetector, YuNetDetector
@@ -69,5 +69,5 @@ def make_detector(
         return name
     factory = DETECTORS.get(name)
     if factory is None:
-        raise ConfigError(f"unknown face detector {name!r}; choose one of {', '.join(DETECTORS)}")
+        raise ConfigError(unknown("face detector", name, DETECTORS))
     return factory(model_path, min_score=min_score, **options)

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from ferkit.errors import CheckpointError, ConfigError
+from ferkit.errors import CheckpointError, ConfigError, unknown
 from ferkit.models.fold import fold_batch_norm
 
 log = logging.getLogger(__name__)
@@ -189,5 +189,5 @@ class OnnxRunner:
 def check_backend(name: str) -> str:
     """`name` if it is a known backend, else a ConfigError listing them."""
     if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise ConfigError(unknown("backend", name, BACKENDS))
     return name

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ferkit.errors import CheckpointError, ConfigError
+from ferkit.errors import CheckpointError, ConfigError, unknown
 from ferkit.models._weights import describe_mismatch, read_state_dict
 from ferkit.models.freeze import FREEZE_POLICIES
 from ferkit.models.freeze import freeze as apply_freeze
@@ -67,9 +67,7 @@ def build(
 def check_options(arch: str, pretrained: str | Path | None, freeze: str) -> None:
     """Fail early, before building anything, on option values that are not valid."""
     if freeze not in FREEZE_POLICIES:
-        raise ConfigError(
-            f"{arch}: unknown freeze policy {freeze!r}; valid: {', '.join(FREEZE_POLICIES)}"
-        )
+        raise ConfigError(f"{arch}: {unknown('freeze policy', freeze, FREEZE_POLICIES)}")
     if pretrained is not None and not isinstance(pretrained, str | Path):
         raise ConfigError(f"{arch}: pretrained must be {PRETRAINED_CHOICES}; got {pretrained!r}")
 

@@ -13,12 +13,11 @@ pretrained body than for the new head.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from torch import nn
 
-from ferkit.errors import ConfigError
+from ferkit.errors import ConfigError, unknown
 
 __all__ = ["FREEZE_POLICIES", "FrozenNormMixin", "freeze", "param_groups"]
 
@@ -27,11 +26,7 @@ FREEZE_POLICIES = ("none", "head", "last_stage")
 
 def _trainable_part(model: nn.Module, policy: str) -> list[nn.Module]:
     if policy not in FREEZE_POLICIES:
-        close = difflib.get_close_matches(str(policy), FREEZE_POLICIES, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ConfigError(
-            f"unknown freeze policy {policy!r}{hint}; valid: {', '.join(FREEZE_POLICIES)}"
-        )
+        raise ConfigError(unknown("freeze policy", policy, FREEZE_POLICIES))
     if policy == "none":
         return [model]
     if not hasattr(model, "get_classifier"):

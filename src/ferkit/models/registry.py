@@ -14,7 +14,6 @@ keyword arguments that rebuild it, primitives only), which is what a checkpoint 
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from ferkit.errors import ConfigError
+from ferkit.errors import ConfigError, unknown
 from ferkit.models._weights import load_weights, read_state_dict, with_new_head
 
 __all__ = ["ModelSpec", "create_model", "get_model_spec", "list_models", "register_model"]
@@ -163,11 +162,7 @@ def list_models() -> list[str]:
 def _lookup(name: str) -> tuple[Callable[..., nn.Module], ModelSpec]:
     _ensure_registered()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ConfigError(
-            f"unknown model {name!r}{hint}; valid models: {', '.join(sorted(_REGISTRY))}"
-        )
+        raise ConfigError(unknown("model", name, sorted(_REGISTRY)))
     return _REGISTRY[name]
 
 
@@ -187,12 +182,7 @@ def _check_kwargs(name: str, fn: Callable[..., nn.Module], kwargs: dict[str, Any
     valid = [p for p in params if p not in ("num_classes", "in_channels", "pretrained")]
     for key in kwargs:
         if key not in params:
-            close = difflib.get_close_matches(key, valid, n=2)
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ConfigError(
-                f"model {name!r} has no option {key!r}{hint}; its options: "
-                f"{', '.join(valid) or 'none'}"
-            )
+            raise ConfigError(f"model {name!r}: {unknown('option', key, valid)}")
 
 
 def _primitive(value: Any, where: str) -> Any:

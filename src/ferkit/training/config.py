@@ -8,7 +8,6 @@ recipe may start with `extends: base.yaml` and list only the keys it changes.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import math
@@ -21,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ferkit.errors import ConfigError, parse_problem
+from ferkit.errors import ConfigError, parse_problem, unknown
 from ferkit.labels import FERPLUS_LABEL_MODES
 from ferkit.tta import TTA_MODES
 
@@ -148,9 +147,7 @@ EXTENDS = "extends"  # a recipe's key naming the recipe it builds on (not a conf
 
 
 def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, [*FIELDS, EXTENDS], n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown config key {key!r}.{hint} Valid keys: {', '.join(FIELDS)}")
+    return ConfigError(unknown("config key", key, [*FIELDS, EXTENDS]))
 
 
 NULLS = ("null", "none", "~")
@@ -213,17 +210,13 @@ def _check_choices(cfg: TrainConfig) -> None:
         ("precision", PRECISIONS),
         ("monitor", MONITORS),
         ("teacher_tta", TTA_MODES),
+        ("ferplus_labels", FERPLUS_LABEL_MODES),
     ):
         value = getattr(cfg, key)
         if value not in choices:
-            close = difflib.get_close_matches(str(value), choices, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown {key} {value!r}.{hint} Valid: {', '.join(choices)}")
+            raise ConfigError(unknown(key, value, choices))
     if cfg.teacher_tta != "none" and not cfg.teacher:
         raise ConfigError(f"teacher_tta {cfg.teacher_tta!r} needs a teacher: set teacher=PATH")
-    if cfg.ferplus_labels not in FERPLUS_LABEL_MODES:
-        valid = ", ".join(FERPLUS_LABEL_MODES)
-        raise ConfigError(f"unknown ferplus_labels {cfg.ferplus_labels!r}; valid: {valid}")
     for key in ("hard_label_weight", "autocontrast", "equalize", "blur", "downscale", "jpeg"):
         if not 0 <= getattr(cfg, key) <= 1:
             raise ConfigError(f"{key} must be in 0..1, got {getattr(cfg, key)}")
