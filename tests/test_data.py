@@ -298,3 +298,21 @@ def test_shared_fer2013_counts(shared_fer):
         "neutral": 4965,
     }
     assert data.resized == 0 and not data.skipped
+
+
+def test_class_folders_too_small_to_hold_out_a_val_split_are_refused(tmp_path):
+    from ferkit.data.dataset import FERDataModule
+
+    root = write_class_folders(tmp_path / "faces", {"happy": 1, "sad": 1})
+    with pytest.raises(DataError, match=r"faces: 2 training image\(s\) and no class with two"):
+        FERDataModule(root).setup()
+
+
+def test_emotions_without_training_images_are_named(tmp_path, caplog):
+    from ferkit.data.dataset import FERDataModule
+
+    root = write_class_folders(tmp_path / "faces", {"happy": 4, "sad": 4})
+    module = FERDataModule(root)
+    module.setup()
+    assert len(module.splits["val"]) == 2
+    assert "no training images of angry, disgust, fear, surprise, neutral (5 of 7" in caplog.text

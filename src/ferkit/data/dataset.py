@@ -8,6 +8,8 @@ on a few CPU cores than per-image PIL transforms.
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import numpy as np
 import torch
@@ -17,6 +19,8 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from ferkit.data.loader import load_dataset
 from ferkit.data.types import FERData, Split
 from ferkit.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 class FERDataset(Dataset):
@@ -45,17 +49,27 @@ class FERDataset(Dataset):
         return image, target
 
 
-def holdout_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Stratified random holdout: (rest, held out), `fraction` of each class held out."""
+def holdout_split(
+    split: Split, fraction: float, seed: int, source: str = "the data"
+) -> tuple[Split, Split]:
+    """Stratified random holdout: (rest, held out), `fraction` of each class held out.
+
+    Raises:
+        DataError: no class has two images, so none can be held out (`source` names the data).
+    """
     rng = np.random.default_rng(seed)
     labels = np.asarray(split.labels)
-    held = np.concatenate(
-        [
-            rng.permutation(idx)[: max(1, round(fraction * len(idx)))]
-            for c in np.unique(labels)
-            if len(idx := np.flatnonzero(labels == c)) > 1
-        ]
-    )
+    held = [
+        rng.permutation(idx)[: max(1, round(fraction * len(idx)))]
+        for c in np.unique(labels)
+        if len(idx := np.flatnonzero(labels == c)) > 1
+    ]
+    if not held:
+        raise DataError(
+            f"{source}: {len(labels)} training image(s) and no class with two, so none can be "
+            "held out for validation; add images, or give a val/ (or test/) split"
+        )
+    held = np.concatenate(held)
     mask = np.zeros(len(labels), bool)
     mask[held] = True
 
@@ -64,6 +78,19 @@ def holdout_split(split: Split, fraction: float, seed: int) -> tuple[Split, Spli
         return Split(np.asarray(split.images[m]), labels[m], soft)
 
     return take(~mask), take(mask)
+
+
+def _warn_missing_classes(source, train: Split, labels: tuple[str, ...]) -> None:
+    """Say which emotions have no training image: the model would never learn to answer them."""
+    absent = [name for i, name in enumerate(labels) if not np.any(np.asarray(train.labels) == i)]
+    if absent:
+        log.warning(
+            "%s: no training images of %s (%d of %d classes); the model will not learn them",
+            source,
+            ", ".join(absent),
+            len(absent),
+            len(labels),
+        )
 
 
 def balanced_sampler(labels: np.ndarray, seed: int) -> WeightedRandomSampler:
@@ -129,8 +156,9 @@ class FERDataModule(L.LightningDataModule):
         if train is None:
             raise DataError(f"{self.path}: no training images (splits: {', '.join(splits)})")
         if "val" not in splits:
-            train, splits["val"] = holdout_split(train, self.val_fraction, self.seed)
+            train, splits["val"] = holdout_split(train, self.val_fraction, self.seed, str(self.path))
         splits["train"] = train
+        _warn_missing_classes(self.path, train, self.data.labels)
         if self.limit:  # a stratified subset, for smoke runs
             splits = {k: _subset(v, self.limit, self.seed) for k, v in splits.items()}
         self.splits = splits
