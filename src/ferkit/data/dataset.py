@@ -156,7 +156,9 @@ class FERDataModule(L.LightningDataModule):
         if train is None:
             raise DataError(f"{self.path}: no training images (splits: {', '.join(splits)})")
         if "val" not in splits:
-            train, splits["val"] = holdout_split(train, self.val_fraction, self.seed, str(self.path))
+            train, splits["val"] = holdout_split(
+                train, self.val_fraction, self.seed, str(self.path)
+            )
         splits["train"] = train
         _warn_missing_classes(self.path, train, self.data.labels)
         if self.limit:  # a stratified subset, for smoke runs
