@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -89,6 +90,14 @@ def photo_folder(tmp_path):
     cv2.imwrite(str(tmp_path / "happy" / "astronaut.png"), cv2.imread(str(ASTRONAUT)))
     cv2.imwrite(str(tmp_path / "sad" / "blank.png"), np.full((300, 300, 3), 128, np.uint8))
     return tmp_path
+
+
+def test_photos_scored_as_crops_get_a_hint_to_detect(checkpoint, photo_folder, capsys, caplog):
+    assert main(["evaluate", str(checkpoint), "--data", str(photo_folder)]) == 0
+    assert "2 of 2 images were not 48x48 and were resized whole" in caplog.text
+    assert "score them end to end with --detect" in caplog.text
+    printed = capsys.readouterr().out
+    assert re.search(r"angry +acc +- +precision", printed)  # no angry photo: no accuracy
 
 
 def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, tmp_path, capsys):

@@ -158,8 +158,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             for path in result["no_face"][:10]:
                 print(f"  no face (counted wrong): {path}")
         for name, m in result["per_class"].items():
+            acc = f"{m['accuracy']:6.1%}" if m["support"] else "     -"  # no face of it
             print(
-                f"  {name:<9} acc {m['accuracy']:6.1%}  precision {m['precision']:.3f}  "
+                f"  {name:<9} acc {acc}  precision {m['precision']:.3f}  "
                 f"f1 {m['f1']:.3f}  n={m['support']}"
             )
     return 0

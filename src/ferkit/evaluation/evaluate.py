@@ -69,6 +69,7 @@ def evaluate(
         check_labels(meta, path, FERPLUS_EMOTIONS if ferplus else EMOTIONS)
         dataset = load_dataset(data, ferplus=ferplus, ferplus_labels="majority")
     check_labels(meta, path, dataset.labels)
+    _hint_photos(dataset)
     name = dataset.scoring_split(split)
     images = dataset.splits[name].images
     spec = InputSpec.from_meta(meta)
@@ -104,6 +105,22 @@ def evaluate(
     if with_probs:
         result.update(probs=probs, y_true=y_true)
     return result
+
+
+def _hint_photos(data: FERData) -> None:
+    """Whole photos scored as crops measure nothing; say so when most images were resized."""
+    total = sum(len(s) for s in data.splits.values())
+    if data.resized and data.resized >= total / 2:
+        side = data.image_size
+        log.warning(
+            "%s: %d of %d images were not %dx%d and were resized whole, as face crops are; "
+            "if they are photos, score them end to end with --detect",
+            data.source,
+            data.resized,
+            total,
+            side,
+            side,
+        )
 
 
 def _protocol(data: FERData, split: str) -> str:
