@@ -175,3 +175,13 @@ def test_float_arrays_scale_by_their_finite_values():
 def test_a_folder_is_no_image(tmp_path):
     with pytest.raises(ImageError, match="a folder, not an image file"):
         load_frame(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((8, 8), complex), np.full((8, 8), "a"), np.full((8, 8), None, object)],
+    ids=["complex", "strings", "objects"],
+)
+def test_arrays_of_no_pixel_type_are_refused(array):
+    with pytest.raises(ImageError, match=f"an image array of {array.dtype} values holds no pixels"):
+        load_frame(array)

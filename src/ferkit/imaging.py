@@ -308,6 +308,11 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """Scale integer or float data of any range to uint8 (16-bit PNGs, float arrays in 0..1)."""
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
+    if not np.issubdtype(arr.dtype, np.integer) and not np.issubdtype(arr.dtype, np.floating):
+        raise ImageError(
+            f"an image array of {arr.dtype} values holds no pixels; give uint8 (or other "
+            "integer), float or bool values"
+        )
     if np.issubdtype(arr.dtype, np.floating):
         finite = np.isfinite(arr)
         if not finite.any():
