@@ -316,3 +316,22 @@ def test_emotions_without_training_images_are_named(tmp_path, caplog):
     module.setup()
     assert len(module.splits["val"]) == 2
     assert "no training images of angry, disgust, fear, surprise, neutral (5 of 7" in caplog.text
+
+
+def test_convert_takes_its_format_from_the_output_name(msambare, tmp_path, capsys):
+    """OUT.csv: csv; OUT.csv.gz: gzip-compressed csv, read back as the original is; a folder:
+    npy; a --format that contradicts the name is refused before anything is read."""
+    original = load_dataset(msambare)
+    for name in ("faces.csv", "faces.csv.gz"):
+        assert main(["data", "convert", str(msambare), str(tmp_path / name)]) == 0
+        back = load_dataset(tmp_path / name)
+        np.testing.assert_array_equal(back["train"].images, original["train"].images)
+    assert (tmp_path / "faces.csv.gz").read_bytes()[:2] == b"\x1f\x8b"  # gzip's magic
+    assert main(["data", "convert", str(msambare), str(tmp_path / "arrays")]) == 0
+    assert (tmp_path / "arrays" / "train_images.npy").is_file()
+    capsys.readouterr()
+    assert main(["data", "convert", str(msambare), "--format", "npy", str(tmp_path / "x.csv")]) == 2
+    assert "x.csv: --format npy writes a folder" in capsys.readouterr().err
+    assert main(["data", "convert", str(msambare), "--format", "csv", str(tmp_path / "x")]) == 2
+    assert "x: name the CSV file .csv (or .csv.gz" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.csv").exists()

@@ -195,7 +195,8 @@ def test_cli_info_convert_with_ferplus(pair, tmp_path, capsys):
     assert not (out / "val_soft_labels.npy").exists()
     csv_out = tmp_path / "ferplus.csv"
     assert main([*convert, "csv", str(csv_out)]) == 2
-    assert "use --format npy" in capsys.readouterr().err and not csv_out.exists()
+    assert "convert to a folder of npy arrays" in capsys.readouterr().err
+    assert not csv_out.exists()
 
 
 # --- evaluation -------------------------------------------------------------------------------

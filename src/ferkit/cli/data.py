@@ -74,10 +74,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     convert.add_argument(
         "--format",
         choices=CONVERT_FORMATS,
-        help="output format: npy arrays or the fer2013.csv format (needed)",
+        help="output format (default: csv for an OUT named .csv or .csv.gz, else npy)",
     )
     add_deprecated(convert, "--to", "--format", dest="format", choices=CONVERT_FORMATS)
-    convert.add_argument("out", type=Path, help="output folder (npy) or .csv file (csv)")
+    convert.add_argument(
+        "out", type=Path, help="output folder (npy), or .csv / .csv.gz file (csv, gzip for .gz)"
+    )
     convert.add_argument("--overwrite", action="store_true", help="replace existing files")
     convert.set_defaults(func=cmd_convert)
 
@@ -162,16 +164,15 @@ def format_summary(s: dict) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    if args.format is None:
-        raise DataError("choose an output format: --format npy or --format csv")
     from ferkit.data.convert import to_csv, to_npy
 
-    data = _load(args)
-    if args.format == "csv" and data.kind == "ferplus":
+    args.format = _convert_format(args.format, args.out)
+    if args.format == "csv" and args.ferplus:
         raise DataError(
-            "FER+ labels (8 classes, vote shares) do not fit the fer2013.csv format (FER-2013's "
-            "7 classes); use --format npy"
+            f"{args.out}: FER+ labels (8 classes, vote shares) do not fit the fer2013.csv format "
+            "(FER-2013's 7 classes); convert to a folder of npy arrays instead"
         )
+    data = _load(args)
     if args.format == "npy":
         written = to_npy(data, args.out, overwrite=args.overwrite)
         for path in written:
@@ -181,6 +182,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
         n = to_csv(data, args.out, overwrite=args.overwrite)
         print(f"wrote {n:,} rows to {args.out}")
     return 0
+
+
+def _convert_format(given: str | None, out: Path) -> str:
+    """The format OUT's name asks for (a .csv or .csv.gz file: csv, else a folder of npy);
+    a --format that contradicts it is refused, as ferkit reads a CSV back by its name."""
+    from ferkit.data.csv_source import is_csv
+
+    named_csv = is_csv(out)
+    fmt = given or ("csv" if named_csv else "npy")
+    if fmt == "csv" and not named_csv:
+        raise DataError(f"{out}: name the CSV file .csv (or .csv.gz, compressed)")
+    if fmt == "npy" and named_csv:
+        raise DataError(f"{out}: --format npy writes a folder of .npy files; name a folder")
+    return fmt
 
 
 def cmd_crop(args: argparse.Namespace) -> int:

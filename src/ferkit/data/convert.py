@@ -35,8 +35,9 @@ def _save(path: Path, array: np.ndarray) -> None:
 
 
 def to_csv(data: FERData, out: Path, *, overwrite: bool = False) -> int:
-    """Write the fer2013.csv format; returns the number of rows written."""
+    """Write the fer2013.csv format, gzip-compressed if `out` ends in .gz; returns the number
+    of rows written."""
     if not overwrite:
         refuse_existing([out])
     with replaced_atomically(out) as tmp:
-        return write_csv(data, tmp)
+        return write_csv(data, tmp, compress=out.name.lower().endswith(".gz"))

@@ -171,17 +171,19 @@ def load_csv(path: Path, *, image_size: int = 48) -> FERData:
     )
 
 
-def write_csv(data: FERData, out: Path) -> int:
+def write_csv(data: FERData, out: Path, *, compress: bool = False) -> int:
     """Write a data set in the fer2013.csv format (`emotion,pixels,Usage`); returns rows written.
 
     Splits map back to Usage (train -> Training, val -> PublicTest, test -> PrivateTest); the
-    one split of an unsplit source is written without a Usage column.
+    one split of an unsplit source is written without a Usage column. With `compress`, the file
+    is gzip-compressed (what `.csv.gz` names).
     """
     with_usage = "all" not in data.splits
     n = 0
     total = sum(len(split) for split in data.splits.values())
     bar = tqdm(total=total, desc="writing CSV", unit="row", unit_scale=True, disable=None)
-    with open(out, "w", newline="") as f, bar:
+    opener = gzip.open if compress else open
+    with opener(out, "wt", newline="") as f, bar:
         writer = csv.writer(f)
         writer.writerow(["emotion", "pixels", "Usage"] if with_usage else ["emotion", "pixels"])
         for name, split in data.splits.items():
