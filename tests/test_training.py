@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -292,12 +293,18 @@ def test_stage_from_checkpoint_carries_parent_recipe(trained_run, tiny_data, tmp
     assert "val_accuracy" in lineage["metrics"]
 
 
-def test_resume_continues_at_next_epoch(tiny_data, tmp_path):
+def test_resume_continues_at_next_epoch(tiny_data, tmp_path, capsys):
     run = tmp_path / "r"
     assert main(tiny_args(tiny_data, run, "--epochs", "1")) == 0
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 2]
-    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["best_epoch"] in (1, 2)
+    said = capsys.readouterr().err  # the last run's end: best epoch, files, what next
+    assert re.search(rf"best val_acc \d+\.\d\d% at epoch {summary['best_epoch']} of 2", said)
+    for name in ("best.pt", "last.pt", "metrics.csv", "summary.json"):
+        assert f"wrote {run / name}" in said
+    assert f"next: ferkit report {run}" in said
 
 
 def test_max_time_stops_validated(tiny_data, tmp_path):

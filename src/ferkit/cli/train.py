@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ferkit.cli.vocabulary import add_deprecated, add_json_option
 from ferkit.outputs import json_dumps
@@ -111,11 +112,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.json and summary.exists():
         print(summary.read_text())
     elif summary.exists():
-        s = json.loads(summary.read_text())
-        best = f"{s['best_val']:.4f}" if s.get("best_val") is not None else "n/a"
-        print(
-            f"run: {run}\nbest {s['monitor']}: {best} after {s['epochs']} epoch(s), "
-            f"{s['train_seconds']} s",
-            file=sys.stderr,
-        )
+        print(_summary_lines(run, json.loads(summary.read_text())), file=sys.stderr)
     return 0
+
+
+def _summary_lines(run: Path, s: dict) -> str:
+    """What a finished run says: its best epoch, its speed, the files it wrote, what next."""
+    best = s.get("best_val")
+    if best is None:
+        best = "n/a"
+    elif s["monitor"].endswith("acc"):
+        best = f"{best:.2%}"
+    else:
+        best = f"{best:.4f}"
+    at = f" at epoch {s['best_epoch']} of {s['epochs']}" if s.get("best_epoch") else ""
+    speed = s.get("train_images_per_s")
+    speed = f", {speed:,.0f} images/s" if speed else ""
+    files = [run / n for n in ("best.pt", "last.pt", "metrics.csv", "summary.json")]
+    return "\n".join(
+        [
+            f"run: {run} ({s['model']}, {s['epochs']} epoch(s), {s['train_seconds']} s of "
+            f"training{speed}, stopped: {s['stopped']})",
+            f"best {s['monitor']} {best}{at} (val n={s.get('val_n')})",
+            *(f"wrote {p}" for p in files if p.exists()),
+            f"next: ferkit report {run}   (curves, confusion matrix, predictions)",
+        ]
+    )

@@ -242,6 +242,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         recipe["teachers"] = [t.record() for t in module.teachers]
     scores = {}
     module = module.float().cpu()
+    best_epoch = trainer.current_epoch  # 1-based: the epochs done, the last of them
     if ckpt_cb is None:  # a smoke run keeps no training state: its weights now are the best
         sources = {"best": None}
         best_score = trainer.callback_metrics.get(cfg.monitor)
@@ -255,8 +256,10 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         if path is not None and not path.is_file():
             continue
         if path is not None:
-            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            module.load_state_dict(saved["state_dict"])
+            if name == "best":
+                best_epoch = saved["epoch"] + 1  # Lightning counts from 0
         val = _score(module, data.splits["val"])
         metrics = {
             "val_accuracy": val["accuracy"],
@@ -285,6 +288,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         "epochs": trainer.current_epoch,
         "monitor": cfg.monitor,
         "best_val": None if best_score is None else float(best_score),
+        "best_epoch": best_epoch,
         "val_accuracy": best.get("accuracy"),
         "val_loss": best.get("loss"),
         "val_n": best.get("n"),
