@@ -65,7 +65,8 @@ def server(tmp_path_factory):
     uvicorn = pytest.importorskip("uvicorn")
     from ferkit.serve import create_app
 
-    app = create_app(make_checkpoint(tmp_path_factory.mktemp("browser") / "m.pt"))
+    metrics = {"val_accuracy": 0.5, "val_n": 3589}  # what a trained checkpoint carries
+    app = create_app(make_checkpoint(tmp_path_factory.mktemp("browser") / "m.pt", metrics=metrics))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -127,6 +128,18 @@ def test_upload_photo_shows_box_label_and_bars(server, browser):
     browser.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
     assert shot.stat().st_size > 10_000
+
+
+def test_the_example_photo_and_the_models_accuracy(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server + "/")
+    browser.find_element(By.ID, "example").click()  # the photo shipped in static/
+    tag = wait_for(browser, "#overlay .box .tag")
+    assert tag.get_attribute("data-label") in EMOTIONS
+    assert "1 face found" in browser.find_element(By.ID, "status").text
+    info = browser.find_element(By.ID, "model-info").text
+    assert "Model: simple_cnn, 50.0% accuracy on 3,589 validation faces" in info, info
 
 
 def test_no_face_and_errors_are_said(server, browser, tmp_path):

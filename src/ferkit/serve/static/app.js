@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const els = {
-  file: $("file"), drop: $("dropzone"), webcam: $("webcam"), status: $("status"),
+  file: $("file"), drop: $("dropzone"), example: $("example"), webcam: $("webcam"), status: $("status"),
   stage: $("stage"), photo: $("photo"), video: $("video"), overlay: $("overlay"), faces: $("faces"),
 };
 let stream = null;   // the webcam's MediaStream while it runs
@@ -161,6 +161,16 @@ function stopWebcam() {
 
 els.file.addEventListener("change", () => showPhoto(els.file.files[0]));
 els.webcam.addEventListener("click", () => (stream ? stopWebcam() : startWebcam()));
+// The example is a photo shipped with the page (static/example.jpg), sent as an upload is.
+els.example.addEventListener("click", async () => {
+  try {
+    const res = await fetch("/static/example.jpg");
+    if (!res.ok) throw new Error(`the example photo is missing (HTTP ${res.status})`);
+    showPhoto(new File([await res.blob()], "example.jpg", { type: "image/jpeg" }));
+  } catch (err) {
+    setStatus(`Error: ${err.message}`, "error");
+  }
+});
 // `ferkit webcam` opens the page as /?webcam: start the camera at once (the browser asks first)
 if (new URLSearchParams(location.search).has("webcam")) startWebcam();
 els.drop.addEventListener("dragover", (e) => { e.preventDefault(); els.drop.classList.add("over"); });
@@ -175,8 +185,12 @@ fetch("/v1/model")
   .then((r) => (r.ok ? r.json() : null))
   .then((m) => {
     if (!m) return;
-    const acc = m.metrics && (m.metrics.test_acc ?? m.metrics.val_acc);
-    $("model-info").textContent =
-      `Model: ${m.arch}${acc != null ? `, accuracy ${pct(acc)}` : ""} (${m.backend}).`;
+    // the checkpoint's own scores (models/checkpoint.py): test split if it had one, else val
+    const mt = m.metrics || {};
+    const [acc, n, split] = mt.test_accuracy != null
+      ? [mt.test_accuracy, mt.test_n, "test"] : [mt.val_accuracy, mt.val_n, "validation"];
+    const count = n ? `${n.toLocaleString("en-US")} ` : "";
+    const score = acc != null ? `, ${pct(acc)} accuracy on ${count}${split} faces` : "";
+    $("model-info").textContent = `Model: ${m.arch}${score} (${m.backend}).`;
   })
   .catch(() => {});
