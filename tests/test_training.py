@@ -293,6 +293,23 @@ def test_stage_from_checkpoint_carries_parent_recipe(trained_run, tiny_data, tmp
     assert "val_accuracy" in lineage["metrics"]
 
 
+def test_a_run_folder_or_a_shipped_name_is_a_starting_point(trained_run, tiny_data, tmp_path):
+    """`pretrained` names a model as `--model` and `teacher` do: a run folder is its best.pt,
+    a shipped name its file in the package (fine-tuning the shipped model on one's own data)."""
+    from ferkit.inference.model_io import default_checkpoint
+    from ferkit.training.run import _paths_resolved
+
+    run = tmp_path / "stage2"
+    assert (
+        main(tiny_args(tiny_data, run, "--epochs", "1", "--set", f"pretrained={trained_run}")) == 0
+    )
+    parent = checkpoint_metadata(run / "best.pt")["extra"]["recipe"]["parent"]
+    assert parent["checkpoint"] == str((trained_run / "best.pt").resolve())
+    cfg = _paths_resolved(TrainConfig(pretrained="flagship"))
+    assert cfg.pretrained == str(default_checkpoint().resolve())
+    assert _paths_resolved(TrainConfig(pretrained="imagenet")).pretrained == "imagenet"
+
+
 def test_resume_continues_at_next_epoch(tiny_data, tmp_path, capsys):
     run = tmp_path / "r"
     assert main(tiny_args(tiny_data, run, "--epochs", "1")) == 0

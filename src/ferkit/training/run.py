@@ -27,6 +27,7 @@ from ferkit.errors import ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.evaluation.report import read_metrics
+from ferkit.inference.model_io import SHIPPED, resolve_model
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.outputs import json_dumps
 from ferkit.training.callbacks import Throughput, loggers, training_callbacks
@@ -90,7 +91,7 @@ def train(
         if (run_dir / "metrics.csv").exists():
             read_metrics(run_dir)  # refused now, not after an epoch of training
     else:
-        cfg = _data_resolved(cfg.resolved())
+        cfg = _paths_resolved(cfg.resolved())
         run_dir, ckpt = new_run_dir(cfg, overwrite), None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     data = FERDataModule(
@@ -182,15 +183,19 @@ def train(
     return run_dir
 
 
-def _data_resolved(cfg: TrainConfig) -> TrainConfig:
+def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with its data files as absolute paths, so the run's config.yaml and summary name
-    them from any folder (`ferkit report RUN`); a path that does not exist is left for the data
-    module to refuse."""
+    them from any folder (`ferkit report RUN`), and `pretrained` as the model file it names: a
+    shipped model's name (`flagship`) or a run folder, as teachers and `--model` are named. A
+    path that does not exist is left for the data module or the model to refuse."""
     paths = {}
     for key in ("data", "ferplus"):
         value = getattr(cfg, key, None)
         if value and Path(value).expanduser().exists():
             paths[key] = str(Path(value).expanduser().resolve())
+    start = cfg.pretrained
+    if start and (Path(start).is_dir() or (str(start) in SHIPPED and not Path(start).exists())):
+        paths["pretrained"] = str(resolve_model(start).resolve())
     return dataclasses.replace(cfg, **paths)
 
 
