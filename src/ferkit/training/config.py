@@ -49,9 +49,7 @@ class TrainConfig:
     model: str = "flagship"  # a name from `ferkit models`
     model_kwargs: dict = field(default_factory=dict)  # extra keyword arguments of the model
     image_size: int | None = None  # model input side; None: the model's default
-    pretrained: str | None = (
-        None  # start from: a checkpoint, run folder, shipped name (flagship), or "imagenet"
-    )
+    pretrained: str | None = None  # start from: checkpoint, run, shipped name, or imagenet
     freeze: str | None = None  # transfer models: none, head, last_stage
     body_lr_scale: float = 1.0  # learning-rate factor of a pretrained body (head at lr)
     batch_norm: bool | None = None  # ablation: None keeps the model's default
