@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 
 import cv2
@@ -124,6 +125,8 @@ def test_predict_prints_a_summary_and_spots_face_crops(checkpoint, tmp_path, cap
     code = main(["predict", str(crops), "--model", str(checkpoint), "--detector", "none"])
     out = capsys.readouterr().out
     assert code == 0 and "5 images, 5 faces, 0 without a face" in out and "hint" not in out
+    counted = re.search(r"faces by label: (.*)", out)[1]  # the labels of the 5 faces, by count
+    assert sum(int(part.split()[1]) for part in counted.split(", ")) == 5
 
 
 def test_summary_goes_to_stderr_with_json(checkpoint, capsys):

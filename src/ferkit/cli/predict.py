@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -186,12 +187,14 @@ class Tally:
 
     def __init__(self) -> None:
         self.images = self.faces = self.no_face = self.crop_like = 0
+        self.labels: Counter[str] = Counter()  # faces per top label
 
     def add(self, result) -> None:
         self.images += 1
         self.faces += len(result)
         self.no_face += not len(result)
         self.crop_like += looks_like_face_crop(result.size)
+        self.labels.update(face.label for face in result)
 
     def lines(self, *, detecting: bool) -> list[str]:
         """The summary line, and a hint when most images look like face crops: a detector
@@ -199,6 +202,9 @@ class Tally:
         images = f"{self.images} image{'' if self.images == 1 else 's'}"
         faces = f"{self.faces} face{'' if self.faces == 1 else 's'}"
         out = [f"{images}, {faces}, {self.no_face} without a face"]
+        if self.images > 1 and self.labels:  # one image's faces are listed above it
+            counts = ", ".join(f"{label} {n}" for label, n in self.labels.most_common())
+            out.append(f"faces by label: {counts}")
         if detecting and self.images and self.crop_like * 2 >= self.images:
             out.append(
                 f"hint: {self.crop_like} of the {self.images} images are small (at most "
