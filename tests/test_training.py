@@ -246,9 +246,12 @@ def test_evaluate_other_data_set_through_aliases(trained_run, tmp_path):
     assert json.loads((tmp_path / "o.json").read_text())["n"] == 6
 
 
-def test_report_pngs(trained_run):
+def test_report_pngs(trained_run, capsys):
     assert main(["report", str(trained_run), "--faces", "8"]) == 0
+    said = capsys.readouterr().out
+    assert f"wrote {trained_run / 'eval_val.json'}" in said
     for name in REPORT_PNGS:
+        assert f"wrote {trained_run / name}.png" in said
         with Image.open(trained_run / f"{name}.png") as img:
             assert img.width >= 300 and img.height >= 150, name
 

@@ -231,8 +231,8 @@ def _framing(text: str):
 def cmd_report(args: argparse.Namespace) -> int:
     from ferkit.evaluation.report import make_report
 
-    for name, path in make_report(args.run, data=args.data, n_faces=args.faces).items():
-        print(f"{name:<20} {path}")
+    for path in make_report(args.run, data=args.data, n_faces=args.faces).values():
+        print(f"wrote {path}")
     return 0
 
 

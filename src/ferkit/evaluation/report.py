@@ -66,7 +66,8 @@ def _run_file(path: Path, parse) -> dict:
 def make_report(
     run: str | Path, *, data: str | None = None, n_faces: int = 32, seed: int = 0
 ) -> dict[str, Path]:
-    """Write the report PNGs into `run` and eval_val.json; returns {name: path}.
+    """Write the report PNGs into `run` and its scores (eval_val.json); returns {name: path},
+    the scores under "scores".
 
     The confusion matrix, per-class bars and prediction grid come from the run's best
     checkpoint scored on its validation split (or `data`, if given).
@@ -85,14 +86,15 @@ def make_report(
     )
     result = evaluate(run, dataset, split=None, with_probs=True)
     faces = scored_faces(dataset, result)
-    (run / f"eval_{result['split']}.json").write_text(json_dumps(result, indent=1))
+    scores = run / f"eval_{result['split']}.json"
+    scores.write_text(json_dumps(result, indent=1))
     title = f"{cfg['model']} on {result['split']} (n={result['n']:,}): {result['accuracy']:.1%}"
     figures = {
         "curves": plots.training_curves(metrics, title=f"{cfg['model']}: {run.name}"),
         "lr": plots.lr_curve(metrics),
         **result_figures(result, title, faces, n_faces=n_faces, seed=seed),
     }
-    written = {}
+    written = {"scores": scores}
     for name, fig in figures.items():
         written[name] = run / f"{name}.png"
         plots.save(fig, written[name])
