@@ -104,5 +104,4 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor) -> CalibrationReport:
         accuracy=float((logits.argmax(1) == labels).float().mean()),
         n=len(labels),
     )
-    log.info("%s", report)
-    return report
+    return report  # the caller says it (`ferkit export --calibrate` prints it)
