@@ -311,6 +311,8 @@ def test_a_run_folder_or_a_shipped_name_is_a_starting_point(trained_run, tiny_da
     cfg = _paths_resolved(TrainConfig(pretrained="flagship"))
     assert cfg.pretrained == str(default_checkpoint().resolve())
     assert _paths_resolved(TrainConfig(pretrained="imagenet")).pretrained == "imagenet"
+    with pytest.raises(ConfigError, match=r"pretrained: nope\.pt: no such file.*\(flagship, "):
+        _paths_resolved(TrainConfig(pretrained="nope.pt"))
 
 
 def test_resume_continues_at_next_epoch(tiny_data, tmp_path, capsys):

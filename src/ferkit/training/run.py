@@ -194,7 +194,13 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
         if value and Path(value).expanduser().exists():
             paths[key] = str(Path(value).expanduser().resolve())
     start = cfg.pretrained
-    if start and (Path(start).is_dir() or (str(start) in SHIPPED and not Path(start).exists())):
+    if start and str(start).lower() != "imagenet" and not Path(start).is_file():
+        if not Path(start).exists() and str(start) not in SHIPPED:
+            raise ConfigError(
+                f"pretrained: {start}: no such file or folder; pass a checkpoint (.pt, .ckpt), "
+                f"a run folder, a shipped model's name ({', '.join(SHIPPED)}), or imagenet "
+                "(the transfer models)"
+            )
         paths["pretrained"] = str(resolve_model(start).resolve())
     return dataclasses.replace(cfg, **paths)
 
