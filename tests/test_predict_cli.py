@@ -284,3 +284,15 @@ def test_webcam_that_cannot_open_says_which(checkpoint, tmp_path, capsys, fake_g
         ["webcam", "--camera", tmp_path / "none.mp4", "--model", checkpoint], capsys
     )
     assert code == 2 and "none.mp4" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--every", "0"], "--every 0: analyse every Nth frame, N >= 1"),
+        (["--smooth", "1.5"], "--smooth 1.5: the weight of the past, in [0, 1)"),
+    ],
+)
+def test_video_options_out_of_range_name_the_flag(flags, message, capsys):
+    assert main(["predict", str(ASTRONAUT), *flags]) == 2
+    assert message in capsys.readouterr().err

@@ -117,6 +117,7 @@ def test_unreadable_csv_names_the_file(tmp_path, content, capsys):
         (["--set", "val_fraction=2"], "'val_fraction' must be in [0, 0.9], got 2.0"),
         (["--arch", "flagshp"], "unknown model 'flagshp'. Did you mean 'flagship'?"),
         (["--set", "teacher=[a.pt, b.pt"], "'teacher': '[a.pt, b.pt' is not valid YAML (line 1"),
+        (["--set", "pretrained=gone.pt"], "pretrained: gone.pt: no such file or folder"),
     ],
 )
 def test_bad_config_value_is_one_line_before_any_work(tmp_path, flags, message, capsys):

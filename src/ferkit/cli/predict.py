@@ -103,8 +103,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ferkit.inference.results import CsvRows
     from ferkit.inference.video import is_video
 
-    if args.every < 1 or not 0.0 <= args.smooth < 1.0:
-        raise ConfigError("--every must be >= 1 and --smooth in [0, 1)")
+    if args.every < 1:
+        raise ConfigError(f"--every {args.every}: analyse every Nth frame, N >= 1")
+    if not 0.0 <= args.smooth < 1.0:
+        raise ConfigError(f"--smooth {args.smooth}: the weight of the past, in [0, 1)")
     errors: list[str] = []
     inputs = collect(args.paths, errors)
     for msg in errors:
