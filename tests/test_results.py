@@ -84,6 +84,15 @@ def test_plot_and_save(result, tmp_path):
     assert not list(tmp_path.glob(".partial*"))
 
 
+def test_short_reprs_and_the_image_in_a_notebook(result):
+    top = result[0]
+    assert repr(top) == f"Face({top.label} {top.confidence:.1%}, box={tuple(top.box)})"
+    shown = f"{top.label} {top.confidence:.1%}"
+    assert repr(result) == f"Result({str(ASTRONAUT)!r}, 512x512, 1 face: {shown})"
+    png = cv2.imdecode(np.frombuffer(result._repr_png_(), np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(png, result.plot())  # what Jupyter shows
+
+
 def test_text_is_what_predict_prints(result, capsys, checkpoint):
     assert main(["predict", str(ASTRONAUT), "--model", str(checkpoint)]) == 0
     assert capsys.readouterr().out.startswith(result.text() + "\n")

@@ -54,6 +54,10 @@ class Face:
     score: float | None = None
     landmarks: tuple[Point, ...] | None = None
 
+    def __repr__(self) -> str:  # short: the probabilities are in `scores` and `to_dict()`
+        extra = "" if self.track is None else f", track={self.track}"
+        return f"Face({self.label} {self.confidence:.1%}, box={tuple(self.box)}{extra})"
+
     def to_dict(self, digits: int | None = None) -> dict[str, Any]:
         """JSON-ready: {"box": [x, y, w, h], "label", "confidence", "emotions": {...}, "score",
         "landmarks": {"right_eye": [x, y], ...}} (score and landmarks null where there are none).
@@ -244,6 +248,24 @@ class Result:
 
     def __str__(self) -> str:
         return self.text()
+
+    def __repr__(self) -> str:  # one line, for notebooks and logs; `text()` has every face
+        w, h = self.size
+        n = len(self.faces)
+        shown = ", ".join(f"{f.label} {f.confidence:.1%}" for f in self.faces[:3])
+        more = ", ..." if n > 3 else ""
+        faces = f"{n} face{'' if n == 1 else 's'}" + (f": {shown}{more}" if n else "")
+        when = f", frame {self.frame}" if self.frame is not None else ""
+        return f"Result({self.source!r}, {w}x{h}{when}, {faces})"
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows a result as its annotated image (`plot()`), where it holds one."""
+        import cv2
+
+        if self.image is None:
+            return None
+        ok, png = cv2.imencode(".png", self.plot())
+        return png.tobytes() if ok else None
 
 
 # -- tables of many results ------------------------------------------------------------------
