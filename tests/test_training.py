@@ -265,9 +265,12 @@ def test_compare(trained_run, tmp_path, capsys):
         == 0
     )
     table = capsys.readouterr().out.splitlines()
-    assert (
-        table[0].startswith("run,model,parameters,epochs,best_val_acc,test_acc") and len(table) == 3
-    )
+    head = "run,model,parameters,epochs,best_val_acc,best_epoch,test_acc"
+    assert table[0].startswith(head) and len(table) == 3
+    row = dict(zip(table[0].split(","), table[1].split(","), strict=True))
+    summary = json.loads((trained_run / "summary.json").read_text())
+    assert int(row["best_epoch"]) == summary["best_epoch"]  # the curve's best is the kept one
+    assert float(row["test_acc"]) == round(summary["test_accuracy"], 4)  # from summary.json
     assert Image.open(plot).width > 300
 
     before = plot.read_bytes()  # an existing plot is refused before any run is read, and kept

@@ -152,7 +152,8 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
         )
         curves[run.name] = val
         test = next(
-            (_run_file(p, json.loads).get("accuracy") for p in run.glob("eval_test.json")), None
+            (_run_file(p, json.loads).get("accuracy") for p in run.glob("eval_test.json")),
+            summary.get("test_accuracy"),  # the best checkpoint on the test split, if any
         )
         rows.append(
             {
@@ -161,6 +162,7 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
                 "parameters": summary.get("parameters"),
                 "epochs": int(val.index.max()) if len(val) else 0,
                 "best_val_acc": round(float(val.max()), 4) if len(val) else None,
+                "best_epoch": int(val.idxmax()) if len(val) else None,
                 "test_acc": round(test, 4) if test is not None else None,
                 "train_min": round(summary["train_seconds"] / 60, 1)
                 if summary.get("train_seconds")
