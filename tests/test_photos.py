@@ -95,7 +95,7 @@ def photo_folder(tmp_path):
 def test_photos_scored_as_crops_get_a_hint_to_detect(checkpoint, photo_folder, capsys, caplog):
     assert main(["evaluate", str(checkpoint), "--data", str(photo_folder)]) == 0
     assert "2 of 2 images were not 48x48 and were resized whole" in caplog.text
-    assert "score them end to end with --detect" in caplog.text
+    assert "score them end to end (`ferkit evaluate --detect`" in caplog.text
     printed = capsys.readouterr().out
     assert re.search(r"angry +acc +- +precision", printed)  # no angry photo: no accuracy
 

@@ -114,7 +114,8 @@ def _hint_photos(data: FERData) -> None:
         side = data.image_size
         log.warning(
             "%s: %d of %d images were not %dx%d and were resized whole, as face crops are; "
-            "if they are photos, score them end to end with --detect",
+            "if they are photos, score them end to end (`ferkit evaluate --detect`, "
+            "evaluation.photos.evaluate_photos)",
             data.source,
             data.resized,
             total,
