@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -98,6 +100,24 @@ def test_photos_scored_as_crops_get_a_hint_to_detect(checkpoint, photo_folder, c
     assert "score them end to end (`ferkit evaluate --detect`" in caplog.text
     printed = capsys.readouterr().out
     assert re.search(r"angry +acc +- +precision", printed)  # no angry photo: no accuracy
+
+
+def test_evaluate_detect_writes_a_row_per_photo(checkpoint, photo_folder, tmp_path, capsys):
+    table = tmp_path / "photos.csv"
+    args = ["evaluate", str(checkpoint), "--data", str(photo_folder), "--detect"]
+    assert main([*args, "--csv", str(table), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)  # the arrays behind the rows stay out of it
+    rows = {Path(r["file"]).name: r for r in csv.DictReader(table.open())}
+    face, blank = rows["astronaut.png"], rows["blank.png"]
+    assert face["label"] == "happy" and face["predicted"] in EMOTIONS
+    assert face["correct"] == str(int(face["predicted"] == "happy"))
+    assert abs(sum(float(face[e]) for e in EMOTIONS) - 1) < 1e-3
+    assert blank["label"] == "sad" and blank["predicted"] == "" and blank["correct"] == "0"
+    assert result["photos"] == 2 and "probs" not in result
+    assert main([*args, "--csv", str(table)]) == 2  # an existing table is kept
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["evaluate", str(checkpoint), "--data", str(photo_folder), "--csv", "x.csv"]) == 2
+    assert "--csv writes one row per photo with --detect" in capsys.readouterr().err
 
 
 def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, tmp_path, capsys):

@@ -57,7 +57,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also write confusion_matrix.png, per_class_accuracy.png and (face crops) "
         "predictions.png into DIR",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace --output and --plots files")
+    p.add_argument(
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="with --detect: write one row per photo to FILE (file, label, predicted, "
+        "confidence, correct, the probabilities), to see which photos were wrong",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --output, --csv and --plots files"
+    )
     add_detector_options(p, crops=False)
     p.add_argument(
         "--framing",
@@ -100,20 +109,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         args.output, args.json = (None, True) if args.json == "-" else (Path(args.json), False)
+    if args.csv and not args.detect:
+        raise FerkitError(
+            "--csv writes one row per photo with --detect; for face crops, --plots draws a grid "
+            "of them, right and wrong"
+        )
     plots = []
     if args.plots:  # whole photos (--detect) have no grid of faces
         from ferkit.evaluation.report import figure_names
 
         plots = [args.plots / f"{name}.png" for name in figure_names(faces=not args.detect)]
     refuse_existing(
-        [args.output, *plots],
+        [args.output, args.csv, *plots],
         error=FerkitError,
-        hint="pass --overwrite to replace, or choose another --output / --plots",
+        hint="pass --overwrite to replace, or choose another --output / --csv / --plots",
         overwrite=args.overwrite,
     )
     faces = None
     if args.detect:
         result = _evaluate_photos(args)
+        if args.csv:
+            from ferkit.evaluation.photos import prediction_rows
+
+            _write_rows(prediction_rows(result), args.csv)
     else:
         data = args.data
         if args.plots:  # the faces themselves, for the grid
@@ -166,6 +184,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_rows(rows: list[dict], path: Path) -> None:
+    import csv
+
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {path}", file=sys.stderr)
+
+
 def _write_plots(result: dict, folder: Path, faces: tuple | None) -> None:
     from ferkit.evaluation import plots
     from ferkit.evaluation.report import result_figures
@@ -201,7 +229,7 @@ def _evaluate_photos(args: argparse.Namespace) -> dict:
     )
     if args.framing:
         rec.framing = _framing(args.framing)
-    result = evaluate_photos(rec, args.data)
+    result = evaluate_photos(rec, args.data, with_probs=bool(args.csv))
     result.update(
         split="all",
         source=str(args.data),

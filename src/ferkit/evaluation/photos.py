@@ -46,6 +46,7 @@ def evaluate_photos(
     folder: str | Path,
     *,
     progress: bool = True,
+    with_probs: bool = False,
 ) -> dict:
     """Score `recognizer` (an EmotionRecognizer with a detector) on a folder of photos.
 
@@ -58,6 +59,9 @@ def evaluate_photos(
         recognizer: an `EmotionRecognizer`; its detector, framing and options are used as set.
         folder: class subfolders of photos, named as `ferkit.labels` maps them.
         progress: a progress bar on stderr.
+        with_probs: also return `files`, `y_true`, `y_pred` (-1: no face, or a label the
+            folders lack) and `probs` (N, 7; uniform where no face) per photo, as arrays (not
+            JSON-ready): what `prediction_rows` makes a table of.
 
     Returns:
         `classification_metrics` (per-class accuracy and the confusion matrix count a photo
@@ -94,4 +98,31 @@ def evaluate_photos(
         ms_per_photo=round(1000 * seconds / len(files), 2),
         detector=type(recognizer.detector).__name__ if recognizer.detector else "none",
     )
+    if with_probs:
+        result.update(files=files, y_true=y_true, y_pred=y_pred, probs=probs)
     return result
+
+
+def prediction_rows(result: dict) -> list[dict]:
+    """One row per photo of `evaluate_photos(..., with_probs=True)`: file, its label, the
+    predicted label and its probability (empty where no face was found), whether it was right,
+    then each emotion's probability. Takes the arrays out of `result`, which stays
+    JSON-ready."""
+    files, y_true = result.pop("files"), result.pop("y_true")
+    y_pred, probs = result.pop("y_pred"), result.pop("probs")
+    no_face = set(result["no_face"])
+    rows = []
+    for file, truth, pred, p in zip(files, y_true, y_pred, probs, strict=True):
+        found = file not in no_face
+        row = {
+            "file": file,
+            "label": EMOTIONS[truth],
+            "predicted": EMOTIONS[pred] if pred >= 0 else "",
+            "confidence": round(float(p[pred]), 4) if pred >= 0 else "",
+            "correct": int(pred == truth),
+        }
+        row.update(
+            {e: round(float(v), 4) if found else "" for e, v in zip(EMOTIONS, p, strict=True)}
+        )
+        rows.append(row)
+    return rows
