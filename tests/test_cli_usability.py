@@ -170,3 +170,9 @@ def test_every_unknown_name_gets_one_wording_with_close_matches(call):
     with pytest.raises(FerkitError) as err:
         call()
     assert re.search(r"unknown [\w+ ]+ '\w+'\. Did you mean '\w+'.*\? Valid: \w+", str(err.value))
+
+
+def test_ferkit_alone_lists_the_commands(capsys):
+    assert main([]) == 2  # no command: the help, on stderr, and the usage exit code
+    said = capsys.readouterr()
+    assert said.out == "" and "predict" in said.err and "train" in said.err

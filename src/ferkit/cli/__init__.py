@@ -69,6 +69,10 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # `ferkit` alone: what it can do, as `ferkit --help` says it
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
