@@ -62,7 +62,7 @@ def add_ferplus_option(p: argparse.ArgumentParser, *, modes: bool = True) -> Non
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="inspect or convert a data set")
-    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    data_sub = data.add_subparsers(dest="data_command", required=True)
 
     info = data_sub.add_parser("info", help="per split and per class counts, size, balance")
     _add_load_options(info)
@@ -106,6 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     crop.add_argument("--overwrite", action="store_true", help="replace crops that exist")
     crop.add_argument("--json", action="store_true", help="print the summary as JSON")
     crop.set_defaults(func=cmd_crop)
+    data_sub.metavar = "{" + ",".join(data_sub.choices) + "}"  # named in usage and errors
 
 
 def _load(args: argparse.Namespace):
