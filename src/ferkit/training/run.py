@@ -186,8 +186,9 @@ def train(
 def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with its data files as absolute paths, so the run's config.yaml and summary name
     them from any folder (`ferkit report RUN`), and `pretrained` as the model file it names: a
-    shipped model's name (`flagship`) or a run folder, as teachers and `--model` are named. A
-    path that does not exist is left for the data module or the model to refuse."""
+    shipped model's name (`flagship`) or a run folder, as teachers and `--model` are named.
+    A data path that does not exist is left for the data module to refuse; a `pretrained` that
+    names nothing is refused here, before the data loads."""
     paths = {}
     for key in ("data", "ferplus"):
         value = getattr(cfg, key, None)
