@@ -187,6 +187,44 @@ def test_video_annotated_and_timeline(checkpoint, clip, tmp_path, capsys):
     assert xs == sorted(xs) and xs[-1] > xs[0]  # the box follows the face to the right
 
 
+def test_video_emotion_timeline_plot(checkpoint, clip, tmp_path, capsys):
+    """`--timeline FILE` draws each person's probabilities over time; with --json its wrote
+    line goes to stderr; one video only, a suffix matplotlib writes, never over a file."""
+    plot = tmp_path / "people.png"
+    code, out, err = run_cli(
+        ["predict", clip, "--model", checkpoint, "--timeline", plot, "--json"], capsys
+    )
+    assert code == 0 and json.loads(out) and f"wrote {plot}" in err
+    assert Image.open(plot).width >= 600
+    for inputs, target, message in (
+        ([clip], plot, "already exists"),
+        ([clip, ASTRONAUT], tmp_path / "y.png", "plots one video; give exactly one"),
+        ([clip], tmp_path / "x.mp3", "cannot write a plot as .mp3"),
+    ):
+        args = ["predict", *inputs, "--model", checkpoint, "--timeline", target]
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and message in err, err
+
+
+def test_timeline_figure_panels_per_person():
+    import pandas as pd
+
+    from ferkit.evaluation.plots import emotion_timeline
+    from ferkit.labels import EMOTIONS
+
+    p = dict.fromkeys(EMOTIONS, 0.0)
+    rows = [
+        {"time_s": t / 10, "track": k, "label": "happy", **p, "happy": 1.0}
+        for t in range(5)
+        for k in (0, 1, 2)
+    ]
+    fig = emotion_timeline(pd.DataFrame(rows), list(EMOTIONS), most_people=2)
+    assert len(fig.axes) == 2 and "1 more not shown" in fig._suptitle.get_text()
+    assert fig.axes[0].get_title() == "person 0: mostly happy (5 frames)"
+    empty = emotion_timeline(pd.DataFrame(rows).iloc[:0], list(EMOTIONS))
+    assert "no face tracked" in empty.axes[0].texts[0].get_text()
+
+
 def test_video_batched_matches_frame_by_frame(checkpoint, clip):
     rec = EmotionRecognizer(checkpoint)
     batched = [r for r in analyse_video(rec, clip, batch_frames=8)]

@@ -269,7 +269,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ferkit.evaluation.report import compare_runs
 
     plot = None if args.no_plot else args.plot
-    plot_format = _plot_format(plot) if plot is not None else None
+    plot_format = plots.plot_format_of(plot) if plot is not None else None
     refuse_existing(
         [plot],
         error=FerkitError,
@@ -288,21 +288,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
             plots.save(fig, tmp, format=plot_format)
         print(f"wrote {plot}", file=sys.stderr)  # stdout holds the table (csv: for machines)
     return 0
-
-
-def _plot_format(path: Path) -> str:
-    """The image format `path`'s suffix names (png without one), checked before any work.
-    Passed on explicitly: matplotlib would add ".png" to a name without a suffix."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    formats = FigureCanvasBase.get_supported_filetypes()
-    if fmt not in formats:
-        raise FerkitError(
-            f"{path}: cannot write a plot as .{fmt}; use one of "
-            f"{', '.join('.' + f for f in sorted(formats))}"
-        )
-    return fmt
 
 
 def _markdown(table) -> str:

@@ -4,6 +4,7 @@
     ferkit predict photos/ --json > faces.json --annotate annotated/
     ferkit predict crops/ --no-detect --csv crops.csv
     ferkit predict clip.mp4 --annotate out.mp4 --csv timeline.csv --every 2 --smooth 0.6
+    ferkit predict clip.mp4 --timeline timeline.png      # each person's emotions over time
 
 A file that cannot be read is reported on stderr as one line naming it; the others go on, and
 the exit code is 2 at the end if any failed (0 otherwise).
@@ -58,9 +59,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_smooth_option(p)
     p.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="FILE",
+        help="one video: plot each person's emotion probabilities over time into FILE "
+        "(.png, .svg, .pdf)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace --csv and --annotate outputs that exist (refused otherwise)",
+        help="replace --csv, --annotate and --timeline outputs that exist (refused otherwise)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
@@ -132,6 +140,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"--annotate {args.annotate} is a file; annotated images go into a folder "
             "(or name a .png/.jpg file for one image, an .mp4/.avi file for one video)"
         )
+    if args.timeline:
+        from ferkit.evaluation.plots import plot_format_of
+
+        if len(videos) != 1 or images:
+            raise ConfigError(f"--timeline {args.timeline} plots one video; give exactly one")
+        plot_format_of(args.timeline)  # a suffix matplotlib cannot write: refused now
     if args.annotate:
         _refuse_collisions(args, images, videos, video_out)
     _refuse_existing(args, images, videos, video_out)
@@ -271,14 +285,14 @@ def _refuse_collisions(args, images, videos, video_out) -> None:
 def _refuse_existing(args, images, videos, video_out) -> None:
     """Outputs are never replaced silently (nor folders ever): list those that exist before
     any work is done."""
-    targets = [args.csv] if args.csv else []
+    targets = [p for p in (args.csv, args.timeline) if p]
     if args.annotate:
         targets += [_annotated_image(args.annotate, rel) for _, rel in images]
         targets += [_video_out(args, rel, video_out) for _, rel in videos]
     refuse_existing(
         targets,
         error=ConfigError,
-        hint="pass --overwrite to replace, or choose another --csv/--annotate",
+        hint="pass --overwrite to replace, or choose another --csv/--annotate/--timeline",
         overwrite=args.overwrite,
     )
 
@@ -337,12 +351,24 @@ def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> N
         frames = [r.to_dict() for r in analysis.results]
         people = [p.to_dict() for p in analysis.people()]
         document.append({"file": str(path), "frames": frames, "people": people})
-    if not (args.json or args.jsonl):
+    if args.timeline:
+        _plot_timeline(analysis, args.timeline)
+    machine = args.json or args.jsonl  # stdout carries JSON: people read stderr
+    if not machine:
         print(analysis.text())
-        for output in analysis.outputs:
-            print(f"wrote {output}")
+    for output in analysis.outputs:
+        print(f"wrote {output}", file=sys.stderr if machine else sys.stdout)
 
 
 def _report(errors: list[str], exc: Exception) -> None:
     errors.append(str(exc))
     print(f"ferkit predict: error: {exc}", file=sys.stderr)
+
+
+def _plot_timeline(analysis, path: Path) -> None:
+    from ferkit.evaluation import plots
+
+    fig = plots.emotion_timeline(analysis.to_pandas(), list(analysis.labels), title=analysis.path)
+    with replaced_atomically(path) as tmp:
+        plots.save(fig, tmp, format=plots.plot_format_of(path))
+    analysis.outputs.append(str(path))

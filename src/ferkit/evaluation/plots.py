@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from ferkit.errors import FerkitError
 
 RIGHT, WRONG = "#1a9850", "#d73027"
 
@@ -179,6 +183,63 @@ def val_accuracy_overlay(curves: dict[str, pd.Series]) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def emotion_timeline(
+    rows: pd.DataFrame, labels: list[str], title: str = "", most_people: int = 6
+) -> Figure:
+    """Each tracked person's emotion probabilities over a video's time, stacked: one panel per
+    person (the `most_people` seen longest), coloured as annotated videos colour the labels.
+
+    Args:
+        rows: a video's table, `VideoAnalysis.to_pandas()`: time_s, track and one (smoothed)
+            probability column per label, a row per person per analysed frame.
+        labels: the probability columns, in the model's order.
+    """
+    from ferkit.inference.draw import COLORS  # one colour per emotion, BGR
+
+    tracked = rows.dropna(subset=["track"]) if len(rows) else rows
+    counts = tracked["track"].value_counts() if len(tracked) else pd.Series(dtype=int)
+    shown = list(counts.index[:most_people])
+    fig, axes = _subplots(max(1, len(shown)), 1, figsize=(9, 1.0 + 1.7 * max(1, len(shown))))
+    axes = np.atleast_1d(axes)
+    bgr = [COLORS.get(e, (200, 200, 200)) for e in labels]
+    colors = [(r / 255, g / 255, b / 255) for b, g, r in bgr]
+    for ax, track in zip(axes, shown, strict=False):
+        person = tracked[tracked["track"] == track].sort_values("time_s")
+        ax.stackplot(person["time_s"], *(person[e] for e in labels), labels=labels, colors=colors)
+        top = person["label"].value_counts().idxmax()  # as `VideoAnalysis.people()` says
+        ax.set(ylim=(0, 1), xlim=(rows["time_s"].min(), rows["time_s"].max() or 1), ylabel="p")
+        ax.set_title(f"person {int(track)}: mostly {top} ({len(person)} frames)", fontsize=9)
+    if not shown:
+        axes[0].text(0.5, 0.5, "no face tracked", ha="center", va="center")
+        axes[0].axis("off")
+    else:
+        axes[-1].set_xlabel("time (s)")
+        axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    more = len(counts) - len(shown)
+    note = f" ({more} more not shown)" if more > 0 else ""
+    fig.suptitle((title or "emotions over time") + note, fontsize=10)
+    return fig
+
+
+def plot_format_of(path: Path) -> str:
+    """The image format `path`'s suffix names (png without one), to check before any work.
+    Pass it to `save`: matplotlib would add ".png" to a name without a suffix.
+
+    Raises:
+        FerkitError: a suffix matplotlib cannot write, with the ones it can.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in formats:
+        raise FerkitError(
+            f"{path}: cannot write a plot as .{fmt}; use one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
+    return fmt
 
 
 def save(fig: Figure, path, dpi: int = 110, format: str | None = None) -> None:
