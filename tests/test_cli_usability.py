@@ -176,3 +176,18 @@ def test_ferkit_alone_lists_the_commands(capsys):
     assert main([]) == 2  # no command: the help, on stderr, and the usage exit code
     said = capsys.readouterr()
     assert said.out == "" and "predict" in said.err and "train" in said.err
+
+
+def test_inference_does_not_import_torchvision():
+    """Importing torchvision takes over a second (it imports all its model families): a
+    photo through the shipped model never needs it, a torchvision family loads it on demand."""
+    code = """
+import sys
+from ferkit import EmotionRecognizer
+EmotionRecognizer().predict("examples/astronaut.png")
+print("torchvision" in sys.modules)
+from ferkit.models import create_model
+create_model("resnet18")
+print("torchvision" in sys.modules)
+"""
+    assert run_python(code).split() == ["False", "True"]

@@ -9,8 +9,9 @@ Families (one file each): `simple_cnn` and `fer_model0` (baselines), `vgg_*`, `r
 and `flagship` (ours). docs/models.md compares them.
 """
 
-# Importing the family modules registers their models.
-from ferkit.models import efficientnet, flagship, resnet, simple_cnn, vgg  # noqa: F401
+# Importing the family modules registers their models; those built on torchvision (resnet,
+# efficientnet) are imported when first asked for (registry.TORCHVISION_FAMILIES).
+from ferkit.models import flagship, simple_cnn, vgg  # noqa: F401
 from ferkit.models.checkpoint import (
     checkpoint_dict,
     checkpoint_metadata,

@@ -14,6 +14,7 @@ keyword arguments that rebuild it, primitives only), which is what a checkpoint 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -147,20 +148,33 @@ def _check_model(name: str, model: nn.Module) -> None:
         )
 
 
-def _ensure_registered() -> None:
-    # The family modules register themselves on import; importing the package does it, but
-    # `from ferkit.models.registry import create_model` alone must work too.
+# Families built on torchvision's models, imported when first needed: importing torchvision
+# takes over a second (it imports every torchvision model family), which inference with
+# the other families never needs.
+TORCHVISION_FAMILIES = ("ferkit.models.efficientnet", "ferkit.models.resnet")
+
+
+def _ensure_registered(everything: bool = False) -> None:
+    # The family modules register themselves on import; importing the package does it for
+    # all but TORCHVISION_FAMILIES, but `from ferkit.models.registry import create_model`
+    # alone must work too.
     import ferkit.models  # noqa: F401
+
+    if everything:
+        for module in TORCHVISION_FAMILIES:
+            importlib.import_module(module)
 
 
 def list_models() -> list[str]:
     """Names of all registered models, sorted."""
-    _ensure_registered()
+    _ensure_registered(everything=True)
     return sorted(_REGISTRY)
 
 
 def _lookup(name: str) -> tuple[Callable[..., nn.Module], ModelSpec]:
     _ensure_registered()
+    if name not in _REGISTRY:
+        _ensure_registered(everything=True)
     if name not in _REGISTRY:
         raise ConfigError(unknown("model", name, sorted(_REGISTRY)))
     return _REGISTRY[name]
