@@ -219,7 +219,7 @@ def test_timeline_figure_panels_per_person():
         for k in (0, 1, 2)
     ]
     fig = emotion_timeline(pd.DataFrame(rows), list(EMOTIONS), most_people=2)
-    assert len(fig.axes) == 2 and "1 more not shown" in fig._suptitle.get_text()
+    assert len(fig.axes) == 2 and "1 more not shown" in fig.get_suptitle()
     assert fig.axes[0].get_title() == "person 0: mostly happy (5 frames)"
     empty = emotion_timeline(pd.DataFrame(rows).iloc[:0], list(EMOTIONS))
     assert "no face tracked" in empty.axes[0].texts[0].get_text()
