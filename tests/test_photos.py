@@ -102,6 +102,16 @@ def test_photos_scored_as_crops_get_a_hint_to_detect(checkpoint, photo_folder, c
     assert re.search(r"angry +acc +- +precision", printed)  # no angry photo: no accuracy
 
 
+def test_the_grid_shows_each_face_as_the_model_saw_it(checkpoint, photo_folder):
+    from ferkit.evaluation.photos import evaluate_photos, face_grid
+
+    rec = EmotionRecognizer(checkpoint)
+    scored = evaluate_photos(rec, photo_folder, progress=False, with_probs=True)["scored"]
+    crops, y_true, probs = face_grid(rec, scored)
+    assert crops.shape == (1, 48, 48) and list(y_true) == [EMOTIONS.index("happy")]
+    np.testing.assert_allclose(rec.classify(crops), probs, atol=1e-5)  # the same crop
+
+
 def test_evaluate_detect_writes_a_row_per_photo(checkpoint, photo_folder, tmp_path, capsys):
     table = tmp_path / "photos.csv"
     args = ["evaluate", str(checkpoint), "--data", str(photo_folder), "--detect"]
@@ -125,8 +135,8 @@ def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, tmp_path, c
     assert main([*args, "--plots", str(tmp_path / "plots")]) == 0
     printed = capsys.readouterr().out
     assert "a face in 1 of 2 photos (50.0%)" in printed and "blank.png" in printed
-    drawn = {p.name for p in (tmp_path / "plots").iterdir()}  # no grid: whole photos
-    assert drawn == {"confusion_matrix.png", "per_class_accuracy.png"}
+    drawn = {p.name for p in (tmp_path / "plots").iterdir()}  # the grid: faces as cut
+    assert drawn == {"confusion_matrix.png", "per_class_accuracy.png", "predictions.png"}
     assert main([*args, "--json", "--framing", "0.9,0,0.05"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n"] == r["photos"] == 2 and r["faces_found"] == 1

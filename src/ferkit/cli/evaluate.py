@@ -54,8 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--plots",
         type=Path,
         metavar="DIR",
-        help="also write confusion_matrix.png, per_class_accuracy.png and (face crops) "
-        "predictions.png into DIR",
+        help="also write confusion_matrix.png, per_class_accuracy.png and predictions.png "
+        "(32 faces as the model saw them: green right, red wrong) into DIR",
     )
     p.add_argument(
         "--csv",
@@ -115,10 +115,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "of them, right and wrong"
         )
     plots = []
-    if args.plots:  # whole photos (--detect) have no grid of faces
+    if args.plots:
         from ferkit.evaluation.report import figure_names
 
-        plots = [args.plots / f"{name}.png" for name in figure_names(faces=not args.detect)]
+        plots = [args.plots / f"{name}.png" for name in figure_names(faces=True)]
     refuse_existing(
         [args.output, args.csv, *plots],
         error=FerkitError,
@@ -127,11 +127,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     faces = None
     if args.detect:
-        result = _evaluate_photos(args)
-        if args.csv:
-            from ferkit.evaluation.photos import prediction_rows
+        from ferkit.evaluation.photos import face_grid, prediction_rows
 
-            _write_rows(prediction_rows(result), args.csv)
+        result, rec = _evaluate_photos(args)
+        scored = result.pop("scored", None)  # per photo, for the table and the grid
+        if args.csv:
+            _write_rows(prediction_rows(scored), args.csv)
+        if args.plots:
+            faces = face_grid(rec, scored)
     else:
         data = args.data
         if args.plots:  # the faces themselves, for the grid
@@ -208,8 +211,9 @@ def _write_plots(result: dict, folder: Path, faces: tuple | None) -> None:
         print(f"wrote {path}", file=sys.stderr)
 
 
-def _evaluate_photos(args: argparse.Namespace) -> dict:
-    """`evaluate --detect`: whole photos through the recognizer, as `predict` would run them."""
+def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, object]:
+    """`evaluate --detect`: whole photos through the recognizer, as `predict` would run them;
+    the result and the recognizer (for the grid of faces)."""
     from ferkit.evaluation.photos import evaluate_photos
     from ferkit.inference.recognizer import EmotionRecognizer
 
@@ -229,7 +233,7 @@ def _evaluate_photos(args: argparse.Namespace) -> dict:
     )
     if args.framing:
         rec.framing = _framing(args.framing)
-    result = evaluate_photos(rec, args.data, with_probs=bool(args.csv))
+    result = evaluate_photos(rec, args.data, with_probs=bool(args.csv or args.plots))
     result.update(
         split="all",
         source=str(args.data),
@@ -239,7 +243,7 @@ def _evaluate_photos(args: argparse.Namespace) -> dict:
         protocol=f"whole photos, {args.detector} detector, {rec.framing}, largest face, "
         "no face counted wrong",
     )
-    return result
+    return result, rec
 
 
 def _framing(text: str):

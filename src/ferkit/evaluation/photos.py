@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from ferkit.data.folders import plan_folder
+from ferkit.detection.crops import crop_faces
 from ferkit.errors import DataError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.labels import EMOTIONS
@@ -59,9 +61,9 @@ def evaluate_photos(
         recognizer: an `EmotionRecognizer`; its detector, framing and options are used as set.
         folder: class subfolders of photos, named as `ferkit.labels` maps them.
         progress: a progress bar on stderr.
-        with_probs: also return `files`, `y_true`, `y_pred` (-1: no face, or a label the
-            folders lack) and `probs` (N, 7; uniform where no face) per photo, as arrays (not
-            JSON-ready): what `prediction_rows` makes a table of.
+        with_probs: also return, under "scored", a `ScoredPhotos` (not JSON-ready): each
+            photo's file, label, prediction and probabilities, for `prediction_rows` and
+            `face_grid`.
 
     Returns:
         `classification_metrics` (per-class accuracy and the confusion matrix count a photo
@@ -99,21 +101,29 @@ def evaluate_photos(
         detector=type(recognizer.detector).__name__ if recognizer.detector else "none",
     )
     if with_probs:
-        result.update(files=files, y_true=y_true, y_pred=y_pred, probs=probs)
+        result["scored"] = ScoredPhotos(files, y_true, y_pred, probs, found)
     return result
 
 
-def prediction_rows(result: dict) -> list[dict]:
-    """One row per photo of `evaluate_photos(..., with_probs=True)`: file, its label, the
-    predicted label and its probability (empty where no face was found), whether it was right,
-    then each emotion's probability. Takes the arrays out of `result`, which stays
-    JSON-ready."""
-    files, y_true = result.pop("files"), result.pop("y_true")
-    y_pred, probs = result.pop("y_pred"), result.pop("probs")
-    no_face = set(result["no_face"])
+@dataclass
+class ScoredPhotos:
+    """Per photo of an `evaluate_photos` run: file, label index, predicted index (-1: no face,
+    or a label the folders lack), the 7 probabilities (uniform where no face), face found."""
+
+    files: list[str]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    probs: np.ndarray
+    found: np.ndarray
+
+
+def prediction_rows(scored: ScoredPhotos) -> list[dict]:
+    """One row per photo: file, its label, the predicted label and its probability (empty
+    where no face was found), whether it was right, then each emotion's probability."""
     rows = []
-    for file, truth, pred, p in zip(files, y_true, y_pred, probs, strict=True):
-        found = file not in no_face
+    for file, truth, pred, p, found in zip(
+        scored.files, scored.y_true, scored.y_pred, scored.probs, scored.found, strict=True
+    ):
         row = {
             "file": file,
             "label": EMOTIONS[truth],
@@ -126,3 +136,24 @@ def prediction_rows(result: dict) -> list[dict]:
         )
         rows.append(row)
     return rows
+
+
+def face_grid(
+    recognizer, scored: ScoredPhotos, n: int = 32, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(crops, y_true, probs) of `n` photos with a face, drawn at random (`seed`), for
+    `plots.prediction_grid`: each photo's largest face cut as the model saw it (detected and
+    framed again by `recognizer`, which gives the same crop)."""
+    with_face = np.flatnonzero(scored.found)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(with_face, min(n, len(with_face)), replace=False))
+    crops = []
+    for i in pick:
+        frame = recognizer.load(scored.files[i])
+        largest = recognizer.detect(frame)[0]
+        crops.append(
+            crop_faces(frame.gray, [largest.box], recognizer.input_size, recognizer.framing)[0]
+        )
+    size = tuple(recognizer.input_size)
+    images = np.stack(crops) if crops else np.zeros((0, *size), np.uint8)
+    return images, scored.y_true[pick], scored.probs[pick]
