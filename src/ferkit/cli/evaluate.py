@@ -206,8 +206,7 @@ def _write_plots(result: dict, folder: Path, faces: tuple | None) -> None:
     figures = result_figures(result, f"{title}: {result['accuracy']:.1%}", faces)
     for name, fig in figures.items():
         path = folder / f"{name}.png"
-        with replaced_atomically(path) as tmp:
-            plots.save(fig, tmp, format="png")
+        plots.save(fig, path)
         print(f"wrote {path}", file=sys.stderr)
 
 
@@ -273,7 +272,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ferkit.evaluation.report import compare_runs
 
     plot = None if args.no_plot else args.plot
-    plot_format = plots.plot_format_of(plot) if plot is not None else None
+    if plot is not None:
+        plots.plot_format_of(plot)  # a suffix matplotlib cannot write: refused before any work
     refuse_existing(
         [plot],
         error=FerkitError,
@@ -288,8 +288,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(table.to_string(index=False))
     if plot is not None:
-        with replaced_atomically(plot) as tmp:
-            plots.save(fig, tmp, format=plot_format)
+        plots.save(fig, plot)
         print(f"wrote {plot}", file=sys.stderr)  # stdout holds the table (csv: for machines)
     return 0
 

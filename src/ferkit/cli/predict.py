@@ -369,6 +369,5 @@ def _plot_timeline(analysis, path: Path) -> None:
     from ferkit.evaluation import plots
 
     fig = plots.emotion_timeline(analysis.to_pandas(), list(analysis.labels), title=analysis.path)
-    with replaced_atomically(path) as tmp:
-        plots.save(fig, tmp, format=plots.plot_format_of(path))
+    plots.save(fig, path)
     analysis.outputs.append(str(path))

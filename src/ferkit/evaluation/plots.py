@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ferkit.errors import FerkitError
+from ferkit.outputs import replaced_atomically
 
 RIGHT, WRONG = "#1a9850", "#d73027"
 
@@ -242,6 +243,9 @@ def plot_format_of(path: Path) -> str:
     return fmt
 
 
-def save(fig: Figure, path, dpi: int = 110, format: str | None = None) -> None:
-    """Write `fig` to `path`; `format` (png, pdf, svg, ...) defaults to the path's suffix."""
-    fig.savefig(path, dpi=dpi, format=format)
+def save(fig: Figure, path, dpi: int = 110) -> None:
+    """Write `fig` to `path` in the format its suffix names (png without one), replacing an
+    existing file in one step: a failed write leaves it as it was."""
+    fmt = plot_format_of(path)
+    with replaced_atomically(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt)
