@@ -127,14 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     faces = None
     if args.detect:
-        from ferkit.evaluation.photos import face_grid, prediction_rows
-
-        result, rec = _evaluate_photos(args)
-        scored = result.pop("scored", None)  # per photo, for the table and the grid
-        if args.csv:
-            _write_rows(prediction_rows(scored), args.csv)
-        if args.plots:
-            faces = face_grid(rec, scored)
+        result, faces = _evaluate_photos(args)
     else:
         data = args.data
         if args.plots:  # the faces themselves, for the grid
@@ -210,10 +203,10 @@ def _write_plots(result: dict, folder: Path, faces: tuple | None) -> None:
         print(f"wrote {path}", file=sys.stderr)
 
 
-def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, object]:
-    """`evaluate --detect`: whole photos through the recognizer, as `predict` would run them;
-    the result and the recognizer (for the grid of faces)."""
-    from ferkit.evaluation.photos import evaluate_photos
+def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, tuple | None]:
+    """`evaluate --detect`: whole photos through the recognizer, as `predict` would run them.
+    Writes the --csv table; returns the result and, for --plots, the grid's faces."""
+    from ferkit.evaluation.photos import evaluate_photos, face_grid, prediction_rows
     from ferkit.inference.recognizer import EmotionRecognizer
 
     if args.split or args.ferplus:
@@ -242,7 +235,10 @@ def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, object]:
         protocol=f"whole photos, {args.detector} detector, {rec.framing}, largest face, "
         "no face counted wrong",
     )
-    return result, rec
+    scored = result.pop("scored", None)  # per photo: for the table and the grid
+    if args.csv:
+        _write_rows(prediction_rows(scored), args.csv)
+    return result, face_grid(rec, scored) if args.plots else None
 
 
 def _framing(text: str):
