@@ -82,7 +82,7 @@ def holdout_split(
 
 def _warn_missing_classes(source, train: Split, labels: tuple[str, ...]) -> None:
     """Say which emotions have no training image: the model would never learn to answer them."""
-    absent = [name for i, name in enumerate(labels) if not np.any(np.asarray(train.labels) == i)]
+    absent = [name for name, n in train.class_counts(labels).items() if n == 0]
     if absent:
         log.warning(
             "%s: no training images of %s (%d of %d classes); the model will not learn them",

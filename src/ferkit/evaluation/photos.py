@@ -19,7 +19,6 @@ import numpy as np
 from tqdm import tqdm
 
 from ferkit.data.folders import plan_folder
-from ferkit.detection.crops import crop_faces
 from ferkit.errors import DataError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.labels import EMOTIONS
@@ -143,17 +142,14 @@ def face_grid(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(crops, y_true, probs) of `n` photos with a face, drawn at random (`seed`), for
     `plots.prediction_grid`: each photo's largest face cut as the model saw it (detected and
-    framed again by `recognizer`, which gives the same crop)."""
+    framed again by `recognizer.crop`, as `predict` cuts it)."""
     with_face = np.flatnonzero(scored.found)
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(with_face, min(n, len(with_face)), replace=False))
     crops = []
     for i in pick:
         frame = recognizer.load(scored.files[i])
-        largest = recognizer.detect(frame)[0]
-        crops.append(
-            crop_faces(frame.gray, [largest.box], recognizer.input_size, recognizer.framing)[0]
-        )
+        crops.append(recognizer.crop(frame, recognizer.detect(frame)[:1])[0])  # the largest
     size = tuple(recognizer.input_size)
     images = np.stack(crops) if crops else np.zeros((0, *size), np.uint8)
     return images, scored.y_true[pick], scored.probs[pick]

@@ -225,8 +225,9 @@ def emotion_timeline(
 
 
 def plot_format_of(path: Path) -> str:
-    """The image format `path`'s suffix names (png without one), to check before any work.
-    Pass it to `save`: matplotlib would add ".png" to a name without a suffix.
+    """The image format `path`'s suffix names (png without one): what `save` writes, and a
+    check to make before any work. (Given no format, matplotlib would add ".png" to a name
+    without a suffix.)
 
     Raises:
         FerkitError: a suffix matplotlib cannot write, with the ones it can.

@@ -250,6 +250,11 @@ class EmotionRecognizer:
             return [Detection((0, 0, w, h))]
         return find_faces(self.detector, frame, face_filter or self.face_filter)
 
+    def crop(self, frame: Frame, detections: Sequence[Detection]) -> np.ndarray:
+        """The model's crops of a Frame's detections, framed as `self.framing` says: uint8
+        (N, H, W) at the model's input size. What `predict` classifies."""
+        return crop_faces(frame.gray, [d.box for d in detections], self.input_size, self.framing)
+
     def predict(
         self, images, *, color: ColorOrder = "bgr", boxes=None, face_filter=None
     ) -> Result | list[Result]:
@@ -289,7 +294,7 @@ class EmotionRecognizer:
         crops = [
             _whole(f, self.input_size)
             if given is None and self.detector is None
-            else crop_faces(f.gray, [d.box for d in bx], self.input_size, self.framing)
+            else self.crop(f, bx)
             for f, bx, given in zip(frames, found, per_image_boxes, strict=True)
         ]
         t0 = time.perf_counter()
