@@ -113,6 +113,51 @@ def test_json_document_csv_and_annotations(checkpoint, tmp_path, capsys):
     assert code == 0
 
 
+def test_interrupted_run_keeps_rows_so_far(checkpoint, tmp_path, capsys, monkeypatch):
+    """Ctrl-C in a long folder run keeps the rows done under out.partial.csv (never under
+    --csv, which stays as it was) and says so; exit 130."""
+    import ferkit.cli.predict as predict_cli
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    n = predict_cli.FILES_PER_BATCH + 5  # two chunks: Ctrl-C arrives in the second
+    for i in range(n):
+        Image.fromarray(np.full((48, 48), 3 * i, np.uint8)).save(folder / f"c{i:03}.png")
+    real, calls = predict_cli._predict_images, []
+
+    def interrupted_in_second_chunk(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(predict_cli, "_predict_images", interrupted_in_second_chunk)
+    out_csv = tmp_path / "out.csv"
+    (tmp_path / "out.partial.csv").write_text("a user's file\n")  # never replaced either
+    base = ["predict", folder, "--model", checkpoint, "--no-detect", "--no-progress"]
+    code, _, err = run_cli([*base, "--csv", out_csv], capsys)
+    kept = tmp_path / "out.partial-2.csv"
+    assert code == 130 and not out_csv.exists()
+    assert f"after {predict_cli.FILES_PER_BATCH} of {n} images; wrote {kept}" in err
+    assert f"({out_csv} was not written)" in err
+    rows = list(csv.DictReader(kept.open()))
+    assert len(rows) == predict_cli.FILES_PER_BATCH and rows[0]["file"].endswith("c000.png")
+    assert (tmp_path / "out.partial.csv").read_text() == "a user's file\n"
+    assert not list(tmp_path.glob(".partial-*"))  # no hidden temporary file left
+
+    # with --overwrite, the old CSV stays whole until a run finishes
+    out_csv.write_text("old\n")
+    calls.clear()
+    code, _, err = run_cli([*base, "--csv", out_csv, "--overwrite"], capsys)
+    assert code == 130 and out_csv.read_text() == "old\n" and f"({out_csv} is as it was)" in err
+    assert len(list(csv.DictReader((tmp_path / "out.partial-3.csv").open()))) == len(rows)
+
+    # interrupted before any row: nothing to keep, nothing written
+    calls[:] = [1]  # the first chunk is now the interrupted one
+    code, _, err = run_cli([*base, "--csv", tmp_path / "new.csv"], capsys)
+    assert code == 130 and "wrote" not in err and not list(tmp_path.glob("new*"))
+
+
 def test_jsonl_no_detect_on_crops(checkpoint, tmp_path, capsys):
     for i in range(3):
         Image.fromarray(np.full((48, 48), 40 * i, np.uint8)).save(tmp_path / f"crop{i}.png")

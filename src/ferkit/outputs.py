@@ -76,10 +76,16 @@ def _listed(names: list[str]) -> str:
 
 
 @contextmanager
-def replaced_atomically(path: str | Path) -> Iterator[Path]:
+def replaced_atomically(
+    path: str | Path, *, keep_interrupted: Path | None = None
+) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write to; when the block ends without an error,
     the temporary file replaces `path` in one step. On an error it is removed and `path` is
     left as it was. The folder is created if needed.
+
+    `keep_interrupted`: where what was written so far goes when the block is interrupted
+    (Ctrl-C), instead of being removed: the rows of a long batch job are worth keeping, under
+    a name of their own (`partial_name`), while `path` still stays as it was.
 
     The temporary file is created exclusively under a name nobody can guess (`mkstemp`), so
     a link planted beside `path` is never written through. It is hidden and keeps the suffix
@@ -97,8 +103,25 @@ def replaced_atomically(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is 0600; a plain new file is not
         os.replace(tmp, path)
+    except KeyboardInterrupt:
+        if keep_interrupted is not None and tmp.stat().st_size:
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            os.replace(tmp, keep_interrupted)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def partial_name(path: str | Path) -> Path:
+    """A name beside `path` for an interrupted job's partial output that names no file yet:
+    `out.partial.csv` for `out.csv`, else `out.partial-2.csv`, `out.partial-3.csv`, ..."""
+    path = Path(path)
+    for n in range(1, 10_000):
+        tag = ".partial" if n == 1 else f".partial-{n}"
+        candidate = path.with_name(f"{path.stem}{tag}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise FerkitError(f"{path.parent} holds 9,999 partial outputs of {path.name}; clear them")
 
 
 def _read_umask() -> int:

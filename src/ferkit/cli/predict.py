@@ -24,7 +24,7 @@ from pathlib import Path
 from ferkit.cli.recognizer_options import add_model_options, make_recognizer
 from ferkit.cli.vocabulary import add_smooth_option
 from ferkit.errors import ConfigError, FerkitError
-from ferkit.outputs import json_dumps, refuse_existing, replaced_atomically
+from ferkit.outputs import json_dumps, partial_name, refuse_existing, replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +153,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     started = time.time()
     document: list[dict] = []
     tally = Tally()
+    # Ctrl-C keeps the rows done so far under a name of their own; --csv stays as it was.
+    partial = partial_name(args.csv) if args.csv else None
+    left = "is as it was" if args.csv and args.csv.exists() else "was not written"
+    rows = None
     try:
         with ExitStack() as stack:
-            rows = None
             if args.csv:  # written beside it; replaces it only when the run is done
-                tmp = stack.enter_context(replaced_atomically(args.csv))
+                tmp = stack.enter_context(replaced_atomically(args.csv, keep_interrupted=partial))
                 rows = CsvRows(stack.enter_context(open(tmp, "w", newline="")), rec.labels)
             show = not args.no_progress and len(images) > 1
             bar = stack.enter_context(tqdm(total=len(images), unit="img", disable=not show or None))
@@ -170,6 +173,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 raise _NothingRead  # every input failed: no CSV of a header alone
     except _NothingRead:
         args.csv = None  # and no "wrote" line
+    except KeyboardInterrupt:
+        done = f" after {tally.images:,} of {len(images):,} images" if images else ""
+        _say_interrupted(args.csv, partial, left, rows, done)
+        raise
     if args.json:
         sys.stdout.write(json_dumps(document, indent=2))
         print()
@@ -180,6 +187,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for line in tally.lines(detecting=rec.detector is not None):
             print(line, file=summary_to)
     return 2 if errors else 0
+
+
+def _say_interrupted(csv, partial: Path | None, left: str, rows, done: str) -> None:
+    """Ctrl-C: the CSV rows so far were kept as `partial` (a header alone is removed); say so."""
+    if partial is None or not partial.exists():
+        return
+    if not rows.written:
+        partial.unlink()  # a header alone is no result
+        return
+    print(
+        f"ferkit predict: interrupted{done}; wrote {partial} with the rows so far ({csv} {left})",
+        file=sys.stderr,
+    )
 
 
 class _NothingRead(Exception):
@@ -308,7 +328,6 @@ def _predict_images(rec, chunk, args, rows, document, errors, tally) -> None:
     if not frames:
         return
     for result, (_, rel) in zip(rec.predict(frames), names, strict=True):
-        tally.add(result)
         if args.json:
             document.append(result.to_dict())
         elif args.jsonl:
@@ -317,6 +336,7 @@ def _predict_images(rec, chunk, args, rows, document, errors, tally) -> None:
             print(result.text())
         if rows is not None:
             rows.write(result.rows())
+        tally.add(result)  # after its rows: an interrupted run's count matches its CSV
         if args.annotate:
             try:
                 result.save(_annotated_image(args.annotate, rel))
