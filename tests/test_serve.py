@@ -273,15 +273,66 @@ def test_serve_starts_uvicorn_on_localhost(checkpoint, monkeypatch):
     import uvicorn
 
     seen = {}
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: seen.update(config=self.config))
+
+    def run(self, sockets):
+        seen.update(config=self.config, bound=[s.getsockname() for s in sockets])
+        for s in sockets:
+            s.close()
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.update(threads=n))
     assert main(["serve", "--model", str(checkpoint), "--port", "8123"]) == 0
     config = seen["config"]
     assert config.host == "127.0.0.1" and config.port == 8123 and seen["threads"] == 1
+    assert seen["bound"] == [("127.0.0.1", 8123)]  # bound before the model loaded
     assert config.timeout_keep_alive == 5 and config.limit_concurrency == 256
     seen["app"] = config.app
     with TestClient(seen["app"]) as c:
         assert c.get("/v1/health").json()["status"] == "ok"
+
+
+def test_taken_port_or_foreign_host_is_one_line_before_the_model_loads(capsys, monkeypatch):
+    import socket
+
+    import ferkit.cli.recognizer_options as options
+
+    def no_model(args):
+        raise AssertionError("the model was loaded before the address was checked")
+
+    monkeypatch.setattr(options, "make_recognizer", no_model)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"127.0.0.1:{port} is in use" in err and "--port 0" in err
+    assert len(err.splitlines()) == 1
+    # 203.0.113.0/24 is reserved for documentation: never an address of this machine
+    assert main(["serve", "--host", "203.0.113.7", "--port", "0"]) == 2
+    assert "--host 203.0.113.7: not an address of this machine" in capsys.readouterr().err
+
+
+def test_ctrl_c_twice_stops_without_a_traceback(checkpoint):
+    """uvicorn's forced exit (a second Ctrl-C) left the app's lifespan pending, and the
+    cancelled task was logged as an error with a traceback."""
+    import signal
+
+    command = [sys.executable, "-m", "ferkit", "serve", "--model", str(checkpoint), "--port", "0"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:  # logging goes to stderr; this line says it listens
+        lines.append(line)
+        if " on http://" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.03)  # two signals sent at once arrive as one; shutdown takes 0.1 s
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=60)
+    err = "".join(lines) + rest
+    # 130, or death by the SIGINT uvicorn raises again on the way out: a shell says 130 too
+    assert proc.returncode in (130, -signal.SIGINT), err
+    assert "Traceback" not in err and err.rstrip().endswith("ferkit: interrupted")
 
 
 def test_help_does_not_import_the_web_stack():

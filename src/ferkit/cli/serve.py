@@ -80,10 +80,8 @@ def add_server_options(p: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | None = None) -> int:
     """Serve until Ctrl-C; `on_started(url)` is called (in a thread) once it listens."""
     try:  # imported here, so `ferkit --help` does not pay for them
-        import uvicorn
-
         from ferkit.serve import create_app
-        from ferkit.serve.server import server_config
+        from ferkit.serve.server import Server, listening_socket, server_config
     except ImportError as exc:
         raise FerkitError(
             f"`ferkit serve` needs {exc.name}: pip install fastapi uvicorn python-multipart"
@@ -108,13 +106,18 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
         raise FerkitError("--max-upload-mb and --timeout must be positive")
     if not 0 <= args.port <= 65535:
         raise FerkitError(f"--port {args.port}: a port is 0..65535 (0: any free port)")
+    sock = listening_socket(args.host, args.port)  # a taken port is said before the model loads
     # Several requests run at once, one per worker; torch's and OpenCV's own threads on top of
     # that would oversubscribe the cores (and spin while waiting), so each inference gets
     # --threads: YuNet with OpenCV's default 2 threads under 2 workers made 18 detections/s
     # of astronaut.png, with 1 thread 22 (2-core VM, loaded alike for both).
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    rec = make_recognizer(args)
+    try:
+        rec = make_recognizer(args)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(
         rec,
         max_upload_mb=args.max_upload_mb,
@@ -127,7 +130,7 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
             "listening on %s: anyone who can reach it can use it (no authentication)", args.host
         )
     level = "warning" if args.quiet else "info"
-    server = uvicorn.Server(server_config(app, host=args.host, port=args.port, log_level=level))
+    server = Server(server_config(app, host=args.host, port=args.port, log_level=level))
 
     def started(port: int) -> None:  # the port bound: --port 0 takes any free one
         url = f"http://{args.host}:{port}"
@@ -136,7 +139,7 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
             on_started(url)
 
     threading.Thread(target=_when_started, args=(server, args.port, started), daemon=True).start()
-    server.run()
+    server.run(sockets=[sock])
     return 0
 
 

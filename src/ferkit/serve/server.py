@@ -1,7 +1,8 @@
 """Serving the app under uvicorn with limits on slow and numerous clients.
 
-    from ferkit.serve.server import server_config
-    uvicorn.Server(server_config(app, host="127.0.0.1", port=8000)).run()
+    from ferkit.serve.server import Server, listening_socket, server_config
+    sock = listening_socket("127.0.0.1", 8000)  # a taken port: a FerkitError, said plainly
+    Server(server_config(app, host="127.0.0.1", port=8000)).run(sockets=[sock])
 
 uvicorn closes idle keep-alive connections (`timeout_keep_alive`) but waits forever for the
 headers of a request that trickles in (or never comes): a few hundred such connections
@@ -13,10 +14,14 @@ body is the app's: `create_app(timeout_s=...)` answers 504 when the upload is to
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ferkit.errors import FerkitError
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +96,56 @@ def server_config(
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         timeout_graceful_shutdown=5,
     )
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, except that a second Ctrl-C (uvicorn's forced exit, which skips the
+    app's shutdown) still ends the app's lifespan: left pending, it is cancelled as the event
+    loop closes, and uvicorn logs that as an error with a traceback. Ending it takes
+    milliseconds (`create_app`'s lifespan stops its worker pool without waiting)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets=sockets)
+        if self.force_exit:
+            await self.lifespan.shutdown()
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port for uvicorn to serve on (`Server.run(sockets=[...])`).
+
+    Binding first, before the model loads, turns the usual mistakes into one line that says
+    what to do, where uvicorn would log an OS error and exit with its own code.
+
+    Raises:
+        FerkitError: the port is taken or needs privileges, or the host is not this machine's.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise FerkitError(f"--host {host}: not a known address ({exc.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise FerkitError(_bind_problem(host, port, exc)) from None
+    return sock
+
+
+def _bind_problem(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{host}:{port} is in use by another program (another ferkit serve?); pass "
+            "--port N for another port (--port 0: any free one), or stop that program"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"port {port} needs administrator rights on this system; pass --port N with N "
+            "above 1023 (--port 0: any free one)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"--host {host}: not an address of this machine; pass one it has, e.g. 127.0.0.1"
+    return f"cannot listen on {host}:{port}: {exc.strerror}"
