@@ -185,7 +185,16 @@ def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
     huge_png(d / "huge.png", 20000, 20000)
     (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
     code, out, err = run_cli(
-        ["predict", d, tmp_path / "missing.jpg", "--model", checkpoint, "--jsonl", "--no-progress"],
+        [
+            "predict",
+            d,
+            tmp_path / "missing.jpg",
+            "https://example.com/face.jpg",
+            "--model",
+            checkpoint,
+            "--jsonl",
+            "--no-progress",
+        ],
         capsys,
     )
     assert code == 2
@@ -199,6 +208,8 @@ def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
     # 400 MP is over Pillow's decompression-bomb limit: refused from its header
     (huge,) = [line for line in errors if "huge.png" in line]
     assert "400 MP" in huge and "89.5 MP" in huge
+    # a URL is named as typed (not as the path "https:/example.com/..."), with what to do
+    assert "https://example.com/face.jpg: a URL; ferkit predict reads files" in err
 
 
 def test_video_annotated_and_timeline(checkpoint, clip, tmp_path, capsys):

@@ -62,6 +62,11 @@ def pixel_limit() -> int:
     return Image.MAX_IMAGE_PIXELS or 2**63
 
 
+def is_url(source) -> bool:
+    """True for a string that names a URL (`https://...`, `rtsp://...`), which no file is."""
+    return isinstance(source, str) and "://" in source
+
+
 def open_image(
     source: str | Path | bytes,
     *,
@@ -98,8 +103,7 @@ def open_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
     except FileNotFoundError:
-        url = str(source).startswith(("http://", "https://"))
-        hint = " (ferkit reads files; download the image first)" if url else ""
+        hint = " (ferkit reads files; download the image first)" if is_url(source) else ""
         raise ImageError(f"{label or repr(str(source))}: no such file{hint}") from None
     except IsADirectoryError:
         raise ImageError(f"{label}: a folder, not an image file") from None

@@ -76,13 +76,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
     """(file, path relative to its root) for every input; bad paths go to `errors`."""
-    from ferkit.imaging import IMAGE_SUFFIXES
+    from ferkit.imaging import IMAGE_SUFFIXES, is_url
     from ferkit.inference.video import VIDEO_SUFFIXES
 
     found = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
+        if is_url(raw) and not p.exists():
+            errors.append(
+                f"{raw}: a URL; ferkit predict reads files and folders: download it first"
+            )
+        elif p.is_dir():
             files = sorted(
                 f
                 for f in p.rglob("*")
