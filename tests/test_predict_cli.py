@@ -302,6 +302,29 @@ def test_video_json_and_summary(checkpoint, clip, tmp_path, capsys):
     assert (summary.frames, summary.analysed) == (20, 4)
 
 
+def test_interrupted_video_keeps_the_frames_so_far(checkpoint, clip, tmp_path, caplog):
+    """Ctrl-C midway through a video keeps the annotated frames and CSV rows so far as
+    NAME.partial.mp4/.csv, a playable video, and says so; the outputs' names stay free."""
+    seen = []
+
+    def interrupt_at_frame_8(result):
+        seen.append(result)
+        if len(seen) == 8:
+            raise KeyboardInterrupt
+
+    out_mp4, out_csv = tmp_path / "out.mp4", tmp_path / "out.csv"
+    with pytest.raises(KeyboardInterrupt):
+        process_video(EmotionRecognizer(checkpoint), clip, annotate_to=out_mp4, csv_to=out_csv,
+                      every=2, on_frame=interrupt_at_frame_8)  # fmt: skip
+    assert not out_mp4.exists() and not out_csv.exists()
+    video, table = tmp_path / "out.partial.mp4", tmp_path / "out.partial.csv"
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 8 and cap.read()[0]
+    cap.release()
+    assert {r["frame"] for r in csv.DictReader(table.open())} == {"0", "2", "4", "6"}
+    assert f"wrote {video}" in caplog.text and f"wrote {table}" in caplog.text
+
+
 def test_annotate_file_needs_one_video(checkpoint, clip, capsys):
     code, _, err = run_cli(
         ["predict", clip, ASTRONAUT, "--model", checkpoint, "--annotate", "x.mp4"], capsys

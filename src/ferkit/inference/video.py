@@ -32,7 +32,7 @@ from ferkit.imaging import ImageError
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.inference.results import CsvRows, Result, rows_of, to_dataframe, write_csv
 from ferkit.inference.tracking import Tracker, follow
-from ferkit.outputs import replaced_atomically
+from ferkit.outputs import partial_name, replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -275,54 +275,75 @@ def process_video(
     """
     from tqdm import tqdm
 
-    from ferkit.inference.draw import annotate
 
     fps, total = _probe(path)
     analysis = VideoAnalysis(str(path), labels=rec.labels, fps=fps)
     start = time.perf_counter()
     # Each output is written beside its name and replaces it only when the whole video is
-    # done: an error or Ctrl-C midway leaves an old file whole and no half-written one.
-    with ExitStack() as outputs:
-        video_tmp = outputs.enter_context(replaced_atomically(annotate_to)) if annotate_to else None
-        rows = csv_rows
-        if csv_to:
-            csv_tmp = outputs.enter_context(replaced_atomically(csv_to))
-            rows = CsvRows(outputs.enter_context(open(csv_tmp, "w", newline="")), rec.labels)
-        writer = None
-        bar = outputs.enter_context(
-            tqdm(
-                total=total or None,
-                unit="frame",
-                desc=Path(path).name,
-                disable=None if progress else True,
-                leave=False,
+    # done: an error midway leaves an old file whole and no half-written one. Ctrl-C keeps
+    # what was written so far (a finished file, the frames up to then) under a name of its own.
+    kept = {out: partial_name(out) for out in (annotate_to, csv_to) if out}
+    try:
+        with ExitStack() as outputs:
+            video_tmp, csv_tmp = (
+                outputs.enter_context(replaced_atomically(out, keep_interrupted=kept[out]))
+                if out
+                else None
+                for out in (annotate_to, csv_to)
             )
-        )
-        try:
+            rows = csv_rows
+            if csv_tmp is not None:
+                rows = CsvRows(outputs.enter_context(open(csv_tmp, "w", newline="")), rec.labels)
+            bar = outputs.enter_context(
+                tqdm(
+                    total=total or None,
+                    unit="frame",
+                    desc=Path(path).name,
+                    disable=None if progress else True,
+                    leave=False,
+                )
+            )
             frames = analyse_video(
                 rec, path, every=every, smooth=smooth, batch_frames=batch_frames, tracker=tracker
             )
-            for r in frames:
-                analysis.frames += 1
-                if r.analysed:
-                    analysis.analysed += 1
-                    analysis.faces += len(r.faces)
-                    analysis.results.append(replace(r, image=None))
-                    if rows is not None:
-                        rows.write(r.rows())
-                if video_tmp is not None:
-                    if writer is None:
-                        writer = _writer(video_tmp, fps, *r.image.shape[1::-1], name=annotate_to)
-                    writer.write(annotate(r.image, r.faces))
-                if on_frame is not None:
-                    on_frame(r)
-                bar.update(1)
-        finally:
-            if writer is not None:
-                writer.release()  # before the finished file replaces annotate_to
+            video = None if video_tmp is None else (video_tmp, annotate_to, fps)
+            _consume(frames, analysis, rows, video, bar.update, on_frame)
+    except KeyboardInterrupt:
+        for partial in kept.values():
+            if partial.exists():
+                log.warning("interrupted: wrote %s with the frames so far", partial)
+        raise
     analysis.seconds = time.perf_counter() - start
     analysis.outputs = [str(p) for p in (annotate_to, csv_to) if p]
     return analysis
+
+
+def _consume(frames, analysis: VideoAnalysis, rows, video, advance, on_frame) -> None:
+    """Count and keep each frame's Result in `analysis`, write its CSV rows and, when `video`
+    is (file, name, fps), its annotated image; the writer is closed before the file is moved."""
+    from ferkit.inference.draw import annotate
+
+    writer = None
+    try:
+        for r in frames:
+            analysis.frames += 1
+            if r.analysed:
+                analysis.analysed += 1
+                analysis.faces += len(r.faces)
+                analysis.results.append(replace(r, image=None))
+                if rows is not None:
+                    rows.write(r.rows())
+            if video is not None:
+                if writer is None:
+                    file, name, fps = video
+                    writer = _writer(file, fps, *r.image.shape[1::-1], name=name)
+                writer.write(annotate(r.image, r.faces))
+            if on_frame is not None:
+                on_frame(r)
+            advance(1)
+    finally:
+        if writer is not None:
+            writer.release()  # before the finished file replaces its name
 
 
 def _probe(path: str | Path) -> tuple[float, int]:
