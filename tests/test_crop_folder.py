@@ -132,6 +132,8 @@ def test_cli_json_and_exit_codes(photos, tmp_path, capsys):
     assert main(["data", "crop", str(photos), str(tmp_path / "again")]) == 0
     table = capsys.readouterr().out
     assert "cropped 3 of 4 images" in table and "train/sad" in table
+    assert "framing scale 0.91, dx 0, dy 0.01)" in table  # YuNet's, as people read it
+    assert f"wrote {tmp_path / 'again' / 'crops.csv'}: every image" in table
     blank = tmp_path / "blank/sad"
     blank.mkdir(parents=True)
     shutil.copy(photos / "train/sad/blank.png", blank)

@@ -227,9 +227,10 @@ def cmd_crop(args: argparse.Namespace) -> int:
 def format_crop_summary(s: dict) -> str:
     """What `ferkit data crop` did, per folder, with what to check."""
     width = max(len("folder"), *(len(k) for k in s["folders"]))
+    framing = ", ".join(f"{k} {v:g}" for k, v in s["framing"].items())
     lines = [
         f"cropped {s['ok']:,} of {s['images']:,} images into {s['output']} "
-        f"({s['size']}x{s['size']} gray PNG, framing {s['framing']})",
+        f"({s['size']}x{s['size']} gray PNG, framing {framing})",
         "",
         f"{'folder':<{width}} {'faces':>8} {'no face':>8} {'unreadable':>11}",
     ]
@@ -241,5 +242,5 @@ def format_crop_summary(s: dict) -> str:
         )
     for error in s["errors"]:
         lines.append(f"error: {error}")
-    lines.append(f"\nevery image, its face box or why it has none: {s['log']}")
+    lines.append(f"\nwrote {s['log']}: every image, its face box or why it has none")
     return "\n".join(lines)
