@@ -144,7 +144,7 @@ def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, tmp_path, c
     assert r["per_class"]["sad"]["accuracy"] == 0.0  # the photo without a face: wrong
     assert r["accuracy"] <= 0.5 and r["ms_per_photo"] > 0
     assert r["labels"] == list(EMOTIONS) and len(r["confusion_matrix"]) == len(EMOTIONS)
-    assert "Framing(scale=0.9, dx=0.0, dy=0.05)" in r["protocol"]
+    assert "yunet detector (framing scale 0.9, dx 0, dy 0.05)" in r["protocol"]
     for key in ("macro_f1", "loss", "confusion_matrix_normalized", "checkpoint", "arch"):
         assert key in r  # the keys of crop evaluation
 

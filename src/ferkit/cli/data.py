@@ -226,11 +226,13 @@ def cmd_crop(args: argparse.Namespace) -> int:
 
 def format_crop_summary(s: dict) -> str:
     """What `ferkit data crop` did, per folder, with what to check."""
+    from ferkit.detection.crops import Framing
+
     width = max(len("folder"), *(len(k) for k in s["folders"]))
-    framing = ", ".join(f"{k} {v:g}" for k, v in s["framing"].items())
+    framing = Framing.from_dict(s["framing"])
     lines = [
         f"cropped {s['ok']:,} of {s['images']:,} images into {s['output']} "
-        f"({s['size']}x{s['size']} gray PNG, framing {framing})",
+        f"({s['size']}x{s['size']} gray PNG, {framing})",
         "",
         f"{'folder':<{width}} {'faces':>8} {'no face':>8} {'unreadable':>11}",
     ]

@@ -232,7 +232,7 @@ def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, tuple | None]:
         checkpoint=rec.source,
         arch=rec.meta.get("arch"),
         tta=rec.tta,
-        protocol=f"whole photos, {args.detector} detector, {rec.framing}, largest face, "
+        protocol=f"whole photos, {args.detector} detector ({rec.framing}), largest face, "
         "no face counted wrong",
     )
     scored = result.pop("scored", None)  # per photo: for the table and the grid

@@ -62,6 +62,10 @@ class Framing:
         """Plain numbers, for checkpoint metadata and JSON."""
         return asdict(self)
 
+    def __str__(self) -> str:
+        """As people read it in a summary: `framing scale 0.91, dx 0, dy 0.01`."""
+        return "framing " + ", ".join(f"{k} {v:g}" for k, v in self.to_dict().items())
+
 
 # FER-2013's framing as each detector sees it, fitted on FER-2013 itself (never on photos):
 # `benchmarks/fit_framing.py` runs the detector on FER-2013 train faces (padded, enlarged)

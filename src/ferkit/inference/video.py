@@ -275,7 +275,6 @@ def process_video(
     """
     from tqdm import tqdm
 
-
     fps, total = _probe(path)
     analysis = VideoAnalysis(str(path), labels=rec.labels, fps=fps)
     start = time.perf_counter()
