@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -284,6 +285,24 @@ def test_compare(trained_run, tmp_path, capsys):
     assert svg.read_text().lstrip().startswith("<?xml")
     assert main(["compare", str(trained_run), "--no-plot", "--format", "csv"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp.png", "cmp.svg"]
+
+
+def test_compare_a_run_still_training(trained_run, tmp_path, capsys):
+    """A run without summary.json (still training) leaves gaps: '-' in the text table, empty in
+    markdown and CSV, and the finished run's counts stay integers beside them."""
+    training = tmp_path / "training"
+    training.mkdir()
+    for name in ("config.yaml", "metrics.csv"):
+        shutil.copy(trained_run / name, training)
+    parameters = json.loads((trained_run / "summary.json").read_text())["parameters"]
+    assert main(["compare", str(trained_run), str(training), "--no-plot"]) == 0
+    text = capsys.readouterr().out
+    assert f" {parameters} " in text and "NaN" not in text and "None" not in text
+    assert text.splitlines()[2].split()[2] == "-"  # the running run's parameters
+    assert (
+        main(["compare", str(trained_run), str(training), "--no-plot", "--format", "markdown"]) == 0
+    )
+    assert "<NA>" not in capsys.readouterr().out
 
 
 def test_stage_from_checkpoint_carries_parent_recipe(trained_run, tiny_data, tmp_path):

@@ -282,7 +282,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     elif args.format == "markdown":
         print(_markdown(table))
     else:
-        print(table.to_string(index=False))
+        print(table.astype(object).where(table.notna(), "-").to_string(index=False))
     if plot is not None:
         plots.save(fig, plot)
         print(f"wrote {plot}", file=sys.stderr)  # stdout holds the table (csv: for machines)
@@ -290,10 +290,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _markdown(table) -> str:
+    import pandas as pd
+
     head = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "---|" * len(table.columns)
     rows = [
-        "| " + " | ".join("" if v is None else str(v) for v in row) + " |"
+        "| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |"
         for row in table.itertuples(index=False)
     ]
     return "\n".join([head, rule, *rows])

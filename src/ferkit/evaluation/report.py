@@ -170,4 +170,10 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
                 "images_per_s": summary.get("train_images_per_s"),
             }
         )
-    return pd.DataFrame(rows), plots.val_accuracy_overlay(curves)
+    # Nullable types: a run still training (no summary.json) leaves gaps, and counts stay
+    # integers beside them instead of turning into floats (4844775.0) and NaN.
+    table = pd.DataFrame(rows).astype(
+        {"parameters": "Int64", "epochs": "Int64", "best_epoch": "Int64", "best_val_acc": "Float64",
+         "test_acc": "Float64", "train_min": "Float64", "images_per_s": "Float64"}
+    )  # fmt: skip
+    return table, plots.val_accuracy_overlay(curves)
