@@ -127,32 +127,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     videos = [i for i in inputs if is_video(i[0])]
     images = [i for i in inputs if not is_video(i[0])]
-    video_out = args.annotate if args.annotate and is_video(args.annotate) else None
-    if video_out and (len(videos) != 1 or images):
-        raise ConfigError(
-            f"--annotate {args.annotate} names one video file; give exactly one "
-            "video, or a folder to --annotate"
-        )
-    if _names_an_image(args.annotate) and (len(images) != 1 or videos):
-        raise ConfigError(
-            f"--annotate {args.annotate} names one image file; give exactly one "
-            "image, or a folder to --annotate"
-        )
-    folder = args.annotate and not video_out and not _names_an_image(args.annotate)
-    if folder and args.annotate.exists() and not args.annotate.is_dir():
-        raise ConfigError(
-            f"--annotate {args.annotate} is a file; annotated images go into a folder "
-            "(or name a .png/.jpg file for one image, an .mp4/.avi file for one video)"
-        )
-    if args.timeline:
-        from ferkit.evaluation.plots import plot_format_of
-
-        if len(videos) != 1 or images:
-            raise ConfigError(f"--timeline {args.timeline} plots one video; give exactly one")
-        plot_format_of(args.timeline)  # a suffix matplotlib cannot write: refused now
-    if args.annotate:
-        _refuse_collisions(args, images, videos, video_out)
-    _refuse_existing(args, images, videos, video_out)
+    video_out = _check_outputs(args, images, videos)
     rec = make_recognizer(args)
     started = time.time()
     document: list[dict] = []
@@ -191,6 +166,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for line in tally.lines(detecting=rec.detector is not None):
             print(line, file=summary_to)
     return 2 if errors else 0
+
+
+def _check_outputs(args, images: list, videos: list) -> Path | None:
+    """Refuse --annotate/--timeline/--csv that do not fit the inputs, or exist, before any
+    work; returns the video file --annotate names (None: a folder, an image file or none)."""
+    from ferkit.inference.video import is_video
+
+    video_out = args.annotate if args.annotate and is_video(args.annotate) else None
+    if video_out and (len(videos) != 1 or images):
+        raise ConfigError(
+            f"--annotate {args.annotate} names one video file; give exactly one "
+            "video, or a folder to --annotate"
+        )
+    if _names_an_image(args.annotate) and (len(images) != 1 or videos):
+        raise ConfigError(
+            f"--annotate {args.annotate} names one image file; give exactly one "
+            "image, or a folder to --annotate"
+        )
+    folder = args.annotate and not video_out and not _names_an_image(args.annotate)
+    if folder and args.annotate.exists() and not args.annotate.is_dir():
+        raise ConfigError(
+            f"--annotate {args.annotate} is a file; annotated images go into a folder "
+            "(or name a .png/.jpg file for one image, an .mp4/.avi file for one video)"
+        )
+    if args.timeline:
+        from ferkit.evaluation.plots import plot_format_of
+
+        if len(videos) != 1 or images:
+            raise ConfigError(f"--timeline {args.timeline} plots one video; give exactly one")
+        plot_format_of(args.timeline)  # a suffix matplotlib cannot write: refused now
+    if args.annotate:
+        _refuse_collisions(args, images, videos, video_out)
+    _refuse_existing(args, images, videos, video_out)
+    return video_out
 
 
 def _say_interrupted(csv, partial: Path | None, left: str, rows, done: str) -> None:
