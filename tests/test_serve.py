@@ -320,6 +320,8 @@ def test_ctrl_c_twice_stops_without_a_traceback(checkpoint):
 
     command = [sys.executable, "-m", "ferkit", "serve", "--model", str(checkpoint), "--port", "0"]
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(120, proc.kill)  # never hang the suite on a silent server
+    watchdog.start()
     lines = []
     for line in proc.stderr:  # logging goes to stderr; this line says it listens
         lines.append(line)
@@ -329,6 +331,7 @@ def test_ctrl_c_twice_stops_without_a_traceback(checkpoint):
     time.sleep(0.03)  # two signals sent at once arrive as one; shutdown takes 0.1 s
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=60)
+    watchdog.cancel()
     err = "".join(lines) + rest
     # 130, or death by the SIGINT uvicorn raises again on the way out: a shell says 130 too
     assert proc.returncode in (130, -signal.SIGINT), err
