@@ -109,6 +109,51 @@ def test_output_overlapping_the_source_refused(photos, where):
         crop_face_folder(photos, out, progress=False)
 
 
+def test_interrupted_run_resumes_where_it_stopped(photos, tmp_path, monkeypatch, caplog):
+    """Ctrl-C writes the log of the images done; --resume crops only the rest and ends with
+    the log and summary of the whole folder, as one uninterrupted run would."""
+    import ferkit.data.crop_folder as crop_folder
+
+    out, whole = tmp_path / "faces", tmp_path / "whole"
+    expected = crop_face_folder(photos, whole, progress=False, workers=1)
+    real, calls = crop_folder._crop_one, []
+
+    def interrupted_at_the_third(*args):
+        calls.append(args[0].name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(crop_folder, "_crop_one", interrupted_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        crop_face_folder(photos, out, progress=False, workers=1)
+    assert len(log_rows(out)) == 2 and "interrupted after 2 of 5 images" in caplog.text
+    assert "--resume` crops the rest" in caplog.text
+    assert main(["data", "crop", str(photos), str(out)]) == 2  # refused: says --resume
+    calls.clear()
+    monkeypatch.setattr(crop_folder, "_crop_one", lambda *a: calls.append(a[0].name) or real(*a))
+    summary = crop_face_folder(photos, out, progress=False, workers=1, resume=True)
+    assert len(calls) == 3  # the two logged images were not cropped again
+    assert {k: summary[k] for k in ("images", "ok", "no_face", "unreadable", "folders")} == {
+        k: expected[k] for k in ("images", "ok", "no_face", "unreadable", "folders")
+    }
+    assert (out / "crops.csv").read_text() == (whole / "crops.csv").read_text()
+
+
+def test_resume_refuses_what_it_cannot_continue(photos, tmp_path, capsys):
+    out = tmp_path / "faces"
+    with pytest.raises(DataError, match="nothing to resume"):
+        crop_face_folder(photos, out, progress=False, resume=True)
+    crop_face_folder(photos, out, progress=False)
+    with pytest.raises(DataError, match="its crops are 48x48; resume with --size 48"):
+        crop_face_folder(photos, out, progress=False, resume=True, size=64)
+    (out / "crops.csv").write_text("source,status\na.png,melted\n")
+    with pytest.raises(DataError, match="not a log that `ferkit data crop` wrote"):
+        crop_face_folder(photos, out, progress=False, resume=True)
+    assert main(["data", "crop", str(photos), str(out), "--resume", "--overwrite"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_output_that_is_a_file_refused(photos, tmp_path):
     (tmp_path / "faces").write_text("a file")
     with pytest.raises(DataError, match="must be a folder"):

@@ -103,7 +103,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_detector_options(crop, crops=False)
     crop.add_argument("--workers", type=int, help="images at once (default: one per core)")
-    crop.add_argument("--overwrite", action="store_true", help="replace crops that exist")
+    again = crop.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true", help="replace crops that exist")
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish a run stopped by Ctrl-C: crop only the images OUT/crops.csv does not list",
+    )
     crop.add_argument("--json", action="store_true", help="print the summary as JSON")
     crop.set_defaults(func=cmd_crop)
     data_sub.metavar = "{" + ",".join(data_sub.choices) + "}"  # named in usage and errors
@@ -209,6 +215,7 @@ def cmd_crop(args: argparse.Namespace) -> int:
         margin=args.margin,
         detector=detector_from_args(args),
         overwrite=args.overwrite,
+        resume=args.resume,
         face_filter=face_filter_from_args(args),
         workers=args.workers,
     )

@@ -9,15 +9,18 @@ faces framed as `ferkit predict` frames them:
 
     ferkit data crop photos/ photos-faces/
     ferkit evaluate --data photos-faces/
+    ferkit data crop photos/ photos-faces/ --resume   # after Ctrl-C: the images left
 
 The folder tree is copied as it is (class folders, `train/`/`test/`, file-name prefixes), with
 one grayscale PNG per image in which a face was found. Nothing is written into the source
 folder. `crops.csv` in the output lists every image: where its face was, or why it has none.
+Ctrl-C writes it for the images done, and `resume` reads it to crop only the rest.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +39,8 @@ from ferkit.detection.registry import DEFAULT_DETECTOR, FACE_DETECTORS, make_det
 from ferkit.errors import DataError
 from ferkit.imaging import ImageError
 from ferkit.outputs import refuse_existing, replaced_atomically
+
+log = logging.getLogger(__name__)
 
 LOG_NAME = "crops.csv"
 STATUSES = ("ok", "no_face", "unreadable")
@@ -63,6 +68,7 @@ def crop_face_folder(
     detector_model: str | Path | None = None,
     face_filter: FaceFilter | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     workers: int | None = None,
     progress: bool = True,
 ) -> dict:
@@ -80,6 +86,8 @@ def crop_face_folder(
         detector_model: the detector's model file (default: the shipped one).
         face_filter: which faces count (minimum score and size); default `FaceFilter()`.
         overwrite: replace crops and the log that already exist (refused otherwise).
+        resume: finish a run stopped by Ctrl-C: the images `dst/crops.csv` lists are kept as
+            they are, the others are cropped (the same options are expected).
         workers: images processed at once (default: one per core).
         progress: show a progress bar.
 
@@ -87,7 +95,8 @@ def crop_face_folder(
         A summary: counts per status, per folder, the output and log paths.
 
     Raises:
-        DataError: a missing or empty source, an output that overlaps it, outputs that exist.
+        DataError: a missing or empty source, an output that overlaps it, outputs that exist;
+            with `resume`, no log to resume from, or crops of another size.
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     files = _check_folders(src, dst)
@@ -103,11 +112,16 @@ def crop_face_folder(
         )
     framing = Framing.from_margin(margin) if margin is not None else framing_for(finder)
     targets = _outputs(src, files)
-    if not overwrite:
+    names = [f.relative_to(src).as_posix() for f in files]
+    done = _resumed(dst, names, size) if resume else []
+    if not overwrite and not resume:
         refuse_existing(
             (dst / t for t in [*targets, Path(LOG_NAME)]),
-            hint="pass --overwrite to replace them, or choose another output folder",
+            hint="pass --overwrite to replace them, --resume to finish an interrupted run, "
+            "or choose another output folder",
         )
+    logged = {c.source for c in done}
+    todo = [(f, t) for f, t, n in zip(files, targets, names, strict=True) if n not in logged]
 
     def one(job: tuple[Path, Path]) -> Crop:
         return _crop_one(job[0], src, dst, job[1], finder, face_filter, size, framing)
@@ -115,12 +129,81 @@ def crop_face_folder(
     threads = workers or os.cpu_count() or 1
     if not getattr(finder, "thread_safe", False):
         threads = 1
-    with ThreadPoolExecutor(threads) as pool:
-        jobs = pool.map(one, zip(files, targets, strict=True))
-        crops = list(tqdm(jobs, total=len(files), desc="cropping faces", unit=" img",
-                          disable=not progress or None, leave=False))  # fmt: skip
+    crops = list(done)
+    try:
+        _crop_each(one, todo, threads, progress, crops)
+    except KeyboardInterrupt:
+        _write_log(dst / LOG_NAME, crops)  # what --resume reads
+        log.warning(
+            "interrupted after %s of %s images: wrote %s for those; `ferkit data crop %s %s "
+            "--resume` crops the rest", f"{len(crops):,}", f"{len(files):,}", dst / LOG_NAME,
+            src, dst,
+        )  # fmt: skip
+        raise
+    order = {name: i for i, name in enumerate(names)}
+    crops.sort(key=lambda c: order[c.source])
     _write_log(dst / LOG_NAME, crops)
     return _summary(src, dst, crops, size, framing)
+
+
+def _crop_each(one, todo: list, threads: int, progress: bool, crops: list[Crop]) -> None:
+    """Append `one(job)` of every job to `crops` as each ends, so an interruption keeps them."""
+    with ThreadPoolExecutor(threads) as pool:
+        jobs = pool.map(one, todo)
+        for crop in tqdm(jobs, total=len(todo), desc="cropping faces", unit=" img",
+                         disable=not progress or None, leave=False):  # fmt: skip
+            crops.append(crop)
+
+
+def _resumed(dst: Path, names: list[str], size: int) -> list[Crop]:
+    """The crops an interrupted run logged, for the images still under the source."""
+    path = dst / LOG_NAME
+    if not path.is_file():
+        raise DataError(
+            f"{path}: not there, so there is nothing to resume (it is written when `ferkit "
+            "data crop` ends or is interrupted); run without --resume"
+        )
+    present = set(names)
+    done = [c for c in _read_log(path) if c.source in present]
+    sample = next((dst / c.output for c in done if c.status == "ok"), None)
+    if sample is not None and sample.is_file():
+        with Image.open(sample) as img:
+            if img.size != (size, size):
+                raise DataError(
+                    f"{dst}: its crops are {img.width}x{img.height}; resume with --size "
+                    f"{img.width}, or start over with --overwrite"
+                )
+    return done
+
+
+def _read_log(path: Path) -> list[Crop]:
+    """The rows `_write_log` wrote, as Crops."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        crops = [
+            Crop(
+                r["source"],
+                r["status"],
+                r["output"],
+                int(r["faces"]),
+                tuple(int(r[k]) for k in "xywh") if r["x"] else None,
+                r["error"],
+            )
+            for r in rows
+        ]
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(
+            f"{path}: not a log that `ferkit data crop` wrote ({type(exc).__name__}: {exc}); "
+            "start over with --overwrite"
+        ) from None
+    bad = next((c for c in crops if c.status not in STATUSES), None)
+    if bad is not None:
+        raise DataError(
+            f"{path}: status {bad.status!r} of {bad.source} is none of {', '.join(STATUSES)}; "
+            "start over with --overwrite"
+        )
+    return crops
 
 
 def _check_folders(src: Path, dst: Path) -> list[Path]:
