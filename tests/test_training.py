@@ -146,6 +146,17 @@ def trained_run(tiny_data, tmp_path_factory) -> Path:
     return out
 
 
+def test_progress_in_a_log_is_a_line_per_epoch(tiny_data, tmp_path, capsys):
+    """stderr that is no terminal (nohup, CI) gets a line per epoch, not bar redraws."""
+    args = [a for a in tiny_args(tiny_data, tmp_path / "run") if a != "--no-progress"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert re.search(r"train loss \d\.\d{3} acc \d+\.\d% \| val loss \d\.\d{3} acc", lines[0])
+    assert re.search(r"\| lr \S+ \| \d+ s$", lines[0]) and "\r" not in err
+
+
 def test_run_folder_contents(trained_run):
     for name in (
         "config.yaml",

@@ -113,7 +113,9 @@ def load_csv(path: Path, *, image_size: int = 48) -> FERData:
         if header is None:
             raise DataError(f"{path}: empty file; expected a CSV with columns emotion,pixels,Usage")
         emo_col, pix_col, usage_col = _find_columns(header, path)
-        for row in tqdm(lines, desc=f"reading {path.name}", unit=" rows", leave=False):
+        for row in tqdm(
+            lines, desc=f"reading {path.name}", unit=" rows", leave=False, disable=None
+        ):
             if not row or all(not cell.strip() for cell in row):
                 continue
             line = reader.line_num

@@ -45,7 +45,7 @@ def decode_files(
     """
     workers = workers or min(os.cpu_count() or 1, 8)
     chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
-    bar = tqdm(total=len(paths), desc=desc, unit=" img", leave=False)
+    bar = tqdm(total=len(paths), desc=desc, unit=" img", leave=False, disable=None)  # terminal
     results = []
     if workers == 1 or len(paths) < _POOL_MIN_FILES:
         for chunk in chunks:

@@ -77,7 +77,13 @@ def evaluate_photos(
     probs = np.full((len(files), n), 1.0 / n, np.float32)  # the folders' labels only
     y_pred = np.full(len(files), -1, np.int64)  # -1: no face, or a label the folders lack
     found = np.zeros(len(files), bool)
-    bar = tqdm(total=len(files), desc="photos", unit="photo", file=sys.stderr, disable=not progress)
+    bar = tqdm(
+        total=len(files),
+        desc="photos",
+        unit="photo",
+        file=sys.stderr,
+        disable=None if progress else True,
+    )
     start = time.perf_counter()
     for i in range(0, len(files), CHUNK):
         for j, faces in enumerate(recognizer.predict(files[i : i + CHUNK]), start=i):

@@ -30,7 +30,7 @@ from ferkit.evaluation.report import read_metrics
 from ferkit.inference.model_io import SHIPPED, resolve_model
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.outputs import json_dumps
-from ferkit.training.callbacks import Throughput, loggers, training_callbacks
+from ferkit.training.callbacks import Throughput, loggers, progress_bars, training_callbacks
 from ferkit.training.config import TrainConfig, save_config
 from ferkit.training.module import FERClassifier, NonFiniteLossError
 from ferkit.training.run_folder import (
@@ -81,7 +81,7 @@ def train(
             (`resume_config`), possibly with more epochs.
         resume: a run folder (or its last.ckpt) to continue from its last checkpoint.
         overwrite: reuse an existing run folder instead of creating a new one.
-        progress: show a progress bar.
+        progress: show progress: bars on a terminal, else a line per epoch on stderr.
     """
     smoke = cfg.smoke and not resume  # resolved() turns it off
     if resume:
@@ -133,7 +133,7 @@ def train(
         logger=loggers(run_dir),
         callbacks=training_callbacks(cfg, run_dir, progress, checkpoints=not smoke),
         deterministic=accelerator == "cpu",
-        enable_progress_bar=progress,
+        enable_progress_bar=progress_bars(progress),
         enable_checkpointing=not smoke,
         enable_model_summary=False,
         # every 10 steps, or once an epoch when an epoch is shorter (Lightning warns otherwise)
