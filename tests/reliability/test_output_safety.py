@@ -95,8 +95,9 @@ def test_a_run_that_reads_nothing_writes_no_csv(tmp_path, capsys):
 
 
 def test_video_stopped_midway_keeps_old_outputs_whole(tmp_path, monkeypatch):
-    """Ctrl-C (or an error) in the middle of a video: the annotated video and the CSV being
-    replaced are left as they were, and no half-written file is left beside them."""
+    """Ctrl-C in the middle of a video: the annotated video and the CSV being replaced are
+    left as they were; what was written so far is kept under names of its own (a finished
+    file each), and no hidden temporary file is left beside them."""
     import cv2
     import numpy as np
 
@@ -128,4 +129,8 @@ def test_video_stopped_midway_keeps_old_outputs_whole(tmp_path, monkeypatch):
         video.process_video(
             rec, clip, annotate_to=out / "annotated.mp4", csv_to=out / "timeline.csv"
         )
+    kept = {"annotated.partial.mp4", "timeline.partial.csv"}
+    assert {p.name for p in out.iterdir()} == {"annotated.mp4", "timeline.csv", *kept}
+    for name in kept:
+        (out / name).unlink()
     assert snapshot(out) == before
