@@ -412,3 +412,10 @@ def test_torch_runner_runs_untraceable_models_unfolded():
     x = torch.randn(2, 1, 8, 8)
     with torch.inference_mode():
         torch.testing.assert_close(runner(x), model.eval()(x))
+
+
+def test_too_small_warning_names_the_input_size(rec, caplog):
+    """A long, thin image is shrunk for detection; the warning gives the size the user has."""
+    with caplog.at_level("WARNING", logger="ferkit"):
+        assert len(rec.predict(np.zeros((1, 5000), np.uint8))) == 0
+    assert "5000x1 (shrunk to 1280x1 for detection) is too small" in caplog.text

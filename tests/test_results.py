@@ -157,3 +157,15 @@ def test_no_crop_hint_when_no_image_was_read(checkpoint, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "broken.png: corrupt or truncated image" in err
     assert "like face crops" not in out + err
+
+
+def test_summary_counts_the_files_not_read(checkpoint, tmp_path, capsys):
+    """Two images and two files that are none: the summary says 2 were not read, exit 2."""
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(ASTRONAUT.read_bytes())
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("hello")
+    code = main(["predict", str(tmp_path), "--model", str(checkpoint), "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "empty.jpg: empty file" in err and "notes.png" in err
+    assert "2 images, 2 faces, 0 without a face; 2 not read (named above)" in out

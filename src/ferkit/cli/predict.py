@@ -236,6 +236,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.images = self.faces = self.no_face = self.crop_like = 0
+        self.unread = 0  # image files that could not be read (each named on stderr)
         self.labels: Counter[str] = Counter()  # faces per top label
 
     def add(self, result) -> None:
@@ -250,7 +251,8 @@ class Tally:
         misses many of them, and frames the faces it finds tighter than the crop itself."""
         images = f"{self.images} image{'' if self.images == 1 else 's'}"
         faces = f"{self.faces} face{'' if self.faces == 1 else 's'}"
-        out = [f"{images}, {faces}, {self.no_face} without a face"]
+        unread = f"; {self.unread} not read (named above)" if self.unread else ""
+        out = [f"{images}, {faces}, {self.no_face} without a face{unread}"]
         if self.images > 1 and self.labels:  # one image's faces are listed above it
             counts = ", ".join(f"{label} {n}" for label, n in self.labels.most_common())
             out.append(f"faces by label: {counts}")
@@ -338,6 +340,7 @@ def _predict_images(rec, chunk, args, rows, document, errors, tally) -> None:
             names.append((path, rel))
         except FerkitError as exc:
             _report(errors, exc)
+            tally.unread += 1
     if not frames:
         return
     for result, (_, rel) in zip(rec.predict(frames), names, strict=True):
