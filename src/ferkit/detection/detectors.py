@@ -290,7 +290,7 @@ def find_faces(
     """
     h, w = frame.gray.shape[:2]
     if min(h, w) < MIN_FACE_SIDE:
-        size = "%dx%d" % frame.size
+        size = "{}x{}".format(*frame.size)
         if frame.scale != 1.0:  # a long, thin image shrunk to the working size
             size += f" (shrunk to {w}x{h} for detection)"
         log.warning("%s: %s is too small to hold a face; none reported", frame.source, size)
