@@ -335,3 +335,36 @@ def test_convert_takes_its_format_from_the_output_name(msambare, tmp_path, capsy
     assert main(["data", "convert", str(msambare), "--format", "csv", str(tmp_path / "x")]) == 2
     assert "x: name the CSV file .csv (or .csv.gz" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.csv").exists()
+
+
+def test_extra_train_sources_join_the_training_faces_only(fer_csv, msambare, tmp_path):
+    """The CSV's 21 Training faces plus msambare's 21 train/ faces; validation and test stay
+    the CSV's (its 7 PublicTest and 7 PrivateTest rows), msambare's test/ is not used."""
+    from ferkit.data.dataset import FERDataModule
+
+    module = FERDataModule(str(fer_csv), extra_train=[str(msambare)])
+    module.setup()
+    csv, folders = load_dataset(fer_csv), load_dataset(msambare)
+    train = module.splits["train"]
+    np.testing.assert_array_equal(
+        train.images, np.concatenate([csv["train"].images, folders["train"].images])
+    )
+    assert train.labels.tolist() == csv["train"].labels.tolist() + folders["train"].labels.tolist()
+    np.testing.assert_array_equal(module.splits["val"].images, csv["val"].images)
+    assert len(module.splits["test"]) == len(csv["test"]) == 7
+
+
+def test_extra_train_must_share_the_labels(fer_csv, tmp_path):
+    """FER+ data (8 classes) with FER-2013 faces (7): refused; so is a source without any
+    training face."""
+    from ferkit.data.dataset import FERDataModule
+    from test_ferplus import ROWS, write_ferplus, write_pixels
+
+    pixels = write_pixels(tmp_path / "p.csv", [r[0] for r in ROWS])
+    votes = write_ferplus(tmp_path / "fer2013new.csv")
+    ferplus = FERDataModule(str(pixels), ferplus=str(votes), extra_train=[str(fer_csv)])
+    with pytest.raises(DataError, match=r"extra_train .*fer2013.csv: its labels \(angry"):
+        ferplus.setup()
+    empty = write_fer_csv(tmp_path / "only_val.csv", [(0, face(1), "PublicTest")])
+    with pytest.raises(DataError, match=r"extra_train .*only_val.csv: no training faces"):
+        FERDataModule(str(fer_csv), extra_train=[str(empty)]).setup()

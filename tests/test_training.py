@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from conftest import train_args, write_class_folders
@@ -660,3 +661,15 @@ def test_distillation_run_records_teachers_and_keeps_them_out_of_weights(
     err = capsys.readouterr().err
     assert "teacher: nowhere/best.pt: no such model file or run folder" in err
     assert "Traceback" not in err
+
+
+def test_extra_train_adds_training_faces_and_is_recorded(tiny_data, tmp_path, monkeypatch):
+    """`--set extra_train=[DIR]`: 112 + 28 training faces; the run's config names DIR in full."""
+    more = write_class_folders(tmp_path / "more", dict.fromkeys(EMOTIONS, 4), seed=3)
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "extra"
+    assert main(tiny_args(tiny_data, run, "--epochs", "1", "--set", "extra_train=[more]")) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_train"] == 7 * 16 + 7 * 4
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["extra_train"] == [str(more)]

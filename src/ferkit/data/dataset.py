@@ -9,6 +9,7 @@ on a few CPU cores than per-image PIL transforms.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
@@ -108,7 +109,9 @@ class FERDataModule(L.LightningDataModule):
 
     Without a `val` split (a class-folder tree, a CSV without Usage), a stratified
     `val_fraction` of the training data is held out, with `seed`. `ferplus` names FER+ labels
-    for a FER-2013 CSV (see `load_dataset`).
+    for a FER-2013 CSV (see `load_dataset`). `extra_train` names more sources whose training
+    faces (their train split, or all of an unsplit source) join `path`'s; their validation and
+    test splits are not used, so validation and test stay `path`'s.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class FERDataModule(L.LightningDataModule):
         ferplus: str | None = None,
         ferplus_labels: str = "votes",
         hard_label_weight: float = 0.0,
+        extra_train: Sequence[str] = (),
     ):
         super().__init__()
         self.path, self.image_size, self.seed = path, image_size, seed
@@ -137,6 +141,7 @@ class FERDataModule(L.LightningDataModule):
         self.strict, self.skip_bad = strict, skip_bad
         self.ferplus, self.ferplus_labels = ferplus, ferplus_labels
         self.hard_label_weight = hard_label_weight
+        self.extra_train = list(extra_train)
         self.data: FERData | None = None
         self.splits: dict[str, Split] = {}
 
@@ -159,11 +164,35 @@ class FERDataModule(L.LightningDataModule):
             train, splits["val"] = holdout_split(
                 train, self.val_fraction, self.seed, str(self.path)
             )
-        splits["train"] = train
+        splits["train"] = self._with_extra(train)
+        train = splits["train"]
         _warn_missing_classes(self.path, train, self.data.labels)
         if self.limit:  # a stratified subset, for smoke runs
             splits = {k: _subset(v, self.limit, self.seed) for k, v in splits.items()}
         self.splits = splits
+
+    def _with_extra(self, train: Split) -> Split:
+        """`train` followed by the training faces of each `extra_train` source."""
+        parts = [train]
+        for path in self.extra_train:
+            extra = load_dataset(
+                path, image_size=self.image_size, strict=self.strict, skip_bad=self.skip_bad
+            )
+            if extra.labels != self.data.labels:
+                raise DataError(
+                    f"extra_train {path}: its labels ({', '.join(extra.labels)}) are not those "
+                    f"of {self.path} ({', '.join(self.data.labels)})"
+                )
+            faces = extra.splits.get("train") or extra.splits.get("all")
+            if faces is None or not len(faces):
+                raise DataError(f"extra_train {path}: no training faces (a train/ split)")
+            log.info("extra_train %s: %d training faces", path, len(faces))
+            parts.append(faces)
+        if len(parts) == 1:
+            return train
+        return Split(
+            np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts])
+        )
 
     def _loader(self, name: str, train: bool) -> DataLoader:
         split = self.splits[name]

@@ -106,6 +106,7 @@ def train(
         ferplus=cfg.ferplus,
         ferplus_labels=cfg.ferplus_labels,
         hard_label_weight=cfg.hard_label_weight,
+        extra_train=cfg.extra_train or (),
     )
     data.setup()
     counts = list(data.splits["train"].class_counts(data.data.labels).values())
@@ -194,6 +195,11 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
         value = getattr(cfg, key, None)
         if value and Path(value).expanduser().exists():
             paths[key] = str(Path(value).expanduser().resolve())
+    if cfg.extra_train:
+        paths["extra_train"] = [
+            str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
+            for p in map(str, cfg.extra_train)
+        ]
     start = cfg.pretrained
     if start and str(start).lower() != "imagenet" and not Path(start).is_file():
         if not Path(start).exists() and str(start) not in SHIPPED:
