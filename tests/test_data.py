@@ -368,3 +368,5 @@ def test_extra_train_must_share_the_labels(fer_csv, tmp_path):
     empty = write_fer_csv(tmp_path / "only_val.csv", [(0, face(1), "PublicTest")])
     with pytest.raises(DataError, match=r"extra_train .*only_val.csv: no training faces"):
         FERDataModule(str(fer_csv), extra_train=[str(empty)]).setup()
+    with pytest.raises(DataError, match=r"^extra_train: .*nope: no such file or folder"):
+        FERDataModule(str(fer_csv), extra_train=[str(tmp_path / "nope")]).setup()

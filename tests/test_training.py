@@ -664,11 +664,11 @@ def test_distillation_run_records_teachers_and_keeps_them_out_of_weights(
 
 
 def test_extra_train_adds_training_faces_and_is_recorded(tiny_data, tmp_path, monkeypatch):
-    """`--set extra_train=[DIR]`: 112 + 28 training faces; the run's config names DIR in full."""
+    """`--set extra_train=DIR` (or a list): 112 + 28 training faces; config.yaml names DIR in full."""
     more = write_class_folders(tmp_path / "more", dict.fromkeys(EMOTIONS, 4), seed=3)
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "extra"
-    assert main(tiny_args(tiny_data, run, "--epochs", "1", "--set", "extra_train=[more]")) == 0
+    assert main(tiny_args(tiny_data, run, "--epochs", "1", "--set", "extra_train=more")) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["n_train"] == 7 * 16 + 7 * 4
     config = yaml.safe_load((run / "config.yaml").read_text())

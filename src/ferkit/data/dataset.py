@@ -175,9 +175,12 @@ class FERDataModule(L.LightningDataModule):
         """`train` followed by the training faces of each `extra_train` source."""
         parts = [train]
         for path in self.extra_train:
-            extra = load_dataset(
-                path, image_size=self.image_size, strict=self.strict, skip_bad=self.skip_bad
-            )
+            try:
+                extra = load_dataset(
+                    path, image_size=self.image_size, strict=self.strict, skip_bad=self.skip_bad
+                )
+            except DataError as exc:
+                raise DataError(f"extra_train: {exc}") from None
             if extra.labels != self.data.labels:
                 raise DataError(
                     f"extra_train {path}: its labels ({', '.join(extra.labels)}) are not those "

@@ -38,7 +38,7 @@ class TrainConfig:
     seed: int = 0  # seeds Python, NumPy, torch and the data split/sampler
     # --- data
     data: str = "../shared/data/fer2013"  # CSV, msambare/Kaggle folder, or class folders
-    extra_train: list | None = None  # more training sources (paths); validation stays data's
+    extra_train: str | list | None = None  # more training sources (a path or a list); val: data's
     data_size: int = 48  # side of the decoded (cached) gray arrays
     val_fraction: float = 0.1  # held out of train when the source has no val split
     limit: int | None = None  # use at most this many images per split (smoke runs)

@@ -196,9 +196,10 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
         if value and Path(value).expanduser().exists():
             paths[key] = str(Path(value).expanduser().resolve())
     if cfg.extra_train:
+        extra = [cfg.extra_train] if isinstance(cfg.extra_train, str) else cfg.extra_train
         paths["extra_train"] = [
             str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
-            for p in map(str, cfg.extra_train)
+            for p in map(str, extra)
         ]
     start = cfg.pretrained
     if start and str(start).lower() != "imagenet" and not Path(start).is_file():
