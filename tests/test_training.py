@@ -673,3 +673,23 @@ def test_extra_train_adds_training_faces_and_is_recorded(tiny_data, tmp_path, mo
     assert summary["n_train"] == 7 * 16 + 7 * 4
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["extra_train"] == [str(more)]
+
+
+def test_config_names_model_files_absolutely(trained_run, tmp_path, monkeypatch):
+    """A run's config.yaml names its starting point and teachers as absolute files, so that
+    `--resume` finds them from any folder; a teacher that names nothing is left for the
+    teachers' loader to refuse."""
+    from ferkit.inference.model_io import default_checkpoint
+    from ferkit.training.run import _paths_resolved
+
+    monkeypatch.chdir(trained_run.parent)
+    best = str((trained_run / "best.pt").resolve())
+    cfg = _paths_resolved(
+        TrainConfig(
+            pretrained=f"{trained_run.name}/best.pt", teacher=[trained_run.name, "flagship"]
+        )
+    )
+    assert cfg.pretrained == best
+    assert cfg.teacher == [best, str(default_checkpoint().resolve())]
+    assert _paths_resolved(TrainConfig(teacher=trained_run.name)).teacher == best
+    assert _paths_resolved(TrainConfig(teacher="gone.pt")).teacher == "gone.pt"

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ferkit.data.dataset import FERDataModule
-from ferkit.errors import ConfigError
+from ferkit.errors import CheckpointError, ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.evaluation.report import read_metrics
@@ -32,6 +32,7 @@ from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.outputs import json_dumps
 from ferkit.training.callbacks import Throughput, loggers, progress_bars, training_callbacks
 from ferkit.training.config import TrainConfig, save_config
+from ferkit.training.distill import teacher_paths
 from ferkit.training.module import FERClassifier, NonFiniteLossError
 from ferkit.training.run_folder import (
     RUN_DIR_ENV,
@@ -186,9 +187,10 @@ def train(
 
 def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
     """`cfg` with its data files as absolute paths, so the run's config.yaml and summary name
-    them from any folder (`ferkit report RUN`), and `pretrained` as the model file it names: a
-    shipped model's name (`flagship`) or a run folder, as teachers and `--model` are named.
-    A data path that does not exist is left for the data module to refuse; a `pretrained` that
+    them from any folder (`ferkit report RUN`, `ferkit train --resume RUN`), and `pretrained`
+    and the teachers as the model files they name: a shipped model's name (`flagship`) or a
+    run folder, as `--model` is named, becomes its file. A data path or teacher that does not
+    exist is left for the data module or the teachers' loader to refuse; a `pretrained` that
     names nothing is refused here, before the data loads."""
     paths = {}
     for key in ("data", "ferplus"):
@@ -201,8 +203,13 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
             str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
             for p in map(str, extra)
         ]
+    if cfg.teacher:  # the files they name, as for pretrained below
+        found = [_model_file(t) for t in teacher_paths(cfg.teacher)]
+        paths["teacher"] = found if isinstance(cfg.teacher, list) else found[0]
     start = cfg.pretrained
-    if start and str(start).lower() != "imagenet" and not Path(start).is_file():
+    if start and Path(start).is_file():
+        paths["pretrained"] = str(Path(start).resolve())
+    elif start and str(start).lower() != "imagenet":
         if not Path(start).exists() and str(start) not in SHIPPED:
             raise ConfigError(
                 f"pretrained: {start}: no such file or folder; pass a checkpoint (.pt, .ckpt), "
@@ -211,6 +218,15 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
             )
         paths["pretrained"] = str(resolve_model(start).resolve())
     return dataclasses.replace(cfg, **paths)
+
+
+def _model_file(name: str) -> str:
+    """The model file a path, run folder or shipped name stands for, as an absolute path;
+    `name` as it is where it names none (the teachers' loader says why)."""
+    try:
+        return str(resolve_model(name).resolve())
+    except CheckpointError:
+        return name
 
 
 def _score(module: FERClassifier, split) -> dict:
