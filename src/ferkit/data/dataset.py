@@ -131,7 +131,7 @@ class FERDataModule(L.LightningDataModule):
         ferplus: str | None = None,
         ferplus_labels: str = "votes",
         hard_label_weight: float = 0.0,
-        extra_train: Sequence[str] = (),
+        extra_train: str | Sequence[str] = (),
     ):
         super().__init__()
         self.path, self.image_size, self.seed = path, image_size, seed
@@ -141,7 +141,7 @@ class FERDataModule(L.LightningDataModule):
         self.strict, self.skip_bad = strict, skip_bad
         self.ferplus, self.ferplus_labels = ferplus, ferplus_labels
         self.hard_label_weight = hard_label_weight
-        self.extra_train = list(extra_train)
+        self.extra_train = [extra_train] if isinstance(extra_train, str) else list(extra_train)
         self.data: FERData | None = None
         self.splits: dict[str, Split] = {}
 
@@ -164,8 +164,7 @@ class FERDataModule(L.LightningDataModule):
             train, splits["val"] = holdout_split(
                 train, self.val_fraction, self.seed, str(self.path)
             )
-        splits["train"] = self._with_extra(train)
-        train = splits["train"]
+        train = splits["train"] = self._with_extra(train)
         _warn_missing_classes(self.path, train, self.data.labels)
         if self.limit:  # a stratified subset, for smoke runs
             splits = {k: _subset(v, self.limit, self.seed) for k, v in splits.items()}

@@ -192,23 +192,16 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
     run folder, as `--model` is named, becomes its file. A data path or teacher that does not
     exist is left for the data module or the teachers' loader to refuse; a `pretrained` that
     names nothing is refused here, before the data loads."""
-    paths = {}
-    for key in ("data", "ferplus"):
-        value = getattr(cfg, key, None)
-        if value and Path(value).expanduser().exists():
-            paths[key] = str(Path(value).expanduser().resolve())
+    paths = {key: _absolute(getattr(cfg, key)) for key in ("data", "ferplus") if getattr(cfg, key)}
     if cfg.extra_train:
         extra = [cfg.extra_train] if isinstance(cfg.extra_train, str) else cfg.extra_train
-        paths["extra_train"] = [
-            str(Path(p).expanduser().resolve()) if Path(p).expanduser().exists() else p
-            for p in map(str, extra)
-        ]
+        paths["extra_train"] = [_absolute(str(p)) for p in extra]
     if cfg.teacher:  # the files they name, as for pretrained below
         found = [_model_file(t) for t in teacher_paths(cfg.teacher)]
         paths["teacher"] = found if isinstance(cfg.teacher, list) else found[0]
     start = cfg.pretrained
     if start and Path(start).is_file():
-        paths["pretrained"] = str(Path(start).resolve())
+        paths["pretrained"] = _absolute(start)
     elif start and str(start).lower() != "imagenet":
         if not Path(start).exists() and str(start) not in SHIPPED:
             raise ConfigError(
@@ -218,6 +211,12 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
             )
         paths["pretrained"] = str(resolve_model(start).resolve())
     return dataclasses.replace(cfg, **paths)
+
+
+def _absolute(path: str) -> str:
+    """A data path that exists as an absolute path; one that does not as it is."""
+    found = Path(path).expanduser()
+    return str(found.resolve()) if found.exists() else path
 
 
 def _model_file(name: str) -> str:
