@@ -13,6 +13,10 @@ ten-crop figures on the two crop sets):
 - tcce-dev, whole photos with the default pipeline (YuNet, fitted framing; n=410; no face is
   wrong), as `ferkit evaluate MODEL --data PHOTOS --detect`.
 
+Each row also pairs the two models on the same faces: how many only the candidate gets right,
+how many only the shipped model, and the exact McNemar test's p on those (is the difference
+more than sampling?).
+
 A `--min-*` bound (in %) makes its row pass or fail; the exit code is 1 if any bound fails.
 Write the bounds down before the run (in the recipe): this script only reads them.
 """
@@ -25,6 +29,9 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy as np
+from scipy.stats import binomtest
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
 SETS = {  # row -> (argument holding its path, default path, its --min-* bound)
@@ -34,17 +41,28 @@ SETS = {  # row -> (argument holding its path, default path, its --min-* bound)
 }
 
 
-def score(model: str | None, kind: str, path: Path, tta: str) -> float:
-    """Accuracy (0..1) of `model` (None: the shipped one) on one set."""
+def correct(model: str | None, kind: str, path: Path, tta: str) -> np.ndarray:
+    """Per face (per photo), whether `model` (None: the shipped one) gets it right."""
     if kind == "photos":
         from ferkit import EmotionRecognizer
         from ferkit.evaluation.photos import evaluate_photos
 
         recognizer = EmotionRecognizer(model, tta=tta)
-        return evaluate_photos(recognizer, path, progress=False)["accuracy"]
+        scored = evaluate_photos(recognizer, path, progress=False, with_probs=True)["scored"]
+        return scored.y_pred == scored.y_true  # no face: y_pred -1, wrong
     from ferkit.evaluation.evaluate import evaluate
 
-    return evaluate(model, path, tta=tta, progress=False)["accuracy"]
+    result = evaluate(model, path, tta=tta, progress=False, with_probs=True)
+    return np.asarray(result["probs"]).argmax(1) == np.asarray(result["y_true"])
+
+
+def paired(candidate: np.ndarray, shipped: np.ndarray) -> dict:
+    """Faces right with only one of the two models, and the exact McNemar test's p."""
+    only_candidate = int((candidate & ~shipped).sum())
+    only_shipped = int((shipped & ~candidate).sum())
+    n = only_candidate + only_shipped
+    p = binomtest(only_candidate, n).pvalue if n else 1.0
+    return {"only_candidate": only_candidate, "only_shipped": only_shipped, "mcnemar_p": p}
 
 
 def main() -> None:
@@ -62,7 +80,9 @@ def main() -> None:
     for name, (kind, _, bound) in SETS.items():
         path = getattr(args, kind)
         tta = "none" if kind == "photos" else args.tta
-        candidate, shipped = (score(m, kind, path, tta) for m in (args.model, None))
+        right = {m: correct(m, kind, path, tta) for m in (args.model, None)}
+        candidate, shipped = (float(right[m].mean()) for m in (args.model, None))
+        pair = paired(right[args.model], right[None])
         least = getattr(args, bound)
         verdict = "" if least is None else ("pass" if candidate * 100 >= least else "FAIL")
         failed |= verdict == "FAIL"
@@ -74,11 +94,16 @@ def main() -> None:
                 "shipped": shipped,
                 "least": least,
                 "verdict": verdict,
+                "n": len(right[None]),
+                **pair,
             }
         )
         print(
             f"{name:<30} {tta:<8} candidate {candidate:7.2%}   shipped {shipped:7.2%}"
             + (f"   least {least:.1f}%: {verdict}" if verdict else "")
+            + f"\n{'':<39} n {len(right[None])}: right only with the candidate "
+            f"{pair['only_candidate']}, only shipped {pair['only_shipped']} "
+            f"(McNemar p {pair['mcnemar_p']:.3f})"
         )
     if args.json:
         doc = {"model": args.model, "rows": rows, "machine": platform.platform()}
