@@ -354,6 +354,31 @@ def test_extra_train_sources_join_the_training_faces_only(fer_csv, msambare, tmp
     assert len(module.splits["test"]) == len(csv["test"]) == 7
 
 
+def test_extra_val_sources_are_validated_after_data(fer_csv, msambare, tmp_path):
+    """`extra_val`: msambare's 14 PublicTest files are a second validation loader after the
+    CSV's 7 PublicTest rows; training and test stay the CSV's. A source without a val split
+    is refused with the splits it has."""
+    from torch.utils.data import DataLoader
+
+    from ferkit.data.dataset import FERDataModule
+
+    module = FERDataModule(str(fer_csv), extra_val=str(msambare))
+    module.setup()
+    csv, folders = load_dataset(fer_csv), load_dataset(msambare)
+    first, second = module.val_dataloader()
+    np.testing.assert_array_equal(first.dataset.images, csv["val"].images)
+    np.testing.assert_array_equal(second.dataset.images, folders["val"].images)
+    assert len(module.splits["train"]) == 21 and len(module.splits["test"]) == 7
+    alone = FERDataModule(str(fer_csv))
+    alone.setup()
+    assert isinstance(alone.val_dataloader(), DataLoader)  # one source: one loader, as before
+    train_only = write_fer_csv(tmp_path / "train_only.csv", [(0, face(1), "Training")])
+    with pytest.raises(
+        DataError, match=r"extra_val .*train_only.csv: no validation faces .*; its splits: train$"
+    ):
+        FERDataModule(str(fer_csv), extra_val=[str(train_only)]).setup()
+
+
 def test_extra_train_must_share_the_labels(fer_csv, tmp_path):
     """FER+ data (8 classes) with FER-2013 faces (7): refused; so is a source without any
     training face."""

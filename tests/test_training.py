@@ -675,6 +675,53 @@ def test_extra_train_adds_training_faces_and_is_recorded(tiny_data, tmp_path, mo
     assert config["extra_train"] == [str(more)]
 
 
+def test_extra_val_selects_on_the_mean_of_its_sources(tiny_data, tmp_path, monkeypatch, capsys):
+    """`--set extra_val=DIR`: val_acc is the mean of data's and DIR's PublicTest accuracy (each
+    logged too, plotted beside it and shown in the epoch line); the best checkpoint is chosen
+    by that mean, and best.pt and summary.json score each source."""
+    other = tmp_path / "other"
+    write_class_folders(other / "train", dict.fromkeys(EMOTIONS, 1), prefix="Training")
+    # one class only: its accuracy is not data's (a network this small answers one class)
+    write_class_folders(other / "test", {"happy": 5}, prefix="PublicTest", seed=5)
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "both"
+    args = [
+        a for a in tiny_args(tiny_data, run, "--set", "extra_val=other") if a != "--no-progress"
+    ]
+    assert main([*args, "--precision", "32"]) == 0
+    err = capsys.readouterr().err
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["val_acc"].tolist() == pytest.approx(
+        ((metrics["val_acc_0"] + metrics["val_acc_1"]) / 2).tolist()
+    )
+    assert metrics["val_loss"].tolist() == pytest.approx(
+        ((metrics["val_loss_0"] + metrics["val_loss_1"]) / 2).tolist()
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    [extra] = summary["extra_val"]
+    assert extra["data"] == str(other) and extra["n"] == 5 and summary["val_n"] == 28
+    assert (metrics["val_acc_0"] != metrics["val_acc_1"]).all()
+    best = metrics.loc[metrics["epoch"] == summary["best_epoch"]].iloc[0]
+    assert summary["best_val"] == pytest.approx(metrics["val_acc"].max())
+    assert (summary["val_accuracy"], extra["accuracy"]) == pytest.approx(
+        (best["val_acc_0"], best["val_acc_1"]), abs=1e-6
+    )
+    assert checkpoint_metadata(run / "best.pt")["metrics"]["extra_val"] == [extra]
+    line = next(line for line in err.splitlines() if line.startswith("epoch 2/2"))
+    both = f"({metrics['val_acc_0'].iloc[1]:.1%}, {metrics['val_acc_1'].iloc[1]:.1%})"
+    assert f"acc {metrics['val_acc'].iloc[1]:.1%} {both} |" in line
+    assert f"(mean of {summary['val_accuracy']:.2%} of n=28; " in err
+    accuracy_axes = training_curves(metrics).axes[1]
+    assert [line.get_label() for line in accuracy_axes.get_lines()][:4] == [
+        "train",
+        "val (mean)",
+        "val 0 (data)",
+        "val 1",
+    ]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["extra_val"] == [str(other)]
+
+
 def test_config_names_model_files_absolutely(trained_run, tmp_path, monkeypatch):
     """A run's config.yaml names its starting point and teachers as absolute files, so that
     `--resume` finds them from any folder; a teacher that names nothing is left for the

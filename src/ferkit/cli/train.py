@@ -126,6 +126,11 @@ def _summary_lines(run: Path, s: dict) -> str:
     else:
         best = f"{best:.4f}"
     at = f" at epoch {s['best_epoch']} of {s['epochs']}" if s.get("best_epoch") else ""
+    of = f"val n={s.get('val_n')}"
+    if s.get("extra_val"):  # best_val is the mean over the validation sources
+        each = [f"{s['val_accuracy']:.2%} of n={s['val_n']}"]
+        each += [f"{e['accuracy']:.2%} of n={e['n']} in {e['data']}" for e in s["extra_val"]]
+        of = "mean of " + "; ".join(each)
     speed = s.get("train_images_per_s")
     speed = f", {speed:,.0f} images/s" if speed else ""
     files = [run / n for n in ("best.pt", "last.pt", "metrics.csv", "summary.json")]
@@ -133,7 +138,7 @@ def _summary_lines(run: Path, s: dict) -> str:
         [
             f"run: {run} ({s['model']}, {s['epochs']} epoch(s), {s['train_seconds']} s of "
             f"training{speed}, stopped: {s['stopped']})",
-            f"best {s['monitor']} {best}{at} (val n={s.get('val_n')})",
+            f"best {s['monitor']} {best}{at} ({of})",
             *(f"wrote {p}" for p in files if p.exists()),
             f"next: ferkit report {run}   (curves, confusion matrix, predictions)",
         ]

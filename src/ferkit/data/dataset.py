@@ -111,7 +111,9 @@ class FERDataModule(L.LightningDataModule):
     `val_fraction` of the training data is held out, with `seed`. `ferplus` names FER+ labels
     for a FER-2013 CSV (see `load_dataset`). `extra_train` names more sources whose training
     faces (their train split, or all of an unsplit source) join `path`'s; their validation and
-    test splits are not used, so validation and test stay `path`'s.
+    test splits are not used, so validation and test stay `path`'s. `extra_val` names sources
+    whose validation split is validated on after `path`'s (`val_dataloader` returns a list):
+    the same faces in other pixels, for instance, so that a model is chosen on both.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class FERDataModule(L.LightningDataModule):
         ferplus_labels: str = "votes",
         hard_label_weight: float = 0.0,
         extra_train: str | Sequence[str] = (),
+        extra_val: str | Sequence[str] = (),
     ):
         super().__init__()
         self.path, self.image_size, self.seed = path, image_size, seed
@@ -142,8 +145,10 @@ class FERDataModule(L.LightningDataModule):
         self.ferplus, self.ferplus_labels = ferplus, ferplus_labels
         self.hard_label_weight = hard_label_weight
         self.extra_train = [extra_train] if isinstance(extra_train, str) else list(extra_train)
+        self.extra_val = [extra_val] if isinstance(extra_val, str) else list(extra_val)
         self.data: FERData | None = None
         self.splits: dict[str, Split] = {}
+        self.extra_val_splits: list[Split] = []  # one per `extra_val` source, in its order
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -166,38 +171,50 @@ class FERDataModule(L.LightningDataModule):
             )
         train = splits["train"] = self._with_extra(train)
         _warn_missing_classes(self.path, train, self.data.labels)
+        extra_val = [self._extra_split("extra_val", path) for path in self.extra_val]
         if self.limit:  # a stratified subset, for smoke runs
             splits = {k: _subset(v, self.limit, self.seed) for k, v in splits.items()}
-        self.splits = splits
+            extra_val = [_subset(v, self.limit, self.seed) for v in extra_val]
+        self.splits, self.extra_val_splits = splits, extra_val
 
     def _with_extra(self, train: Split) -> Split:
         """`train` followed by the training faces of each `extra_train` source."""
-        parts = [train]
-        for path in self.extra_train:
-            try:
-                extra = load_dataset(
-                    path, image_size=self.image_size, strict=self.strict, skip_bad=self.skip_bad
-                )
-            except DataError as exc:
-                raise DataError(f"extra_train: {exc}") from None
-            if extra.labels != self.data.labels:
-                raise DataError(
-                    f"extra_train {path}: its labels ({', '.join(extra.labels)}) are not those "
-                    f"of {self.path} ({', '.join(self.data.labels)})"
-                )
-            faces = extra.splits.get("train") or extra.splits.get("all")
-            if faces is None or not len(faces):
-                raise DataError(f"extra_train {path}: no training faces (a train/ split)")
-            log.info("extra_train %s: %d training faces", path, len(faces))
-            parts.append(faces)
+        parts = [train, *(self._extra_split("extra_train", path) for path in self.extra_train)]
         if len(parts) == 1:
             return train
         return Split(
             np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts])
         )
 
-    def _loader(self, name: str, train: bool) -> DataLoader:
-        split = self.splits[name]
+    def _extra_split(self, key: str, path: str) -> Split:
+        """The faces an `extra_train` source adds to training (its train split, or all of an
+        unsplit source) or an `extra_val` source to validation (its val split), with the
+        labels of `path`."""
+        try:
+            extra = load_dataset(
+                path, image_size=self.image_size, strict=self.strict, skip_bad=self.skip_bad
+            )
+        except DataError as exc:
+            raise DataError(f"{key}: {exc}") from None
+        if extra.labels != self.data.labels:
+            raise DataError(
+                f"{key} {path}: its labels ({', '.join(extra.labels)}) are not those "
+                f"of {self.path} ({', '.join(self.data.labels)})"
+            )
+        if key == "extra_val":
+            faces, what = extra.splits.get("val"), "validation faces (a val split: PublicTest"
+            what += " rows or files, or a validation/ folder)"
+        else:
+            faces = extra.splits.get("train") or extra.splits.get("all")
+            what = "training faces (a train/ split)"
+        if faces is None or not len(faces):
+            has = ", ".join(k for k, v in extra.splits.items() if len(v)) or "none"
+            raise DataError(f"{key} {path}: no {what}; its splits: {has}")
+        log.info("%s %s: %d faces", key, path, len(faces))
+        return faces
+
+    def _loader(self, name: str | Split, train: bool) -> DataLoader:
+        split = self.splits[name] if isinstance(name, str) else name
         dataset = FERDataset(split, self.hard_label_weight if train else 0.0)
         sampler = (
             balanced_sampler(np.asarray(split.labels), self.seed)
@@ -217,8 +234,11 @@ class FERDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """`path`'s val split; with `extra_val`, a list: it, then each extra source's."""
+        if not self.extra_val_splits:
+            return self._loader("val", train=False)
+        return [self._loader(s, train=False) for s in [self.splits["val"], *self.extra_val_splits]]
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test" if "test" in self.splits else "val", train=False)

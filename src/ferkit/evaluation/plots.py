@@ -31,6 +31,15 @@ def epochs_from_one(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics
 
 
+def per_source(keys, name: str) -> list[str]:
+    """NAME_0, NAME_1, ... among `keys` (metrics.csv's columns, logged metrics): a run with
+    `extra_val` logs val_acc and val_loss per validation source, data's first."""
+    found = []
+    while f"{name}_{len(found)}" in keys:
+        found.append(f"{name}_{len(found)}")
+    return found
+
+
 def _epoch_frame(metrics: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """One row per epoch (from 1) with the given columns (older files hold several per epoch)."""
     present = [c for c in columns if c in metrics]
@@ -46,8 +55,14 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
     """Loss and accuracy per epoch, train vs val, from a run's metrics.csv.
 
     A distillation run's training loss mixes the label loss with the teachers' KL term, which
-    is not on the validation loss's scale, so its two parts are plotted apart instead.
+    is not on the validation loss's scale, so its two parts are plotted apart instead. A run
+    with `extra_val` has each validation source's curve beside their mean ("val").
     """
+    sources = {
+        name: [(c, f"val {i}" + (" (data)" if i == 0 else "")) for i, c in enumerate(found)]
+        for name in ("val_loss", "val_acc")
+        for found in [per_source(metrics, name)]
+    }
     columns = [
         "train_loss_epoch",
         "train_label_loss",
@@ -55,6 +70,7 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
         "val_loss",
         "train_acc",
         "val_acc",
+        *(column for pairs in sources.values() for column, _ in pairs),
     ]
     frame = _epoch_frame(metrics, columns)
     if "train_label_loss" in frame:
@@ -64,15 +80,18 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
         ]
     else:
         train_losses = [("train_loss_epoch", "train")]
+    val = "val (mean)" if sources["val_acc"] else "val"
     fig, (ax_loss, ax_acc) = _subplots(1, 2, figsize=(10, 4))
     for ax, pairs, ylabel in (
-        (ax_loss, [*train_losses, ("val_loss", "val")], "loss"),
-        (ax_acc, [("train_acc", "train"), ("val_acc", "val")], "accuracy"),
+        (ax_loss, [*train_losses, ("val_loss", val), *sources["val_loss"]], "loss"),
+        (ax_acc, [("train_acc", "train"), ("val_acc", val), *sources["val_acc"]], "accuracy"),
     ):
         for column, label in pairs:
             if column in frame:
                 series = frame[column].dropna()
-                ax.plot(series.index, series.values, marker="o", ms=3, label=label)
+                style = dict(ls="--", marker=".", ms=3) if column[-1].isdigit() else {}
+                ax.plot(series.index, series.values, **{"marker": "o", "ms": 3, **style},
+                        label=label)  # fmt: skip
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from ferkit.evaluation.plots import per_source
 from ferkit.evaluation.report import read_metrics
 from ferkit.outputs import replaced_atomically
 from ferkit.training.config import TrainConfig
@@ -170,7 +171,8 @@ def progress_bars(progress: bool) -> bool:
 
 class EpochLines(Callback):
     """One line per epoch on stderr, for logs: `epoch 3/30: train loss 1.214 acc 53.8% | val
-    loss 1.135 acc 57.2% | lr 0.00946 | 82 s`."""
+    loss 1.135 acc 57.2% | lr 0.00946 | 82 s`; with `extra_val`, `val loss 1.135 acc 57.2%
+    (57.9%, 56.5%)`: the mean, then each source's."""
 
     def __init__(self):
         self._t0 = time.perf_counter()
@@ -188,6 +190,9 @@ class EpochLines(Callback):
             acc = metrics.get(f"{split}_acc")
             shown = [f"loss {loss:.3f}" if loss is not None else "",
                      f"acc {acc:.1%}" if acc is not None else ""]  # fmt: skip
+            sources = [metrics[k] for k in per_source(metrics, f"{split}_acc")]
+            if sources:  # extra_val: the accuracy is their mean; each source's too
+                shown.append("(" + ", ".join(f"{a:.1%}" for a in sources) + ")")
             if any(shown):
                 parts.append(" ".join([split, *filter(None, shown)]) + " |")
         if trainer.optimizers:

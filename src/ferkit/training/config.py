@@ -39,6 +39,7 @@ class TrainConfig:
     # --- data
     data: str = "../shared/data/fer2013"  # CSV, msambare/Kaggle folder, or class folders
     extra_train: str | list | None = None  # more training sources (a path or a list); val: data's
+    extra_val: str | list | None = None  # more validation sources (val split); val_acc: the mean
     data_size: int = 48  # side of the decoded (cached) gray arrays
     val_fraction: float = 0.1  # held out of train when the source has no val split
     limit: int | None = None  # use at most this many images per split (smoke runs)

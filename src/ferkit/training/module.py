@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from ferkit.errors import CheckpointError, FerkitError
@@ -70,8 +71,14 @@ class FERClassifier(L.LightningModule):
         # a plain list: teachers are not part of the student's state dict or checkpoints
         self.teachers = load_teachers(self.cfg.teacher)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # one accuracy and mean loss per validation source: data's, then each extra_val's
+        extra_val = self.cfg.extra_val or []
+        n_val = 1 + (1 if isinstance(extra_val, str) else len(extra_val))
+        self.val_acc = torch.nn.ModuleList(
+            MulticlassAccuracy(num_classes, average="micro") for _ in range(n_val)
+        )
+        self.val_loss = torch.nn.ModuleList(MeanMetric() for _ in range(n_val))
 
     # --- forward ------------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
@@ -132,19 +139,39 @@ class FERClassifier(L.LightningModule):
         self.log("train_acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
-    def _eval_step(self, batch, stage: str, metric: MulticlassAccuracy):
+    def _eval_logits(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, loss, hard labels) of an evaluation batch."""
         images, target = batch
         logits = self(self.prepare(images))
         hard = target if target.ndim == 1 else target.argmax(1)
-        self.log(f"{stage}_loss", self._loss(logits, target), prog_bar=True, sync_dist=True)
-        metric(logits, hard)
-        self.log(f"{stage}_acc", metric, prog_bar=True)
+        return logits, self._loss(logits, target), hard
 
-    def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val", self.val_acc)
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        logits, loss, hard = self._eval_logits(batch)
+        self.val_acc[dataloader_idx].update(logits, hard)
+        self.val_loss[dataloader_idx].update(loss, weight=len(hard))
+
+    def on_validation_epoch_end(self) -> None:
+        """val_acc and val_loss: data's, or with `extra_val` the mean over the sources (each
+        counts once, whatever its size), which also selects the best checkpoint; each source's
+        own as val_acc_0 (data's), val_acc_1, ... and val_loss_I."""
+        accs = torch.stack([m.compute() for m in self.val_acc])
+        losses = torch.stack([m.compute() for m in self.val_loss])
+        for metric in [*self.val_acc, *self.val_loss]:
+            metric.reset()
+        # computed metrics are already reduced over processes: sync_dist averages equal values
+        self.log("val_acc", accs.mean(), prog_bar=True, sync_dist=True)
+        self.log("val_loss", losses.mean(), prog_bar=True, sync_dist=True)
+        if len(accs) > 1:
+            for i, (acc, loss) in enumerate(zip(accs, losses, strict=True)):
+                self.log(f"val_acc_{i}", acc, sync_dist=True)
+                self.log(f"val_loss_{i}", loss, sync_dist=True)
 
     def test_step(self, batch, batch_idx):
-        self._eval_step(batch, "test", self.test_acc)
+        logits, loss, hard = self._eval_logits(batch)
+        self.log("test_loss", loss, prog_bar=True, sync_dist=True)
+        self.test_acc(logits, hard)
+        self.log("test_acc", self.test_acc, prog_bar=True)
 
     def on_fit_start(self) -> None:
         for teacher in self.teachers:

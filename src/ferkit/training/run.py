@@ -108,6 +108,7 @@ def train(
         ferplus_labels=cfg.ferplus_labels,
         hard_label_weight=cfg.hard_label_weight,
         extra_train=cfg.extra_train or (),
+        extra_val=cfg.extra_val or (),
     )
     data.setup()
     counts = list(data.splits["train"].class_counts(data.data.labels).values())
@@ -193,9 +194,10 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
     exist is left for the data module or the teachers' loader to refuse; a `pretrained` that
     names nothing is refused here, before the data loads."""
     paths = {key: _absolute(getattr(cfg, key)) for key in ("data", "ferplus") if getattr(cfg, key)}
-    if cfg.extra_train:
-        extra = [cfg.extra_train] if isinstance(cfg.extra_train, str) else cfg.extra_train
-        paths["extra_train"] = [_absolute(str(p)) for p in extra]
+    for key in ("extra_train", "extra_val"):
+        extra = getattr(cfg, key)
+        if extra:
+            paths[key] = [_absolute(str(p)) for p in ([extra] if isinstance(extra, str) else extra)]
     if cfg.teacher:  # the files they name, as for pretrained below
         found = [_model_file(t) for t in teacher_paths(cfg.teacher)]
         paths["teacher"] = found if isinstance(cfg.teacher, list) else found[0]
@@ -301,11 +303,19 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
             "val_macro_f1": val["macro_f1"],
             "val_n": val["n"],
         }
+        if data.extra_val_splits:  # each extra_val source's val split, in the config's order
+            extra_val = [_score(module, split) for split in data.extra_val_splits]
+            metrics["extra_val"] = [
+                {"data": path, "accuracy": m["accuracy"], "n": m["n"]}
+                for path, m in zip(data.extra_val, extra_val, strict=True)
+            ]
         test = data.splits.get("test")
         if name == "best" and test is not None and len(test):
             scores["test"] = _score(module, test)
             metrics.update(test_accuracy=scores["test"]["accuracy"], test_n=scores["test"]["n"])
         scores[name] = val
+        if name == "best" and "extra_val" in metrics:
+            scores["extra_val"] = metrics["extra_val"]
         save_checkpoint(
             run_dir / f"{name}.pt",
             module.model,
@@ -326,6 +336,7 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         "val_accuracy": best.get("accuracy"),
         "val_loss": best.get("loss"),
         "val_n": best.get("n"),
+        "extra_val": scores.get("extra_val"),
         "test_accuracy": scores["test"]["accuracy"] if "test" in scores else None,
         "test_n": scores["test"]["n"] if "test" in scores else None,
         "train_seconds": round(throughput.seconds, 1),
