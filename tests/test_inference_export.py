@@ -124,6 +124,30 @@ def test_export_format_must_match_the_name(checkpoint, tmp_path, out, flags, mes
     assert list(tmp_path.iterdir()) == []
 
 
+def test_export_half_calibrates_the_weights_it_writes(checkpoint, msambare, tmp_path, monkeypatch):
+    """`--half --calibrate`: the temperature is fitted on, and the accuracy printed for, the
+    float16 weights the file holds, not the float32 ones they were rounded from."""
+    from ferkit.data import validation_faces
+    from ferkit.inference import calibration
+
+    seen = []
+    fit = calibration.calibrate
+    monkeypatch.setattr(calibration, "calibrate", lambda x, y: seen.append(x) or fit(x, y))
+    small = tmp_path / "small.pt"
+    args = ["export", str(checkpoint), str(small), "--half", "--calibrate", "--data", str(msambare)]
+    assert main(args) == 0
+    faces, _ = validation_faces(str(msambare), image_size=48)
+
+    def logits(path):
+        model, meta = load_torch_model(path)
+        rec = EmotionRecognizer.from_model(model, meta, detector=None, temperature=1.0, bf16=False)
+        return np.asarray(rec.logits(faces))
+
+    [fitted] = seen
+    np.testing.assert_allclose(np.asarray(fitted), logits(small), rtol=0, atol=1e-7)
+    assert np.abs(logits(checkpoint) - logits(small)).max() > 1e-6  # float16 rounding shows
+
+
 def test_export_format_follows_the_name(checkpoint, tmp_path):
     small = tmp_path / "small.pt"
     assert main(["export", str(checkpoint), str(small), "--half"]) == 0

@@ -9,7 +9,8 @@
 
 ONNX files have a dynamic batch axis and are compared with PyTorch (max |difference| of the
 logits must stay under 1e-4). `--calibrate` fits a temperature on the validation split of
-`--data` and stores it with the model, reporting the calibration error before and after.
+`--data` and stores it with the model, reporting the calibration error before and after (with
+`--half`, of the float16 weights the file holds).
 `--int8` also writes OUT.int8.onnx, statically quantised with `--data` faces, and reports its
 accuracy next to the fp32 model's.
 """
@@ -58,6 +59,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ferkit.inference.calibration import calibrate
     from ferkit.inference.model_io import load_torch_model
     from ferkit.inference.recognizer import EmotionRecognizer
+    from ferkit.models.checkpoint import round_to_half
     from ferkit.models.input_spec import InputSpec
 
     args.format = output_format(args.out, args.format)
@@ -82,6 +84,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     model, meta = load_torch_model(args.checkpoint)
+    if args.half:  # calibrate on, and report the accuracy of, the weights the file will hold
+        round_to_half(model)
     faces = labels = None
     if args.data:
         size = InputSpec.from_meta(meta).input_size[0]

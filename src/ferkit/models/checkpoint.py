@@ -164,6 +164,17 @@ def _stored(tensor: torch.Tensor, half: bool) -> torch.Tensor:
     return tensor.half() if half and tensor.is_floating_point() else tensor
 
 
+@torch.no_grad()
+def round_to_half(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with its floating-point weights rounded, in place, to the float16 values a
+    `half=True` checkpoint stores (still float32 tensors, as `load_checkpoint` gives them back):
+    what is measured on it before saving is what the file will answer."""
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point():
+            tensor.copy_(_stored(tensor, half=True))
+    return model
+
+
 def _metadata(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     """Everything in a checkpoint but its weights."""
     return {k: v for k, v in ckpt.items() if k != "state_dict"}
