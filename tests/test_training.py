@@ -110,6 +110,13 @@ def test_recipes_load(capsys):
         assert json.loads(capsys.readouterr().out)["epochs"] == 1
 
 
+def test_recipes_are_indexed():
+    """configs/README.md names every recipe, so a newcomer finds what each is for."""
+    index = Path("configs/README.md").read_text()
+    missing = [r.stem for r in Path("configs").glob("*.yaml") if f"`{r.stem}`" not in index]
+    assert not missing, f"configs/README.md does not list {missing}"
+
+
 def test_cli_bad_model_lists_valid_names(tiny_data, tmp_path, capsys):
     assert main(tiny_args(tiny_data, tmp_path / "r", "--arch", "vgg_99")) == 2
     err = capsys.readouterr().err
