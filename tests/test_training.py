@@ -427,7 +427,8 @@ def test_interrupt_leaves_resumable_checkpoint(tiny_data, tmp_path, monkeypatch)
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_with_a_teacher(tiny_data, trained_run, tmp_path):
-    """Two ranks, each with its own frozen copy of the teacher (distillation under DDP)."""
+    """Two ranks, each with its own frozen copy of the teacher (distillation under DDP), and
+    two validation sources (`extra_val`: here the same faces again, so both score alike)."""
     run = tmp_path / "ddp"
     cmd = [
         sys.executable,
@@ -442,6 +443,8 @@ def test_ddp_two_cpu_processes_with_a_teacher(tiny_data, trained_run, tmp_path):
         "ddp",
         "--set",
         f"teacher={trained_run}",
+        "--set",
+        f"extra_val={tiny_data}",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -451,8 +454,13 @@ def test_ddp_two_cpu_processes_with_a_teacher(tiny_data, trained_run, tmp_path):
     ]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
-    columns = (run / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert "train_distill_loss" in columns  # the distillation term was computed and logged
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert metrics["train_distill_loss"].notna().all()  # the teacher term was computed, logged
+    assert (
+        metrics["val_acc_0"].tolist()
+        == metrics["val_acc_1"].tolist()
+        == metrics["val_acc"].tolist()
+    )
 
 
 @pytest.mark.shared_data
