@@ -285,11 +285,12 @@ def test_compare(trained_run, tmp_path, capsys):
         == 0
     )
     table = capsys.readouterr().out.splitlines()
-    head = "run,model,parameters,epochs,best_val_acc,best_epoch,test_acc"
+    head = "run,model,parameters,epochs,best_val_acc,val_sets,best_epoch,test_acc"
     assert table[0].startswith(head) and len(table) == 3
     row = dict(zip(table[0].split(","), table[1].split(","), strict=True))
     summary = json.loads((trained_run / "summary.json").read_text())
     assert int(row["best_epoch"]) == summary["best_epoch"]  # the curve's best is the kept one
+    assert row["val_sets"] == "1"
     assert float(row["test_acc"]) == round(summary["test_accuracy"], 4)  # from summary.json
     assert Image.open(plot).width > 300
 
@@ -735,6 +736,9 @@ def test_extra_val_selects_on_the_mean_of_its_sources(tiny_data, tmp_path, monke
     ]
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["extra_val"] == [str(other)]
+    assert main(["compare", str(run), "--no-plot", "--format", "csv"]) == 0
+    row = capsys.readouterr().out.splitlines()
+    assert dict(zip(row[0].split(","), row[1].split(","), strict=True))["val_sets"] == "2"
 
 
 def test_config_names_model_files_absolutely(trained_run, tmp_path, monkeypatch):

@@ -139,7 +139,8 @@ def result_figures(
 
 
 def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
-    """A table (one row per run) and a plot overlaying their val-accuracy curves."""
+    """A table (one row per run) and a plot overlaying their val-accuracy curves. A run with
+    `extra_val` validates on `val_sets` sources, and its val accuracy is their mean."""
     rows, curves = [], {}
     for run in map(Path, runs):
         metrics = read_metrics(run)
@@ -162,6 +163,8 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
                 "parameters": summary.get("parameters"),
                 "epochs": int(val.index.max()) if len(val) else 0,
                 "best_val_acc": round(float(val.max()), 4) if len(val) else None,
+                # validation sources: with extra_val, val_acc is the mean over them
+                "val_sets": max(1, len(plots.per_source(metrics, "val_acc"))),
                 "best_epoch": int(val.idxmax()) if len(val) else None,
                 "test_acc": round(test, 4) if test is not None else None,
                 "train_min": round(summary["train_seconds"] / 60, 1)
@@ -174,6 +177,7 @@ def compare_runs(runs: list[str | Path]) -> tuple[pd.DataFrame, plots.Figure]:
     # integers beside them instead of turning into floats (4844775.0) and NaN.
     table = pd.DataFrame(rows).astype(
         {"parameters": "Int64", "epochs": "Int64", "best_epoch": "Int64", "best_val_acc": "Float64",
-         "test_acc": "Float64", "train_min": "Float64", "images_per_s": "Float64"}
+         "val_sets": "Int64", "test_acc": "Float64", "train_min": "Float64",
+         "images_per_s": "Float64"}
     )  # fmt: skip
     return table, plots.val_accuracy_overlay(curves)
