@@ -63,6 +63,7 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
         for name in ("val_loss", "val_acc")
         for found in [per_source(metrics, name)]
     }
+    dashed = [column for pairs in sources.values() for column, _ in pairs]
     columns = [
         "train_loss_epoch",
         "train_label_loss",
@@ -70,7 +71,7 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
         "val_loss",
         "train_acc",
         "val_acc",
-        *(column for pairs in sources.values() for column, _ in pairs),
+        *dashed,
     ]
     frame = _epoch_frame(metrics, columns)
     if "train_label_loss" in frame:
@@ -89,9 +90,8 @@ def training_curves(metrics: pd.DataFrame, title: str = "") -> Figure:
         for column, label in pairs:
             if column in frame:
                 series = frame[column].dropna()
-                style = dict(ls="--", marker=".", ms=3) if column[-1].isdigit() else {}
-                ax.plot(series.index, series.values, **{"marker": "o", "ms": 3, **style},
-                        label=label)  # fmt: skip
+                marker = dict(ls="--", marker=".") if column in dashed else dict(marker="o")
+                ax.plot(series.index, series.values, ms=3, label=label, **marker)
         ax.set(xlabel="epoch", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
