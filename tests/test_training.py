@@ -20,6 +20,7 @@ from PIL import Image
 
 from conftest import train_args, write_class_folders
 from ferkit.cli import main
+from ferkit.cli.evaluate import headline
 from ferkit.errors import ConfigError
 from ferkit.evaluation.plots import training_curves
 from ferkit.labels import EMOTIONS
@@ -739,6 +740,17 @@ def test_extra_val_selects_on_the_mean_of_its_sources(tiny_data, tmp_path, monke
     assert main(["compare", str(run), "--no-plot", "--format", "csv"]) == 0
     row = capsys.readouterr().out.splitlines()
     assert dict(zip(row[0].split(","), row[1].split(","), strict=True))["val_sets"] == "2"
+    # the report scores the best checkpoint on each source, as training did
+    assert main(["report", str(run), "--faces", "4"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    scored = [json.loads((run / f"eval_val{s}.json").read_text()) for s in ("", "_1")]
+    assert [(r["n"], r["source"]) for r in scored] == [(28, str(tiny_data)), (5, str(other))]
+    assert [r["accuracy"] for r in scored] == pytest.approx(
+        [summary["val_accuracy"], extra["accuracy"]], abs=1e-6
+    )
+    assert said[:2] == [headline(r) for r in scored]
+    for name in ("eval_val_1.json", *(f"{png}_1.png" for png in REPORT_PNGS[2:])):
+        assert f"wrote {run / name}" in said
 
 
 def test_config_names_model_files_absolutely(trained_run, tmp_path, monkeypatch):

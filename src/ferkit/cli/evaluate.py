@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -157,11 +158,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
     else:
-        print(
-            f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
-            f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
-            f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}"
-        )
+        print(headline(result))
         print(f"  ({result['protocol']}, n={result['n']:,})")
         if args.detect:
             print(
@@ -178,6 +175,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"f1 {m['f1']:.3f}  n={m['support']}"
             )
     return 0
+
+
+def headline(result: dict) -> str:
+    """One line for what `evaluate` returned: the model, the faces and the figures."""
+    return (
+        f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
+        f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
+        f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}"
+    )
 
 
 def _write_rows(rows: list[dict], path: Path) -> None:
@@ -258,7 +264,11 @@ def _framing(text: str):
 def cmd_report(args: argparse.Namespace) -> int:
     from ferkit.evaluation.report import make_report
 
-    for path in make_report(args.run, data=args.data, n_faces=args.faces).values():
+    written = make_report(args.run, data=args.data, n_faces=args.faces)
+    for name, path in written.items():
+        if name.startswith("scores"):  # each validation source's figures first
+            print(headline(json.loads(path.read_text())))
+    for path in written.values():
         print(f"wrote {path}")
     return 0
 

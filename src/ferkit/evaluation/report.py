@@ -70,34 +70,49 @@ def make_report(
     the scores under "scores".
 
     The confusion matrix, per-class bars and prediction grid come from the run's best
-    checkpoint scored on its validation split (or `data`, if given).
+    checkpoint scored on its validation split (or `data`, if given). A run with `extra_val`
+    is scored on each of its validation sources: the first as above, source i (from 1, as
+    metrics.csv's val_acc_i) into eval_val_i.json, confusion_matrix_i.png, and so on.
     """
     run = Path(run)
     metrics = read_metrics(run)
     cfg = run_config(run)
-    if data is None and not Path(cfg["data"]).expanduser().exists():
-        raise DataError(
-            f"{run} was trained on {cfg['data']}, which is not there (looked from "
-            f"{Path.cwd()}); pass the data with --data PATH"
-        )
-    # a FER+ run is scored on FER+ majority labels, as its validation was
-    dataset = load_dataset(
-        data or cfg["data"], ferplus=cfg.get("ferplus"), ferplus_labels="majority"
+    extra_val = cfg.get("extra_val") or []
+    sources = (
+        [data]
+        if data
+        else [cfg["data"], *([extra_val] if isinstance(extra_val, str) else extra_val)]
     )
-    result = evaluate(run, dataset, split=None, with_probs=True)
-    faces = scored_faces(dataset, result)
-    scores = run / f"eval_{result['split']}.json"
-    scores.write_text(json_dumps(result, indent=1))
-    title = f"{cfg['model']} on {result['split']} (n={result['n']:,}): {result['accuracy']:.1%}"
-    figures = {
-        "curves": plots.training_curves(metrics, title=f"{cfg['model']}: {run.name}"),
-        "lr": plots.lr_curve(metrics),
-        **result_figures(result, title, faces, n_faces=n_faces, seed=seed),
-    }
-    written = {"scores": scores}
-    for name, fig in figures.items():
-        written[name] = run / f"{name}.png"
-        plots.save(fig, written[name])
+    for source in sources:
+        if data is None and not Path(source).expanduser().exists():
+            raise DataError(
+                f"{run} was trained on {source}, which is not there (looked from "
+                f"{Path.cwd()}); pass the data with --data PATH"
+            )
+    written = {}
+    for i, source in enumerate(sources):
+        suffix = f"_{i}" if i else ""
+        # a FER+ run is scored on FER+ majority labels, as its validation was
+        ferplus = cfg.get("ferplus") if i == 0 else None
+        dataset = load_dataset(source, ferplus=ferplus, ferplus_labels="majority")
+        result = evaluate(run, dataset, split="val" if i else None, with_probs=True)
+        faces = scored_faces(dataset, result)
+        written[f"scores{suffix}"] = run / f"eval_{result['split']}{suffix}.json"
+        written[f"scores{suffix}"].write_text(json_dumps(result, indent=1))
+        title = (
+            f"{cfg['model']} on {result['split']} of {Path(source).name} (n={result['n']:,}): "
+            f"{result['accuracy']:.1%}"
+        )
+        figures = result_figures(result, title, faces, n_faces=n_faces, seed=seed)
+        if i == 0:
+            figures = {
+                "curves": plots.training_curves(metrics, title=f"{cfg['model']}: {run.name}"),
+                "lr": plots.lr_curve(metrics),
+                **figures,
+            }
+        for name, fig in figures.items():
+            written[name + suffix] = run / f"{name}{suffix}.png"
+            plots.save(fig, written[name + suffix])
     return written
 
 
