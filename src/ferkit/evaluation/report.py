@@ -67,7 +67,7 @@ def make_report(
     run: str | Path, *, data: str | None = None, n_faces: int = 32, seed: int = 0
 ) -> dict[str, Path]:
     """Write the report PNGs into `run` and its scores (eval_val.json); returns {name: path},
-    the scores under "scores".
+    the scores under "scores" (source i's under "scores_i").
 
     The confusion matrix, per-class bars and prediction grid come from the run's best
     checkpoint scored on its validation split (or `data`, if given). A run with `extra_val`
@@ -83,11 +83,11 @@ def make_report(
         if data
         else [cfg["data"], *([extra_val] if isinstance(extra_val, str) else extra_val)]
     )
-    for source in sources:
+    for i, source in enumerate(sources):
         if data is None and not Path(source).expanduser().exists():
             raise DataError(
-                f"{run} was trained on {source}, which is not there (looked from "
-                f"{Path.cwd()}); pass the data with --data PATH"
+                f"{run} was {'validated' if i else 'trained'} on {source}, which is not there "
+                f"(looked from {Path.cwd()}); pass the data with --data PATH"
             )
     written = {}
     for i, source in enumerate(sources):
