@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated cache, the ../shared FER-2013 data, small data sets in the real
-formats built in tmp_path."""
+formats built in tmp_path, and a tiny trained run for the training, distillation and report
+tests."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ferkit.cli import main
 from ferkit.labels import EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,3 +144,30 @@ def msambare(tmp_path) -> Path:
     write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 2), prefix="PublicTest", seed=50)
     write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 1), prefix="PrivateTest", seed=90)
     return root
+
+
+# the figures `ferkit report` writes (NAME.png)
+REPORT_PNGS = ("curves", "lr", "confusion_matrix", "per_class_accuracy", "predictions")
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """msambare layout, 7 classes: 16 train + 4 PublicTest + 2 PrivateTest images each."""
+    root = tmp_path_factory.mktemp("tiny") / "fer"
+    write_class_folders(root / "train", dict.fromkeys(EMOTIONS, 16), prefix="Training")
+    write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 4), prefix="PublicTest", seed=7)
+    write_class_folders(root / "test", dict.fromkeys(EMOTIONS, 2), prefix="PrivateTest", seed=9)
+    return root
+
+
+def tiny_args(data: Path, out: Path, *extra: str) -> list[str]:
+    """`train_args` for 2 epochs: the runs of the training, distillation and report tests."""
+    return train_args(data, out, *extra, epochs=2)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory) -> Path:
+    """A 2-epoch run folder on `tiny_data`, one per test module (tests write reports into it)."""
+    out = tmp_path_factory.mktemp("runs") / "run1"
+    assert main(tiny_args(tiny_data, out, "--set", "mixup=0.2")) == 0
+    return out
