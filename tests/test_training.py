@@ -107,11 +107,21 @@ def test_resume_continues_at_next_epoch(tiny_data, tmp_path, capsys):
     assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [1, 2]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["best_epoch"] in (1, 2)
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2  # where it ends now
     said = capsys.readouterr().err  # the last run's end: best epoch, files, what next
     assert re.search(rf"best val_acc \d+\.\d\d% at epoch {summary['best_epoch']} of 2", said)
     for name in ("best.pt", "last.pt", "metrics.csv", "summary.json"):
         assert f"wrote {run / name}" in said
     assert f"next: ferkit report {run}" in said
+    # finished: resuming again trains nothing and touches nothing
+    files = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run} has finished its 2 epochs: nothing to resume" in err
+    assert "--epochs N, with N above 2" in err and "Traceback" not in err
+    assert {
+        p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()
+    } == files
 
 
 def test_max_time_stops_validated(tiny_data, tmp_path):

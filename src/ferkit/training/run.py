@@ -29,7 +29,7 @@ from ferkit.evaluation.predict import predict_proba
 from ferkit.evaluation.report import read_metrics
 from ferkit.inference.model_io import SHIPPED, resolve_model
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
-from ferkit.outputs import json_dumps
+from ferkit.outputs import json_dumps, replaced_atomically
 from ferkit.training.callbacks import Throughput, loggers, progress_bars, training_callbacks
 from ferkit.training.config import TrainConfig, save_config
 from ferkit.training.distill import teacher_paths
@@ -39,6 +39,7 @@ from ferkit.training.run_folder import (
     check_training_state,
     new_run_dir,
     put_back,
+    resume_config,
     resume_dir,
     set_aside,
 )
@@ -88,7 +89,12 @@ def train(
     if resume:
         run_dir = resume_dir(resume)
         ckpt = run_dir / "checkpoints" / "last.ckpt"
-        check_training_state(ckpt)
+        if check_training_state(ckpt) >= cfg.epochs and (run_dir / "summary.json").exists():
+            raise ConfigError(
+                f"{run_dir} has finished its {cfg.epochs} epochs: nothing to resume, and its "
+                f"files are as they were; to train it longer, ferkit train --resume {run_dir} "
+                f"--epochs N, with N above {cfg.epochs}"
+            )
         if (run_dir / "metrics.csv").exists():
             read_metrics(run_dir)  # refused now, not after an epoch of training
     else:
@@ -147,6 +153,11 @@ def train(
         replaced = set_aside(run_dir)  # --overwrite: the old run waits until this one trains
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+    elif trainer.is_global_zero and cfg != resume_config(run_dir):
+        # resumed with more epochs (or another override): the run's recipe says so, so that
+        # the next --resume goes on to the same end
+        with replaced_atomically(run_dir / "config.yaml") as tmp:
+            save_config(cfg, tmp)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers started by fit() inherit it
     started = time.perf_counter()
     try:

@@ -51,11 +51,16 @@ def resume_config(resume: str | Path, overrides: dict | None = None) -> TrainCon
     return load_config(resume_dir(resume) / "config.yaml", overrides)
 
 
-def check_training_state(ckpt: Path) -> None:
-    """Refuse a last.ckpt that is not plain training state (before anything is touched)."""
+def check_training_state(ckpt: Path) -> int:
+    """Refuse a last.ckpt that is not plain training state (before anything is touched);
+    returns how many epochs it has finished (trained and validated)."""
     state = safe_load(ckpt)  # weights_only: a planted pickle is refused, never run
     if not isinstance(state, dict) or "state_dict" not in state:
         raise CheckpointError(f"{ckpt} is not a Lightning training checkpoint (no state_dict)")
+    try:  # Lightning's count; an interrupted epoch is not in it
+        return int(state["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return 0  # another layout: Lightning decides where to go on
 
 
 def set_aside(run_dir: Path) -> Path | None:
