@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from ferkit.data.loader import load_dataset
-from ferkit.data.types import FERData, Split
+from ferkit.data.types import FERData, Split, source_list
 from ferkit.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -144,8 +144,7 @@ class FERDataModule(L.LightningDataModule):
         self.strict, self.skip_bad = strict, skip_bad
         self.ferplus, self.ferplus_labels = ferplus, ferplus_labels
         self.hard_label_weight = hard_label_weight
-        self.extra_train = [extra_train] if isinstance(extra_train, str) else list(extra_train)
-        self.extra_val = [extra_val] if isinstance(extra_val, str) else list(extra_val)
+        self.extra_train, self.extra_val = source_list(extra_train), source_list(extra_val)
         self.data: FERData | None = None
         self.splits: dict[str, Split] = {}
         self.extra_val_splits: list[Split] = []  # one per `extra_val` source, in its order

@@ -15,6 +15,14 @@ from ferkit.labels import EMOTIONS
 SCORING_SPLITS = ("val", "test", "all")
 
 
+def source_list(value: str | Sequence[str] | None) -> list[str]:
+    """A config's `extra_train` or `extra_val`, one source path or a list of them, as a list
+    (None: none)."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
 @dataclass
 class Split:
     """One split: `images` (N, H, W) uint8, `labels` (N,) int64 indices into the data set's

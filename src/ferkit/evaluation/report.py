@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 
 from ferkit.data import load_dataset
+from ferkit.data.types import source_list
 from ferkit.errors import DataError, parse_problem
 from ferkit.evaluation import plots
 from ferkit.evaluation.evaluate import evaluate
@@ -77,12 +78,7 @@ def make_report(
     run = Path(run)
     metrics = read_metrics(run)
     cfg = run_config(run)
-    extra_val = cfg.get("extra_val") or []
-    sources = (
-        [data]
-        if data
-        else [cfg["data"], *([extra_val] if isinstance(extra_val, str) else extra_val)]
-    )
+    sources = [data] if data else [cfg["data"], *source_list(cfg.get("extra_val"))]
     for i, source in enumerate(sources):
         if data is None and not Path(source).expanduser().exists():
             raise DataError(

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from ferkit.data.types import source_list
 from ferkit.errors import CheckpointError, FerkitError
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
 from ferkit.models import create_model, get_model_spec, param_groups
@@ -73,8 +74,7 @@ class FERClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         # one accuracy and mean loss per validation source: data's, then each extra_val's
-        extra_val = self.cfg.extra_val or []
-        n_val = 1 + (1 if isinstance(extra_val, str) else len(extra_val))
+        n_val = 1 + len(source_list(self.cfg.extra_val))
         self.val_acc = torch.nn.ModuleList(
             MulticlassAccuracy(num_classes, average="micro") for _ in range(n_val)
         )

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ferkit.data.dataset import FERDataModule
+from ferkit.data.types import source_list
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
@@ -206,9 +207,8 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
     names nothing is refused here, before the data loads."""
     paths = {key: _absolute(getattr(cfg, key)) for key in ("data", "ferplus") if getattr(cfg, key)}
     for key in ("extra_train", "extra_val"):
-        extra = getattr(cfg, key)
-        if extra:
-            paths[key] = [_absolute(str(p)) for p in ([extra] if isinstance(extra, str) else extra)]
+        if getattr(cfg, key):
+            paths[key] = [_absolute(str(p)) for p in source_list(getattr(cfg, key))]
     if cfg.teacher:  # the files they name, as for pretrained below
         found = [_model_file(t) for t in teacher_paths(cfg.teacher)]
         paths["teacher"] = found if isinstance(cfg.teacher, list) else found[0]
