@@ -41,19 +41,32 @@ SETS = {  # row -> (argument holding its path, default path, its --min-* bound)
 }
 
 
-def correct(model: str | None, kind: str, path: Path, tta: str) -> np.ndarray:
-    """Per face (per photo), whether `model` (None: the shipped one) gets it right."""
+def scores(model: str | None, kind: str, path: Path, tta: str) -> tuple[np.ndarray, ...]:
+    """Per face (per photo): `model`'s probabilities (None: the shipped model), the label,
+    and whether it answered with one of the set's labels (always, on crops; on a photo, not
+    where no face was found or its top label is one the folders lack: then it is wrong)."""
     if kind == "photos":
         from ferkit import EmotionRecognizer
         from ferkit.evaluation.photos import evaluate_photos
 
         recognizer = EmotionRecognizer(model, tta=tta)
         scored = evaluate_photos(recognizer, path, progress=False, with_probs=True)["scored"]
-        return scored.y_pred == scored.y_true  # no face: y_pred -1, wrong
+        return scored.probs, scored.y_true, scored.y_pred >= 0
     from ferkit.evaluation.evaluate import evaluate
 
     result = evaluate(model, path, tta=tta, progress=False, with_probs=True)
-    return np.asarray(result["probs"]).argmax(1) == np.asarray(result["y_true"])
+    probs = np.asarray(result["probs"])
+    return probs, np.asarray(result["y_true"]), np.ones(len(probs), bool)
+
+
+def right(probs: np.ndarray, y_true: np.ndarray, answered: np.ndarray) -> np.ndarray:
+    """Per face, whether the top label is the true one (never where it did not answer)."""
+    return answered & (probs.argmax(1) == y_true)
+
+
+def correct(model: str | None, kind: str, path: Path, tta: str) -> np.ndarray:
+    """Per face (per photo), whether `model` (None: the shipped one) gets it right."""
+    return right(*scores(model, kind, path, tta))
 
 
 def paired(candidate: np.ndarray, shipped: np.ndarray) -> dict:
