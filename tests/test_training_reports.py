@@ -92,6 +92,26 @@ def test_report_pngs(trained_run, capsys):
             assert img.width >= 300 and img.height >= 150, name
 
 
+def test_report_that_fails_writing_keeps_the_old_scores(trained_run, monkeypatch, capsys):
+    """A disk that fills while a second report writes eval_val.json: the first one's stays."""
+    assert main(["report", str(trained_run), "--faces", "8"]) == 0
+    scores = trained_run / "eval_val.json"
+    before = scores.read_bytes()
+    write_text = Path.write_text
+
+    def disk_full(self, text, *args, **kwargs):
+        if self.suffix != ".json":
+            return write_text(self, text, *args, **kwargs)
+        write_text(self, text[: len(text) // 2])
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    assert main(["report", str(trained_run), "--faces", "8"]) != 0
+    assert "No space left on device" in capsys.readouterr().err
+    assert scores.read_bytes() == before
+    assert not list(trained_run.glob(".partial-*"))
+
+
 def test_compare(trained_run, tmp_path, capsys):
     plot = tmp_path / "cmp.png"
     assert (

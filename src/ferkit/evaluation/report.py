@@ -14,7 +14,7 @@ from ferkit.data.types import source_list
 from ferkit.errors import DataError, parse_problem
 from ferkit.evaluation import plots
 from ferkit.evaluation.evaluate import evaluate
-from ferkit.outputs import json_dumps
+from ferkit.outputs import json_dumps, replaced_atomically
 
 
 def read_metrics(run: str | Path) -> pd.DataFrame:
@@ -94,7 +94,8 @@ def make_report(
         result = evaluate(run, dataset, split="val" if i else None, with_probs=True)
         faces = scored_faces(dataset, result)
         written[f"scores{suffix}"] = run / f"eval_{result['split']}{suffix}.json"
-        written[f"scores{suffix}"].write_text(json_dumps(result, indent=1))
+        with replaced_atomically(written[f"scores{suffix}"]) as tmp:  # a second report
+            tmp.write_text(json_dumps(result, indent=1))
         title = (
             f"{cfg['model']} on {result['split']} of {Path(source).name} (n={result['n']:,}): "
             f"{result['accuracy']:.1%}"

@@ -360,7 +360,8 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
         "stopped": stopped or _stop_reason(trainer),
         "hardware": hardware,
     }
-    (run_dir / "summary.json").write_text(json_dumps(summary, indent=1))
+    with replaced_atomically(run_dir / "summary.json") as tmp:  # a --resume rewrites it
+        tmp.write_text(json_dumps(summary, indent=1))
 
 
 def _stop_reason(trainer) -> str:
