@@ -90,7 +90,9 @@ def score_set(name: str, tta: str, scored: dict, subsets: bool) -> dict:
             f"{pair['only_second_right']}"
         )
 
-    sizes = range(2, len(members) + 1) if subsets else [len(members)] * (len(members) > 1)
+    # every subset of two or more members, or else all of them together (if two or more)
+    smallest = 2 if subsets else max(2, len(members))
+    sizes = range(smallest, len(members) + 1)
     groups = [list(g) for k in sizes for g in itertools.combinations(members, k)]
     ensembles = sorted(
         ({"members": g, "accuracy": float(averaged(scored, g, y_true).mean())} for g in groups),
