@@ -21,7 +21,7 @@ from ferkit.errors import FerkitError
 log = logging.getLogger("ferkit")
 
 # Command modules, in the order `ferkit --help` lists them.
-COMMANDS = ("data", "models", "train", "evaluate", "predict", "export", "webcam", "serve")
+COMMANDS = ("data", "models", "train", "evaluate", "predict", "export", "soup", "webcam", "serve")
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 
