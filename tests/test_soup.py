@@ -4,6 +4,7 @@ refused for members that cannot average, and the greedy soup's choice."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -42,6 +43,15 @@ def test_members_that_cannot_average_are_refused(members, tmp_path):
         average_models(loaded, [members[0], str(other)])
     with pytest.raises(CheckpointError, match="at least two"):
         average_models(loaded[:1])
+
+
+def test_the_same_weights_twice_are_refused(members, tmp_path, capsys):
+    copy = tmp_path / "last.pt"  # a run's last.pt when its best epoch was its last
+    shutil.copy(members[0], copy)
+    out = tmp_path / "soup.pt"
+    assert main(["soup", members[0], members[1], str(copy), "--out", str(out)]) == 2
+    assert "hold the same weights" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_greedy_soup_keeps_only_what_helps(members):

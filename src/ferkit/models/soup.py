@@ -12,6 +12,7 @@ average to noise. The batch-norm statistics are averaged with the weights, as th
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,10 +39,56 @@ def average_models(members: Sequence[Member], names: Sequence[str] | None = None
     and temperature (neither holds for the soup), with `extra["soup"]` naming the members.
 
     Raises:
-        CheckpointError: fewer than two members, or members that differ in architecture,
-            input or labels (`names` say which, in the message).
+        CheckpointError: fewer than two members, members that differ in architecture, input
+            or labels, or two that hold the same weights (a run's best.pt and last.pt when its
+            best epoch was its last: averaging both would count it twice); `names` say which.
     """
-    names = list(names or (f"member {i + 1}" for i in range(len(members))))
+    names = _names(members, names)
+    _check(members, names)
+    return _average(members, names)
+
+
+def greedy_soup(
+    members: Sequence[Member],
+    score: Callable[[nn.Module], float],
+    names: Sequence[str] | None = None,
+) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
+    """The greedy soup: members ordered by `score` (higher is better; validation accuracy),
+    each added to the soup only if the soup's score does not fall.
+
+    Returns:
+        (model, meta, trace): the soup (the best member alone, as a float32 copy, if no other
+        joins it), its meta (`extra["soup"]` naming the members kept, `metrics["score"]` its
+        score) and one entry per step: {"tried": names, "score": float, "kept": bool}.
+
+    Raises:
+        CheckpointError: as `average_models`.
+    """
+    names = _names(members, names)
+    _check(members, names)
+    alone = [score(model) for model, _ in members]
+    order = sorted(range(len(members)), key=lambda i: -alone[i])
+    kept = [order[0]]
+    best = alone[order[0]]
+    trace = [{"tried": [names[order[0]]], "score": best, "kept": True}]
+    for i in order[1:]:
+        trial = [*kept, i]
+        model, _ = _average([members[j] for j in trial], [names[j] for j in trial])
+        value = score(model)
+        trace.append({"tried": [names[j] for j in trial], "score": value, "kept": value >= best})
+        if value >= best:
+            kept, best = trial, value
+    model, meta = _average([members[j] for j in kept], [names[j] for j in kept])
+    meta["metrics"] = {"score": best}
+    return model, meta, trace
+
+
+def _names(members: Sequence[Member], names: Sequence[str] | None) -> list[str]:
+    return list(names or (f"member {i + 1}" for i in range(len(members))))
+
+
+def _check(members: Sequence[Member], names: list[str]) -> None:
+    """Refuse what cannot average into one meaningful model (see `average_models`)."""
     if len(members) < 2:
         raise CheckpointError("a soup needs at least two models to average")
     first = members[0][1]
@@ -54,6 +101,19 @@ def average_models(members: Sequence[Member], names: Sequence[str] | None = None
                 f"{first.get(key)!r}): only models of one architecture, input and label set, "
                 "fine-tuned from one start, average into one"
             )
+    states = [model.state_dict() for model, _ in members]
+    for i, j in itertools.combinations(range(len(states)), 2):
+        if all(torch.equal(states[i][k], states[j][k]) for k in states[i]):
+            raise CheckpointError(
+                f"{names[i]} and {names[j]} hold the same weights (a run's best and last "
+                "epoch, say): name one of them, or it counts twice in the average"
+            )
+
+
+def _average(members: Sequence[Member], names: list[str]) -> Member:
+    """The mean of `members`' floating-point tensors in a fresh float32 model (one member: a
+    float32 copy of it), with the first member's meta as `average_models` describes it."""
+    first = members[0][1]
     states = [model.state_dict() for model, _ in members]
     averaged = {}
     for key, tensor in states[0].items():
@@ -69,44 +129,9 @@ def average_models(members: Sequence[Member], names: Sequence[str] | None = None
     )
     model.load_state_dict(averaged, strict=True)
     meta = {k: v for k, v in first.items() if k not in ("metrics", "temperature")}
-    meta["extra"] = {**(first.get("extra") or {}), "soup": {"members": names}}
+    meta["extra"] = {**(first.get("extra") or {}), "soup": {"members": list(names)}}
     meta["metrics"], meta["temperature"] = {}, None
     return model.eval(), meta
-
-
-def greedy_soup(
-    members: Sequence[Member],
-    score: Callable[[nn.Module], float],
-    names: Sequence[str] | None = None,
-) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
-    """The greedy soup: members ordered by `score` (higher is better; validation accuracy),
-    each added to the soup only if the soup's score does not fall.
-
-    Returns:
-        (model, meta, trace): the soup (the best member alone, as a float32 copy, if no other
-        joins it), its meta (`extra["soup"]` naming the members kept, `metrics["score"]` its
-        score) and one entry per step: {"tried": names, "score": float, "kept": bool}.
-    """
-    names = list(names or (f"member {i + 1}" for i in range(len(members))))
-    alone = [score(model) for model, _ in members]
-    order = sorted(range(len(members)), key=lambda i: -alone[i])
-    kept = [order[0]]
-    best = alone[order[0]]
-    trace = [{"tried": [names[order[0]]], "score": best, "kept": True}]
-    for i in order[1:]:
-        trial = [*kept, i]
-        model, _ = average_models([members[j] for j in trial], [names[j] for j in trial])
-        value = score(model)
-        trace.append({"tried": [names[j] for j in trial], "score": value, "kept": value >= best})
-        if value >= best:
-            kept, best = trial, value
-    if len(kept) > 1:
-        model, meta = average_models([members[j] for j in kept], [names[j] for j in kept])
-    else:  # a soup of one: the member itself, in float32 as every soup is
-        model, meta = average_models([members[kept[0]]] * 2, [names[kept[0]]] * 2)
-        meta["extra"]["soup"]["members"] = [names[kept[0]]]
-    meta["metrics"] = {"score": best}
-    return model, meta, trace
 
 
 def _norm(value: Any) -> Any:
