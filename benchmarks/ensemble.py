@@ -69,8 +69,9 @@ def score_set(name: str, tta: str, scored: dict, subsets: bool) -> dict:
     """One set's figures (and its lines on stdout) from each member's `scores`."""
     members = list(scored)
     y_true = scored[members[0]][1]
-    rights = {m: right(*scored[m]) for m in members}
+    # each member's answer per face (-1 where it gave none: a photo without a face)
     tops = {m: np.where(scored[m][2], scored[m][0].argmax(1), -1) for m in members}
+    rights = {m: tops[m] == y_true for m in members}
     print(f"{name} (n={len(y_true)}, tta {tta})")
     for m in members:
         print(f"  {rights[m].mean():7.2%}  {m}")

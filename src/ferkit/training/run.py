@@ -205,10 +205,13 @@ def _paths_resolved(cfg: TrainConfig) -> TrainConfig:
     run folder, as `--model` is named, becomes its file. A data path or teacher that does not
     exist is left for the data module or the teachers' loader to refuse; a `pretrained` that
     names nothing is refused here, before the data loads."""
-    paths = {key: _absolute(getattr(cfg, key)) for key in ("data", "ferplus") if getattr(cfg, key)}
-    for key in ("extra_train", "extra_val"):
-        if getattr(cfg, key):
-            paths[key] = [_absolute(str(p)) for p in source_list(getattr(cfg, key))]
+    paths = {}
+    for key in ("data", "ferplus", "extra_train", "extra_val"):
+        if value := getattr(cfg, key):
+            many = key.startswith("extra")
+            paths[key] = (
+                [_absolute(str(p)) for p in source_list(value)] if many else _absolute(value)
+            )
     if cfg.teacher:  # the files they name, as for pretrained below
         found = [_model_file(t) for t in teacher_paths(cfg.teacher)]
         paths["teacher"] = found if isinstance(cfg.teacher, list) else found[0]
