@@ -82,7 +82,8 @@ def test_cli_writes_a_soup_that_loads_and_reports_scores(members, msambare, tmp_
     out = tmp_path / "soup.pt"
     assert main(["soup", *members, "--out", str(out), "--data", str(msambare), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc["members"]) == set(members) and doc["kept"] == members
+    assert [m["model"] for m in doc["members"]] == members and doc["kept"] == members
+    assert all(0 <= m["score"] <= 1 for m in doc["members"])
     assert 0 <= doc["score"] <= 1
     _, meta = load_torch_model(out)
     assert meta["extra"]["soup"]["members"] == members

@@ -74,8 +74,13 @@ def cmd_soup(args: argparse.Namespace) -> int:
             scores[name] = score(model)
             say(f"{scores[name]:7.2%}  {name}")
     trace = None
-    if args.greedy:
-        model, meta, trace = greedy_soup(members, score, args.members)
+    if args.greedy:  # the members' scores are known: score only the soups
+        known = {
+            id(model): scores[name] for name, (model, _) in zip(args.members, members, strict=True)
+        }
+        model, meta, trace = greedy_soup(
+            members, lambda m: known[id(m)] if id(m) in known else score(m), args.members
+        )
         for step in trace[1:]:
             verdict = "kept" if step["kept"] else "dropped"
             say(f"{step['score']:7.2%}  soup of {' + '.join(step['tried'])}: {verdict}")
@@ -92,8 +97,14 @@ def cmd_soup(args: argparse.Namespace) -> int:
     _save_pt(model, meta, args.out)
     say(f"wrote {args.out}")
     if args.json:
-        doc = {"out": str(args.out), "members": scores or args.members, "kept": kept}
-        doc.update(score=soup_score, data=args.data, greedy=trace)
+        doc = {
+            "out": str(args.out),
+            "members": [{"model": m, "score": scores.get(m)} for m in args.members],
+            "kept": kept,
+            "score": soup_score,
+            "data": args.data,
+            "greedy": trace,
+        }
         print(json.dumps(doc, indent=1))
     return 0
 
