@@ -75,12 +75,8 @@ def cmd_soup(args: argparse.Namespace) -> int:
             say(f"{scores[name]:7.2%}  {name}")
     trace = None
     if args.greedy:  # the members' scores are known: score only the soups
-        known = {
-            id(model): scores[name] for name, (model, _) in zip(args.members, members, strict=True)
-        }
-        model, meta, trace = greedy_soup(
-            members, lambda m: known[id(m)] if id(m) in known else score(m), args.members
-        )
+        alone = [scores[name] for name in args.members]
+        model, meta, trace = greedy_soup(members, score, args.members, alone)
         for step in trace[1:]:
             verdict = "kept" if step["kept"] else "dropped"
             say(f"{step['score']:7.2%}  soup of {' + '.join(step['tried'])}: {verdict}")

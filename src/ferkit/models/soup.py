@@ -12,6 +12,7 @@ average to noise. The batch-norm statistics are averaged with the weights, as th
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,7 +21,6 @@ import torch
 from torch import nn
 
 from ferkit.errors import CheckpointError
-from ferkit.models.registry import create_model
 
 __all__ = ["average_models", "greedy_soup"]
 
@@ -52,9 +52,11 @@ def greedy_soup(
     members: Sequence[Member],
     score: Callable[[nn.Module], float],
     names: Sequence[str] | None = None,
+    alone: Sequence[float] | None = None,
 ) -> tuple[nn.Module, dict[str, Any], list[dict[str, Any]]]:
     """The greedy soup: members ordered by `score` (higher is better; validation accuracy),
-    each added to the soup only if the soup's score does not fall.
+    each added to the soup only if the soup's score does not fall. `alone`: the members' own
+    scores, where the caller has them already (else each is scored here).
 
     Returns:
         (model, meta, trace): the soup (the best member alone, as a float32 copy, if no other
@@ -66,7 +68,8 @@ def greedy_soup(
     """
     names = _names(members, names)
     _check(members, names)
-    alone = [score(model) for model, _ in members]
+    if alone is None:
+        alone = [score(model) for model, _ in members]
     order = sorted(range(len(members)), key=lambda i: -alone[i])
     kept = [order[0]]
     best = alone[order[0]]
@@ -121,12 +124,7 @@ def _average(members: Sequence[Member], names: list[str]) -> Member:
             averaged[key] = torch.stack([s[key].float() for s in states]).mean(0)
         else:
             averaged[key] = tensor.clone()
-    model = create_model(
-        first["arch"],
-        num_classes=int(first["num_classes"]),
-        in_channels=int(first["in_channels"]),
-        **dict(first.get("arch_kwargs") or {}),
-    )
+    model = copy.deepcopy(members[0][0]).float()  # the members' architecture, shared
     model.load_state_dict(averaged, strict=True)
     meta = {k: v for k, v in first.items() if k not in ("metrics", "temperature")}
     meta["extra"] = {**(first.get("extra") or {}), "soup": {"members": list(names)}}
