@@ -15,6 +15,7 @@ from ferkit.errors import CheckpointError
 from ferkit.inference.model_io import load_torch_model
 from ferkit.labels import FERPLUS_EMOTIONS
 from ferkit.models.soup import average_models, greedy_soup
+from test_ferplus import ROWS, write_ferplus, write_pixels
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,33 @@ def test_cli_writes_a_soup_that_loads_and_reports_scores(members, msambare, tmp_
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "soup of" in printed and f"wrote {greedy}" in printed
+
+
+def test_cli_shows_each_source_and_scores_ferplus_soups(members, msambare, tmp_path, capsys):
+    out = tmp_path / "two.pt"
+    data = ["--data", str(msambare), "--data", str(msambare / "test")]
+    assert main(["soup", *members, "--out", str(out), *data, "--greedy", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    for entry in [*doc["members"], doc, *doc["greedy"]]:  # the mean of the two, each kept
+        assert len(entry["per_data"]) == 2
+        assert entry["score"] == pytest.approx(sum(entry["per_data"]) / 2)
+    assert main(["soup", *members, "--out", str(tmp_path / "t.pt"), *data]) == 0
+    assert "%, " in capsys.readouterr().out  # the mean, then each source's figure
+
+    # 8-class FER+ members: scored on FER+ majority labels, refused on FER-2013's seven
+    pixels = write_pixels(tmp_path / "fer2013.csv", [r[0] for r in ROWS])
+    labels = write_ferplus(tmp_path / "fer2013new.csv")
+    plus = [
+        str(make_checkpoint(tmp_path / f"p{seed}.pt", seed=seed, labels=FERPLUS_EMOTIONS))
+        for seed in (1, 2)
+    ]
+    soup = tmp_path / "plus.pt"
+    args = ["soup", *plus, "--out", str(soup), "--data", str(pixels)]
+    assert main(args) == 2 and "--ferplus" in capsys.readouterr().err
+    assert main([*args, "--ferplus", str(labels), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ferplus"] == str(labels) and 0 <= doc["score"] <= 1
+    assert load_torch_model(soup)[1]["labels"] == list(FERPLUS_EMOTIONS)
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def greedy_soup(
         if value >= best:
             kept, best = trial, value
     model, meta = _average([members[j] for j in kept], [names[j] for j in kept])
-    meta["metrics"] = {"score": best}
+    meta["metrics"] = {"score": float(best)}
     return model, meta, trace
 
 
