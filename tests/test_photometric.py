@@ -3,11 +3,14 @@ determinism under a seed, what it does to an image, and its config keys."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torchvision.transforms.v2 import functional as TF
 
 from ferkit.errors import ConfigError
-from ferkit.training.augment import BatchAugment
+from ferkit.training.augment import BatchAugment, _gaussian_blur
 from ferkit.training.config import TrainConfig, load_config
 
 # geometry and jitter off, so each test sees one part alone
@@ -68,6 +71,17 @@ def test_blur_and_down_up_scaling_remove_detail():
     x = batch()
     assert roughness(run(1, x, blur=1.0, blur_sigma=[1.0, 1.5])) < 0.6 * roughness(x)
     assert roughness(run(1, x, downscale=1.0, downscale_side=[12, 16])) < 0.6 * roughness(x)
+
+
+def test_one_convolution_blurs_each_image_as_torchvision_does_with_its_sigma():
+    x, sigma = batch()[:3], torch.tensor([0.3, 0.8, 1.2])
+    out = _gaussian_blur(x, sigma)
+    for i, s in enumerate(sigma.tolist()):
+        k = 2 * math.ceil(3 * s) + 1  # torchvision's kernel ends there; ours at 3 x 1.2
+        expected = TF.gaussian_blur(x[i], [k, k], [s, s])
+        assert torch.allclose(out[i], expected, atol=2e-3), s
+    alone = TF.gaussian_blur(x[2], [9, 9], [1.2, 1.2])  # the same kernel: the same answer
+    assert torch.allclose(_gaussian_blur(x[2:], sigma[2:])[0], alone, atol=1e-6)
 
 
 def test_jpeg_leaves_8_bit_values_that_differ_from_the_input():

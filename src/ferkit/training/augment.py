@@ -7,8 +7,9 @@ masked tensor arithmetic. Randomness comes from torch's global generator (seeded
 The robust photometrics cover what users feed in besides the canonical CSV pixels: contrast
 stretching and equalisation (the processed folder copy of FER-2013 is histogram-equalised),
 small faces scaled up (down-up scaling), blur and JPEG. They use torchvision's v2 functionals
-(`autocontrast`, `equalize`, `resize`, `gaussian_blur`; JPEG through OpenCV) on the images
-each draw picks; each is off (p = 0) unless a recipe turns it on. Order: geometry, contrast
+(`autocontrast`, `equalize`, `resize`), one grouped convolution for blur (torchvision's
+Gaussian kernel, a sigma per image) and OpenCV for JPEG, each on all the images its draw picks
+at once; each is off (p = 0) unless a recipe turns it on. Order: geometry, contrast
 stretching and equalisation, brightness/contrast jitter, down-up scaling, blur, JPEG, erasing.
 """
 
@@ -52,6 +53,21 @@ def _jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
     if not ok:
         raise RuntimeError(f"OpenCV could not JPEG-encode a {gray.shape} image")
     return cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Each image of x (N, 1, H, W) blurred with its own sigma (N,): one separable grouped
+    convolution, reflecting at the borders as torchvision's gaussian_blur does; the kernel
+    spans 3 of the largest sigma on each side (the smaller ones are zero where theirs ends)."""
+    n, _, h, w = x.shape
+    radius = math.ceil(3 * float(sigma.max()))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(t**2) / (2 * sigma.view(n, 1) ** 2))
+    kernel = (kernel / kernel.sum(1, keepdim=True)).to(x.device, x.dtype)
+    y = F.pad(x.view(1, n, h, w), (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, kernel.view(n, 1, 1, -1), groups=n)
+    y = F.conv2d(y, kernel.view(n, 1, -1, 1), groups=n)
+    return y.view(n, 1, h, w)
 
 
 def _picked(n: int, p: float, like: torch.Tensor) -> list[int]:
@@ -105,24 +121,33 @@ class BatchAugment(nn.Module):
         return x
 
     def _degrade(self, x: torch.Tensor) -> torch.Tensor:
-        """Down-up scaling, Gaussian blur and JPEG compression of the images each p picks."""
+        """Down-up scaling, Gaussian blur and JPEG compression of the images each p picks.
+
+        Each works on all its picked images at once (one resize per drawn side, one grouped
+        convolution, one copy to and from the host for JPEG), so a GPU waits for the host a
+        few times per batch, not once or twice per picked image. Sides, sigmas and qualities
+        are drawn on the host."""
         n, _, h, w = x.shape
         if not (self.downscale or self.blur or self.jpeg):
             return x
         x = x.clone()
-        for i in _picked(n, self.downscale, x):
-            side = int(torch.randint(self.downscale_side[0], self.downscale_side[1] + 1, ()))
+        picked = _picked(n, self.downscale, x)
+        sides = torch.randint(self.downscale_side[0], self.downscale_side[1] + 1, (len(picked),))
+        for side in sorted(set(sides.tolist())):
             if side < min(h, w):
-                small = TF.resize(x[i], [side, side], antialias=True)
-                x[i] = TF.resize(small, [h, w], antialias=False)
-        for i in _picked(n, self.blur, x):
-            sigma = float(_uniform(1, *self.blur_sigma, x))
-            k = 2 * math.ceil(3 * sigma) + 1
-            x[i] = TF.gaussian_blur(x[i], [k, k], [sigma, sigma])
-        for i in _picked(n, self.jpeg, x):
-            quality = int(torch.randint(self.jpeg_quality[0], self.jpeg_quality[1] + 1, ()))
-            pixels = (x[i, 0] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-            x[i, 0] = torch.from_numpy(_jpeg(pixels, quality)).to(x.device, x.dtype) / 255
+                group = [i for i, s in zip(picked, sides.tolist(), strict=True) if s == side]
+                small = TF.resize(x[group], [side, side], antialias=True)
+                x[group] = TF.resize(small, [h, w], antialias=False)
+        picked = _picked(n, self.blur, x)
+        if picked:
+            sigma = torch.rand(len(picked)) * (self.blur_sigma[1] - self.blur_sigma[0])
+            x[picked] = _gaussian_blur(x[picked], sigma + self.blur_sigma[0])
+        picked = _picked(n, self.jpeg, x)
+        if picked:
+            quality = torch.randint(self.jpeg_quality[0], self.jpeg_quality[1] + 1, (len(picked),))
+            pixels = (x[picked, 0] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+            out = np.stack([_jpeg(p, q) for p, q in zip(pixels, quality.tolist(), strict=True)])
+            x[picked, 0] = torch.from_numpy(out).to(x.device, x.dtype) / 255
         return x.clamp(0, 1)
 
     def _geometric(self, x: torch.Tensor) -> torch.Tensor:
