@@ -12,8 +12,9 @@ Only models fine-tuned from one checkpoint average well (the runs trained with
 (checked), and independently trained networks average to noise. `--data` (repeatable) scores
 every member and the soup on each data set's validation split (FER-2013's PublicTest); with
 several, their mean decides and each one's figure is shown beside it. `--ferplus FILE` scores
-8-class FER+ models on FER+'s majority labels of the CSV's PublicTest, as `ferkit evaluate` does. `--greedy` orders the members by that score and adds each only if
-the soup's score does not fall. The soup is written in float32, uncalibrated; export it as a
+8-class FER+ models on FER+'s majority labels of the CSV's PublicTest, as `ferkit evaluate`
+does. `--greedy` orders the members by that score and adds each only if the soup's score does
+not fall. The soup is written in float32, uncalibrated; export it as a
 shipped model is next: `ferkit export soup.pt small.pt --half --calibrate --data D`.
 """
 
