@@ -11,8 +11,12 @@ costs a model: the same PublicTest faces from both sources, paired by content.
    every pair and compared with the folder face: mean absolute difference in grey levels
    (the folder copy is also JPEG-compressed, so no candidate reaches 0), and the share of
    pixels at 255.
-3. **What a model scores** on the CSV pixels and on the folder copy, as they are and after
-   the best-matching processing (no TTA, n = all PublicTest faces).
+   The folder's JPEG quality is read from its files' quantisation tables (the quality at which
+   OpenCV's encoder writes the same luminance table), so the processings include that JPEG,
+   alone and after equalisation.
+3. **What a model scores** on the CSV pixels after each processing (how much of the gap to the
+   folder copy each step explains), and on the folder copy as it is and after the
+   best-matching processing (no TTA, n = all PublicTest faces).
 """
 
 from __future__ import annotations
@@ -45,13 +49,46 @@ def stretch(face: np.ndarray, cut: float) -> np.ndarray:
     return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
-PROCESSINGS = {
-    "none": lambda f: f,
-    "min-max stretch": lambda f: stretch(f, 0),
-    "1% stretch": lambda f: stretch(f, 1),
-    "equalisation (OpenCV)": cv2.equalizeHist,
-    "equalisation (PIL)": lambda f: np.asarray(ImageOps.equalize(Image.fromarray(f))),
-}
+def jpeg(face: np.ndarray, quality: int) -> np.ndarray:
+    _, data = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+
+
+def jpeg_quality(folder: Path, files: int = 50) -> int | None:
+    """The JPEG quality most of the folder's first `files` images were saved at (OpenCV's
+    scale), or None where none matches a quality's luminance table."""
+    import io
+    from collections import Counter
+
+    def table(quality: int) -> list[int]:
+        _, data = cv2.imencode(
+            ".jpg", np.zeros((8, 8), np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality]
+        )
+        return list(Image.open(io.BytesIO(data.tobytes())).quantization[0])
+
+    tables = {tuple(table(q)): q for q in range(1, 101)}
+    found = Counter(
+        tables.get(tuple(Image.open(f).quantization[0]))
+        for f in sorted(folder.rglob("*.jpg"))[:files]
+    )
+    return found.most_common(1)[0][0] if found else None
+
+
+def processings(quality: int | None) -> dict:
+    """Candidate processings of a CSV face, by name."""
+    out = {
+        "none": lambda f: f,
+        "min-max stretch": lambda f: stretch(f, 0),
+        "1% stretch": lambda f: stretch(f, 1),
+        "equalisation (OpenCV)": cv2.equalizeHist,
+        "equalisation (PIL)": lambda f: np.asarray(ImageOps.equalize(Image.fromarray(f))),
+    }
+    if quality:
+        out[f"JPEG {quality}"] = lambda f: jpeg(f, quality)
+        out[f"equalisation (OpenCV) + JPEG {quality}"] = lambda f: jpeg(
+            cv2.equalizeHist(f), quality
+        )
+    return out
 
 
 def main() -> None:
@@ -75,6 +112,9 @@ def main() -> None:
     agree = float(np.mean(np.asarray(folder.labels) == np.asarray(csv.labels)[pair]))
     print(f"paired {len(pair)} folder faces with CSV faces; labels agree for {agree:.2%}")
 
+    quality = jpeg_quality(Path(args.folder))
+    print(f"the folder's JPEG files were saved at quality {quality} (their quantisation tables)")
+    PROCESSINGS = processings(quality)
     matches = {}
     for name, fn in PROCESSINGS.items():
         made = np.stack([fn(csv.images[j]) for j in pair])
@@ -92,19 +132,22 @@ def main() -> None:
     model, meta = load_torch_model(resolve_model(args.model or "flagship"))
     spec = InputSpec.from_meta(meta)
     scores = {}
-    for source, split in (("csv", csv), ("folder", folder)):
-        for name in ("none", best):
-            faces = np.stack([PROCESSINGS[name](f) for f in split.images])
-            probs = predict_proba(model, faces, spec=spec)
-            acc = float(np.mean(probs.argmax(1) == np.asarray(split.labels)))
-            scores[f"{source}, {name}"] = acc
-            print(f"{source:6s} pixels, processing {name:24s}: {acc:.2%} (n={len(faces)})")
+    runs = [("csv", csv, name) for name in PROCESSINGS] + [
+        ("folder", folder, n) for n in ("none", best)
+    ]
+    for source, split, name in runs:
+        faces = np.stack([PROCESSINGS[name](f) for f in split.images])
+        probs = predict_proba(model, faces, spec=spec)
+        acc = float(np.mean(probs.argmax(1) == np.asarray(split.labels)))
+        scores[f"{source}, {name}"] = acc
+        print(f"{source:6s} pixels, processing {name:36s}: {acc:.2%} (n={len(faces)})")
     report = {
         "model": args.model or "flagship (shipped)",
         "pairs": len(pair),
         "labels_agree": agree,
         "processing_vs_folder": matches,
         "closest": best,
+        "folder_jpeg_quality": quality,
         "accuracy": scores,
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
     }
