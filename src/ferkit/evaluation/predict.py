@@ -26,14 +26,15 @@ def predict_proba(
 
     TTA averages the probabilities of the views (`ferkit.tta.tta_mean`, as the recognizer
     does), all views of a face in one pass of about `batch_size` inputs; `temperature`
-    divides the logits first.
+    divides the logits first. The faces go to the model's device; the answers come back.
     """
     tta = check_tta(tta)
     model.eval()
+    device = next(model.parameters(), torch.empty(0)).device  # the model's own (CPU, GPU)
 
     def probs(faces: torch.Tensor) -> torch.Tensor:
-        x = spec.to_input(faces).contiguous(memory_format=torch.channels_last)
-        return torch.softmax(model(x).float() / (temperature or 1.0), dim=1)
+        x = spec.to_input(faces.to(device)).contiguous(memory_format=torch.channels_last)
+        return torch.softmax(model(x).float() / (temperature or 1.0), dim=1).cpu()
 
     out = []
     step = max(1, batch_size // TTA_VIEWS[tta])

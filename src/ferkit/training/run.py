@@ -291,7 +291,9 @@ def _finish(trainer, module, data, cfg, run_dir, seconds, stopped: str | None = 
     if module.teachers:
         recipe["teachers"] = [t.record() for t in module.teachers]
     scores = {}
-    module = module.float().cpu()
+    # scored where it trained (Lightning's teardown has moved it to the CPU): on a GPU, the
+    # CPU would take longer to score a wide network than some of its epochs took to train
+    module = module.float().to(trainer.strategy.root_device)
     best_epoch = trainer.current_epoch  # 1-based: the epochs done, the last of them
     if ckpt_cb is None:  # a smoke run keeps no training state: its weights now are the best
         sources = {"best": None}
