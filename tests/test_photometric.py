@@ -73,6 +73,13 @@ def test_blur_and_down_up_scaling_remove_detail():
     assert roughness(run(1, x, downscale=1.0, downscale_side=[12, 16])) < 0.6 * roughness(x)
 
 
+def test_every_part_runs_under_bf16_autocast_as_training_does():
+    keys = dict(autocontrast=0.5, equalize=0.5, blur=1.0, downscale=1.0, jpeg=1.0, erasing=0.5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = run(1, batch(), **keys)
+    assert out.dtype == torch.float32 and out.shape == batch().shape
+
+
 def test_one_convolution_blurs_each_image_as_torchvision_does_with_its_sigma():
     x, sigma = batch()[:3], torch.tensor([0.3, 0.8, 1.2])
     out = _gaussian_blur(x, sigma)

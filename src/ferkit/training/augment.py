@@ -137,11 +137,12 @@ class BatchAugment(nn.Module):
             if side < min(h, w):
                 group = [i for i, s in zip(picked, sides.tolist(), strict=True) if s == side]
                 small = TF.resize(x[group], [side, side], antialias=True)
-                x[group] = TF.resize(small, [h, w], antialias=False)
+                x[group] = TF.resize(small, [h, w], antialias=False).to(x.dtype)
         picked = _picked(n, self.blur, x)
         if picked:
             sigma = torch.rand(len(picked)) * (self.blur_sigma[1] - self.blur_sigma[0])
-            x[picked] = _gaussian_blur(x[picked], sigma + self.blur_sigma[0])
+            # under autocast the convolution answers in bf16; x keeps its own dtype
+            x[picked] = _gaussian_blur(x[picked], sigma + self.blur_sigma[0]).to(x.dtype)
         picked = _picked(n, self.jpeg, x)
         if picked:
             quality = torch.randint(self.jpeg_quality[0], self.jpeg_quality[1] + 1, (len(picked),))
