@@ -57,8 +57,9 @@ def _jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
 
 def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Each image of x (N, 1, H, W) blurred with its own sigma (N,): one separable grouped
-    convolution, reflecting at the borders as torchvision's gaussian_blur does; the kernel
-    spans 3 of the largest sigma on each side (the smaller ones are zero where theirs ends)."""
+    convolution, reflecting at the borders as torchvision's gaussian_blur does. Every kernel
+    spans three of the largest sigma on each side; torchvision cuts a smaller sigma's kernel at
+    three of its own, so the two differ only by that kernel's far tails."""
     n, _, h, w = x.shape
     radius = math.ceil(3 * float(sigma.max()))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
@@ -132,10 +133,11 @@ class BatchAugment(nn.Module):
             return x
         x = x.clone()
         picked = _picked(n, self.downscale, x)
-        sides = torch.randint(self.downscale_side[0], self.downscale_side[1] + 1, (len(picked),))
-        for side in sorted(set(sides.tolist())):
+        low, high = self.downscale_side
+        sides = torch.randint(low, high + 1, (len(picked),)).tolist()
+        for side in sorted(set(sides)):
             if side < min(h, w):
-                group = [i for i, s in zip(picked, sides.tolist(), strict=True) if s == side]
+                group = [i for i, s in zip(picked, sides, strict=True) if s == side]
                 small = TF.resize(x[group], [side, side], antialias=True)
                 x[group] = TF.resize(small, [h, w], antialias=False).to(x.dtype)
         picked = _picked(n, self.blur, x)
