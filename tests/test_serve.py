@@ -338,6 +338,23 @@ def test_ctrl_c_twice_stops_without_a_traceback(checkpoint):
     assert "Traceback" not in err and err.rstrip().endswith("ferkit: interrupted")
 
 
+def test_ctrl_c_is_130_even_when_the_reraised_signal_is_lost(checkpoint, monkeypatch, capsys):
+    """A serve that uvicorn shut down for a Ctrl-C exits 130 with one line, even where the
+    signal uvicorn raises again on its way out never reaches the CLI."""
+    import signal
+
+    import uvicorn
+
+    def run(self, sockets):  # as uvicorn does on a Ctrl-C, its re-raise lost
+        for s in sockets:
+            s.close()
+        self.handle_exit(signal.SIGINT, None)
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    assert main(["serve", "--model", str(checkpoint), "--port", "0"]) == 130
+    assert capsys.readouterr().err.rstrip().endswith("ferkit: interrupted")
+
+
 def test_help_does_not_import_the_web_stack():
     code = "import sys; from ferkit.cli import build_parser; build_parser(); print(sorted(m for m in ('fastapi', 'uvicorn') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -140,6 +140,8 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
 
     threading.Thread(target=_when_started, args=(server, args.port, started), daemon=True).start()
     server.run(sockets=[sock])
+    if server.interrupted:  # Ctrl-C: 130 and one line, however uvicorn's re-raise fared
+        raise KeyboardInterrupt
     return 0
 
 

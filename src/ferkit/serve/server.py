@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import signal
 import socket
 
 import uvicorn
@@ -102,7 +103,19 @@ class Server(uvicorn.Server):
     """uvicorn's server, except that a second Ctrl-C (uvicorn's forced exit, which skips the
     app's shutdown) still ends the app's lifespan: left pending, it is cancelled as the event
     loop closes, and uvicorn logs that as an error with a traceback. Ending it takes
-    milliseconds (`create_app`'s lifespan stops its worker pool without waiting)."""
+    milliseconds (`create_app`'s lifespan stops its worker pool without waiting).
+
+    `interrupted` says whether a Ctrl-C ended it. uvicorn raises the signals it caught again
+    once it has shut down, inside asyncio's runner, which has its own Ctrl-C handler; once,
+    under load, a serve ended by two Ctrl-Cs still returned normally (exit 0, no "interrupted"
+    line), so the caller raises KeyboardInterrupt itself when `run` returns.
+    """
+
+    interrupted = False
+
+    def handle_exit(self, sig: int, frame) -> None:
+        self.interrupted = self.interrupted or sig == signal.SIGINT
+        super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await super().shutdown(sockets=sockets)
