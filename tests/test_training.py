@@ -53,6 +53,7 @@ def test_run_folder_contents(trained_run):
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["epochs"] == 2 and summary["val_n"] == 28 and summary["test_n"] == 14
     assert 0 <= summary["val_accuracy"] <= 1 and summary["train_images_per_s"] > 0
+    assert summary["precision"] in ("bf16-mixed", "32-true")  # what auto picked on this CPU
 
     from ferkit.models import load_checkpoint
 
@@ -98,6 +99,28 @@ def test_a_run_folder_or_a_shipped_name_is_a_starting_point(trained_run, tiny_da
     assert _paths_resolved(TrainConfig(pretrained="imagenet")).pretrained == "imagenet"
     with pytest.raises(ConfigError, match=r"pretrained: nope\.pt: no such file.*\(flagship, "):
         _paths_resolved(TrainConfig(pretrained="nope.pt"))
+
+
+@pytest.mark.parametrize(
+    ("asked", "native", "expected"),
+    [
+        ("auto", True, "bf16-mixed"),
+        ("auto", False, "32-true"),  # emulated bf16 trained ~15x slower than float32
+        ("bf16", False, "bf16-mixed"),  # asked for: kept, with a warning
+        ("32", True, "32-true"),
+    ],
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(
+    monkeypatch, caplog, asked, native, expected
+):
+    from ferkit.training import run
+
+    monkeypatch.setattr(run, "native_bf16", lambda: native)
+    assert run._precision(TrainConfig(precision=asked), "cpu") == expected
+    warned = "emulated" in caplog.text
+    assert warned == (asked == "bf16" and not native)
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        run._precision(TrainConfig(precision="16"), "cpu")
 
 
 def test_resume_continues_at_next_epoch(tiny_data, tmp_path, capsys):

@@ -74,7 +74,7 @@ class TrainConfig:
     class_weights: bool = False  # weight the loss by inverse class frequency
     balanced_sampler: bool = False  # draw classes equally often instead
     grad_clip: float = 0.0  # clip the gradient norm (0: off)
-    precision: str = "auto"  # auto (bf16 mixed on CPU and GPU), 32, bf16, 16 (GPU)
+    precision: str = "auto"  # auto (bf16 where native, else 32 on CPU, 16 on GPU), 32, bf16, 16
     channels_last: bool = True  # faster convolutions on CPU (oneDNN) and GPU
     ema: float = 0.0  # exponential moving average of weights, e.g. 0.999 (0: off)
     # --- augmentation (training batches only; `augment: false` switches all off)
