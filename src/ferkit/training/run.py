@@ -144,6 +144,9 @@ def train(
             *module.spec.input_size,
         )
     accelerator = _accelerator(cfg)
+    precision = _precision(cfg, accelerator)
+    if cfg.precision == "auto":
+        log.info("precision auto: %s on this %s", precision, accelerator.upper())
 
     trainer = L.Trainer(
         default_root_dir=run_dir,
@@ -153,7 +156,7 @@ def train(
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
-        precision=_precision(cfg, accelerator),
+        precision=precision,
         gradient_clip_val=cfg.grad_clip or None,
         logger=loggers(run_dir),
         callbacks=training_callbacks(cfg, run_dir, progress, checkpoints=not smoke),
