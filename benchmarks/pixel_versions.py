@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from ferkit.training.augment import jpeg_compress
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
 
@@ -47,11 +49,6 @@ def stretch(face: np.ndarray, cut: float) -> np.ndarray:
     lo, hi = np.percentile(face, [cut, 100 - cut])
     out = (face.astype(np.float32) - lo) * 255 / max(hi - lo, 1)
     return np.clip(out, 0, 255).round().astype(np.uint8)
-
-
-def jpeg(face: np.ndarray, quality: int) -> np.ndarray:
-    _, data = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
 
 
 def jpeg_quality(folder: Path, files: int = 50) -> int | None:
@@ -84,8 +81,8 @@ def processings(quality: int | None) -> dict:
         "equalisation (PIL)": lambda f: np.asarray(ImageOps.equalize(Image.fromarray(f))),
     }
     if quality:
-        out[f"JPEG {quality}"] = lambda f: jpeg(f, quality)
-        out[f"equalisation (OpenCV) + JPEG {quality}"] = lambda f: jpeg(
+        out[f"JPEG {quality}"] = lambda f: jpeg_compress(f, quality)
+        out[f"equalisation (OpenCV) + JPEG {quality}"] = lambda f: jpeg_compress(
             cv2.equalizeHist(f), quality
         )
     return out
@@ -114,9 +111,9 @@ def main() -> None:
 
     quality = jpeg_quality(Path(args.folder))
     print(f"the folder's JPEG files were saved at quality {quality} (their quantisation tables)")
-    PROCESSINGS = processings(quality)
+    candidates = processings(quality)
     matches = {}
-    for name, fn in PROCESSINGS.items():
+    for name, fn in candidates.items():
         made = np.stack([fn(csv.images[j]) for j in pair])
         diff = np.abs(made.astype(np.int16) - folder.images.astype(np.int16)).mean()
         matches[name] = {
@@ -132,11 +129,11 @@ def main() -> None:
     model, meta = load_torch_model(resolve_model(args.model or "flagship"))
     spec = InputSpec.from_meta(meta)
     scores = {}
-    runs = [("csv", csv, name) for name in PROCESSINGS] + [
+    runs = [("csv", csv, name) for name in candidates] + [
         ("folder", folder, n) for n in ("none", best)
     ]
     for source, split, name in runs:
-        faces = np.stack([PROCESSINGS[name](f) for f in split.images])
+        faces = np.stack([candidates[name](f) for f in split.images])
         probs = predict_proba(model, faces, spec=spec)
         acc = float(np.mean(probs.argmax(1) == np.asarray(split.labels)))
         scores[f"{source}, {name}"] = acc

@@ -46,7 +46,7 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-def _jpeg(gray: np.ndarray, quality: int) -> np.ndarray:
+def jpeg_compress(gray: np.ndarray, quality: int) -> np.ndarray:
     """A uint8 gray image after JPEG encoding at `quality` and decoding (OpenCV's libjpeg;
     torchvision's JPEG functions are deprecated from 0.29)."""
     ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -149,7 +149,9 @@ class BatchAugment(nn.Module):
         if picked:
             quality = torch.randint(self.jpeg_quality[0], self.jpeg_quality[1] + 1, (len(picked),))
             pixels = (x[picked, 0] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-            out = np.stack([_jpeg(p, q) for p, q in zip(pixels, quality.tolist(), strict=True)])
+            out = np.stack(
+                [jpeg_compress(p, q) for p, q in zip(pixels, quality.tolist(), strict=True)]
+            )
             x[picked, 0] = torch.from_numpy(out).to(x.device, x.dtype) / 255
         return x.clamp(0, 1)
 
