@@ -139,9 +139,7 @@ def cmd_serve(args: argparse.Namespace, on_started: Callable[[str], object] | No
             on_started(url)
 
     threading.Thread(target=_when_started, args=(server, args.port, started), daemon=True).start()
-    server.run(sockets=[sock])
-    if server.interrupted:  # Ctrl-C: 130 and one line, however uvicorn's re-raise fared
-        raise KeyboardInterrupt
+    server.run(sockets=[sock])  # a Ctrl-C: KeyboardInterrupt, 130 and one line
     return 0
 
 

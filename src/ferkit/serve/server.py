@@ -105,10 +105,10 @@ class Server(uvicorn.Server):
     loop closes, and uvicorn logs that as an error with a traceback. Ending it takes
     milliseconds (`create_app`'s lifespan stops its worker pool without waiting).
 
-    `interrupted` says whether a Ctrl-C ended it. uvicorn raises the signals it caught again
-    once it has shut down, inside asyncio's runner, which has its own Ctrl-C handler; once,
-    under load, a serve ended by two Ctrl-Cs still returned normally (exit 0, no "interrupted"
-    line), so the caller raises KeyboardInterrupt itself when `run` returns.
+    And a Ctrl-C always ends `run` with KeyboardInterrupt. uvicorn raises the signals it caught
+    again once it has shut down, inside asyncio's runner, which has its own Ctrl-C handler;
+    once, under load, a serve ended by two Ctrl-Cs still returned normally (exit 0, no
+    "interrupted" line), so `run` raises it itself when a Ctrl-C was caught.
     """
 
     interrupted = False
@@ -116,6 +116,11 @@ class Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame) -> None:
         self.interrupted = self.interrupted or sig == signal.SIGINT
         super().handle_exit(sig, frame)
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        super().run(sockets=sockets)
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await super().shutdown(sockets=sockets)
