@@ -114,6 +114,49 @@ def test_votes_are_ferplus_crossentropy_targets(pair):
     assert data.summary()["labels"] == list(FERPLUS_EMOTIONS)
 
 
+def test_fer2013_votes_keep_fer2013_labels_and_add_the_votes_over_them(pair):
+    plain = load_dataset(pair[0])
+    data = load_dataset(pair[0], ferplus=pair[1], ferplus_labels="fer2013-votes")
+    assert data.labels == EMOTIONS and data.label_mode == "fer2013-votes"
+    for name in ("train", "val"):  # every face, with its FER-2013 label
+        np.testing.assert_array_equal(data[name].images, plain[name].images)
+        np.testing.assert_array_equal(data[name].labels, plain[name].labels)
+    assert data["val"].soft_labels is None  # scored on FER-2013's labels
+    y = plain["train"].labels  # write_pixels: row i has label i % 7
+    expected = np.eye(7, dtype=np.float32)[y]  # rows 3, 4, 5, 7: FER+ dropped them
+    expected[0] = 0
+    expected[0, [idx("neutral"), idx("angry")]] = [4 / 7, 3 / 7]
+    expected[1] = np.eye(7)[idx("happy")]
+    expected[2] = np.eye(7)[idx("neutral")]  # contempt .6, neutral .4: contempt's share dropped
+    expected[6] = 0
+    expected[6, [idx("surprise"), idx("fear")]] = [0.5, 0.5]
+    np.testing.assert_allclose(data["train"].soft_labels, expected, atol=1e-6)
+    assert "for 4 of 8 training faces" in data.notes[-1]
+    # training mixes the FER-2013 label back in
+    _, target = FERDataset(data["train"], hard_label_weight=0.5)[1]
+    np.testing.assert_allclose(
+        target.numpy(), 0.5 * np.eye(7)[y[1]] + 0.5 * np.eye(7)[idx("happy")]
+    )
+
+
+def test_extra_train_joins_soft_labels_as_one_hot_rows(pair, tmp_path):
+    from ferkit.data.dataset import FERDataModule
+
+    other = tmp_path / "other" / "faces.csv"
+    other.parent.mkdir()
+    write_fer_csv(other, [(i % 7, face(100 + i), "Training") for i in range(5)])
+    dm = FERDataModule(
+        str(pair[0]), ferplus=str(pair[1]), ferplus_labels="fer2013-votes", extra_train=[str(other)]
+    )
+    dm.setup()
+    train, extra = dm.splits["train"], load_dataset(other)["train"]
+    assert len(train) == 8 + len(extra) and train.soft_labels.shape == (len(train), 7)
+    np.testing.assert_array_equal(train.soft_labels[8:], np.eye(7)[extra.labels])
+    np.testing.assert_array_equal(
+        train.soft_labels[:8].argmax(1)[[1, 2]], [idx("happy"), idx("neutral")]
+    )
+
+
 def test_gzip_files_read_like_plain_ones(pair, tmp_path):
     gz_pixels = tmp_path / "gz" / "fer2013.csv.gz"
     gz_pixels.parent.mkdir()
@@ -287,6 +330,25 @@ def test_train_on_ferplus_votes_from_a_7_class_checkpoint(tmp_path, caplog):
     seven, _ = load_checkpoint(start)
     first = next(k for k, v in seven.state_dict().items() if v.ndim == 4)
     assert torch.allclose(seven.state_dict()[first], model.state_dict()[first], atol=0.05)
+
+
+def test_train_on_fer2013_labels_with_ferplus_votes(tmp_path):
+    """fer2013-votes: 7 outputs, FER-2013 labels in the checkpoint, validated on all faces."""
+    rows = ROWS[:8] * 6 + ROWS[8:] * 3
+    pixels = write_pixels(tmp_path / "fer2013.csv", [r[0] for r in rows])
+    labels = write_ferplus(tmp_path / "fer2013new.csv", rows)
+    run = tmp_path / "run"
+    args = ["train", "--arch", "simple_cnn", "--data", str(pixels), "--out", str(run)]
+    args += ["--epochs", "1", "--batch-size", "8", "--no-progress", "--set", f"ferplus={labels}"]
+    assert (
+        main([*args, "--set", "ferplus_labels=fer2013-votes", "--set", "hard_label_weight=0.5"])
+        == 0
+    )
+    _, meta = load_checkpoint(run / "best.pt")
+    assert meta["labels"] == list(EMOTIONS) and meta["num_classes"] == 7
+    assert json.loads((run / "summary.json").read_text())["val_n"] == 9  # every PublicTest row
+    assert main(["report", str(run)]) == 0  # scored as validated: FER-2013's labels
+    assert json.loads((run / "eval_val.json").read_text())["n"] == 9
 
 
 def test_pretrained_refuses_other_mismatches(tmp_path):

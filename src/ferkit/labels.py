@@ -17,8 +17,15 @@ NUM_CLASSES = len(EMOTIONS)
 # FER+'s 8 classes: FER-2013's 7 in EMOTIONS order, then contempt (which FER-2013 lacks), so
 # index i means the same emotion in both sets and a 7-class model's outputs are a prefix.
 FERPLUS_EMOTIONS: tuple[str, ...] = (*EMOTIONS, "contempt")
-# How FER+'s ten votes per face become labels (ferkit.data.ferplus): vote shares, or majority
-FERPLUS_LABEL_MODES = ("votes", "majority")
+# How FER+'s ten votes per face become labels (ferkit.data.ferplus): vote shares or majority
+# (8 classes), or FER-2013's own labels with the votes over its 7 classes as soft targets
+FERPLUS_LABEL_MODES = ("votes", "majority", "fer2013-votes")
+
+
+def ferplus_classes(mode: str) -> tuple[str, ...]:
+    """The classes of FER+ labels in `mode`: FER-2013's 7 for fer2013-votes, else FER+'s 8."""
+    return EMOTIONS if mode == "fer2013-votes" else FERPLUS_EMOTIONS
+
 
 # Folder and column names seen in public FER data sets (FER-2013, FER+, RAF-DB, AffectNet,
 # CK+, JAFFE, KDEF exports), mapped onto EMOTIONS. Keys are lower case.

@@ -48,7 +48,8 @@ def add_ferplus_option(p: argparse.ArgumentParser, *, modes: bool = True) -> Non
         "--ferplus",
         metavar="FILE",
         help="FER+ label file (fer2013new.csv[.gz]) for the FER-2013 CSV: its 8 "
-        "classes (FER-2013's 7 + contempt), paired row by row",
+        "classes (FER-2013's 7 + contempt), paired row by row"
+        + ("; see --ferplus-labels" if modes else ""),
     )
     if modes:
         p.add_argument(
@@ -56,7 +57,8 @@ def add_ferplus_option(p: argparse.ArgumentParser, *, modes: bool = True) -> Non
             choices=FERPLUS_LABEL_MODES,
             default="votes",
             help="with --ferplus: votes (vote shares as soft labels for train; val/test "
-            "by majority) or majority (every split; FER+'s filtering) (votes)",
+            "by majority), majority (every split; FER+'s filtering), or fer2013-votes "
+            "(FER-2013's 7 labels; train adds the votes over them as soft labels) (votes)",
         )
 
 
@@ -177,7 +179,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.format == "csv" and args.ferplus:
         raise DataError(
             f"{args.out}: FER+ labels (8 classes, vote shares) do not fit the fer2013.csv format "
-            "(FER-2013's 7 classes); convert to a folder of npy arrays instead"
+            "(one of FER-2013's 7 classes per face); convert to a folder of npy arrays instead"
         )
     data = _load(args)
     if args.format == "npy":

@@ -28,7 +28,8 @@ class FERDataset(Dataset):
     """One split as a map-style dataset of `(image uint8 (1, H, W), label)` pairs.
 
     With `soft_labels` present (FER+ votes), the target is the (C,) float distribution, mixed
-    with the one-hot hard label by `hard_label_weight` (0: the distribution alone).
+    with the one-hot hard label (FER+'s majority, or FER-2013's own label with
+    `fer2013-votes`) by `hard_label_weight` (0: the distribution alone).
     """
 
     def __init__(self, split: Split, hard_label_weight: float = 0.0):
@@ -181,8 +182,16 @@ class FERDataModule(L.LightningDataModule):
         parts = [train, *(self._extra_split("extra_train", path) for path in self.extra_train)]
         if len(parts) == 1:
             return train
+        soft = None
+        if train.soft_labels is not None:  # hard-labelled sources join as one-hot rows
+            eye = np.eye(train.soft_labels.shape[1], dtype=np.float32)
+            soft = np.concatenate(
+                [eye[p.labels] if p.soft_labels is None else p.soft_labels for p in parts]
+            )
         return Split(
-            np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts])
+            np.concatenate([p.images for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            soft,
         )
 
     def _extra_split(self, key: str, path: str) -> Split:

@@ -19,11 +19,17 @@ first; then:
   most 3) most-voted emotions that reach 75% of the votes, as soft labels; a face is dropped
   when they hold no more than half of the votes or `unknown`/`NF` leads. Validation and test
   splits stay `majority`-labelled (FER+ reports majority-vote accuracy).
+- `fer2013-votes`: FER-2013's own 7 classes and labels on every split (nothing dropped), the
+  training split with soft labels: FER+'s `crossentropy` targets over those 7 classes
+  (contempt's share dropped, the rest rescaled to sum to 1), or the FER-2013 label one-hot for
+  a face FER+ dropped or voted contempt alone. Training mixes the FER-2013 label back in by
+  `hard_label_weight`; validation and evaluation score FER-2013's labels as without FER+.
 """
 
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +37,7 @@ import numpy as np
 from ferkit.data.csv_source import USAGE_TO_SPLIT, _checked, open_text
 from ferkit.data.types import FERData, Split
 from ferkit.errors import DataError, unknown
-from ferkit.labels import FERPLUS_EMOTIONS, FERPLUS_LABEL_MODES, label_index
+from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS, FERPLUS_LABEL_MODES, label_index
 
 LABEL_MODES = FERPLUS_LABEL_MODES
 NOT_EMOTIONS = ("unknown", "nf")  # the last two vote columns, after the 8 emotions
@@ -136,7 +142,7 @@ def attach_ferplus(data: FERData, path: Path, mode: str) -> FERData:
     Args:
         data: a FER-2013 CSV read by `load_csv`, with no bad rows skipped.
         path: the FER+ label file (`fer2013new.csv` or `.csv.gz`).
-        mode: "votes" or "majority" (module docstring).
+        mode: "votes", "majority" or "fer2013-votes" (module docstring).
 
     Raises:
         DataError: the files do not pair (row counts, Usage), or `mode` is unknown.
@@ -165,6 +171,8 @@ def attach_ferplus(data: FERData, path: Path, mode: str) -> FERData:
             "row with the original fer2013.csv"
         )
     row_splits = np.array(splits)
+    if mode == "fer2013-votes":
+        return _fer2013_with_votes(data, path, row_splits, kept, votes)
     majority = majority_labels(votes)
     targets = vote_targets(votes) if mode == "votes" else None
     out = {}
@@ -195,4 +203,31 @@ def attach_ferplus(data: FERData, path: Path, mode: str) -> FERData:
         notes=notes,
         labels=FERPLUS_EMOTIONS,
         label_mode=mode,
+    )
+
+
+def _fer2013_with_votes(
+    data: FERData, path: Path, row_splits: np.ndarray, kept: np.ndarray, votes: np.ndarray
+) -> FERData:
+    """`data` as it is, with `fer2013-votes` soft labels on its training split (module
+    docstring): rows summing to 1 over EMOTIONS."""
+    train = data.splits["train"]
+    labels = np.asarray(train.labels)
+    rows = row_splits == "train"
+    seven = vote_targets(votes[rows])[:, : len(EMOTIONS)]
+    total = seven.sum(1)
+    voted = kept[rows] & (total > 0)
+    soft = np.eye(len(EMOTIONS), dtype=np.float32)[labels]
+    soft[voted] = seven[voted] / total[voted, None]
+    note = (
+        f"FER-2013 labels, with FER+ votes over its 7 classes from {path} as soft training "
+        f"targets for {int(voted.sum()):,} of {len(labels):,} training faces (the rest, which "
+        "FER+ dropped or voted contempt alone, keep their FER-2013 label)"
+    )
+    return replace(
+        data,
+        source=f"{data.source} + {path}",
+        splits={**data.splits, "train": Split(train.images, labels, soft)},
+        notes=[*data.notes, note],
+        label_mode="fer2013-votes",
     )

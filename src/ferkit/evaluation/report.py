@@ -88,9 +88,10 @@ def make_report(
     written = {}
     for i, source in enumerate(sources):
         suffix = f"_{i}" if i else ""
-        # a FER+ run is scored on FER+ majority labels, as its validation was
+        # a FER+ run is scored as it was validated: FER+ majority labels, or FER-2013's own
         ferplus = cfg.get("ferplus") if i == 0 else None
-        dataset = load_dataset(source, ferplus=ferplus, ferplus_labels="majority")
+        mode = "fer2013-votes" if cfg.get("ferplus_labels") == "fer2013-votes" else "majority"
+        dataset = load_dataset(source, ferplus=ferplus, ferplus_labels=mode)
         result = evaluate(run, dataset, split="val" if i else None, with_probs=True)
         faces = scored_faces(dataset, result)
         written[f"scores{suffix}"] = run / f"eval_{result['split']}{suffix}.json"

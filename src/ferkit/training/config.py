@@ -44,9 +44,9 @@ class TrainConfig:
     val_fraction: float = 0.1  # held out of train when the source has no val split
     limit: int | None = None  # use at most this many images per split (smoke runs)
     num_workers: int = 0  # DataLoader workers (0: in-process; batches are memory-mapped)
-    ferplus: str | None = None  # FER+ label file (fer2013new.csv[.gz]) for the CSV data: 8 classes
-    ferplus_labels: str = "votes"  # with ferplus: votes (soft labels for train) or majority
-    hard_label_weight: float = 0.0  # soft labels: share of the majority label mixed into them
+    ferplus: str | None = None  # FER+ label file (fer2013new.csv[.gz]) for the CSV data
+    ferplus_labels: str = "votes"  # with ferplus: votes (soft labels), majority or fer2013-votes
+    hard_label_weight: float = 0.0  # soft labels: share of the hard label mixed into them
     # --- model
     model: str = "flagship"  # a name from `ferkit models`
     model_kwargs: dict = field(default_factory=dict)  # extra keyword arguments of the model

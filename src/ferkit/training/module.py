@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from ferkit.data.types import source_list
 from ferkit.errors import CheckpointError, FerkitError
-from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
+from ferkit.labels import EMOTIONS, ferplus_classes
 from ferkit.models import create_model, get_model_spec, param_groups
 from ferkit.models.input_spec import InputSpec
 from ferkit.training.augment import BatchAugment, batch_mixer
@@ -32,8 +32,8 @@ class NonFiniteLossError(FerkitError):
 
 
 def label_names(cfg: TrainConfig) -> tuple[str, ...]:
-    """The classes a config trains: FER+'s 8 with `ferplus` labels, else FER-2013's 7."""
-    return FERPLUS_EMOTIONS if cfg.ferplus else EMOTIONS
+    """The classes a config trains: those of its `ferplus` labels, else FER-2013's 7."""
+    return ferplus_classes(cfg.ferplus_labels) if cfg.ferplus else EMOTIONS
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
