@@ -115,6 +115,9 @@ def test_votes_are_ferplus_crossentropy_targets(pair):
 
 
 def test_fer2013_votes_keep_fer2013_labels_and_add_the_votes_over_them(pair):
+    # FER-2013 labels i % 7 for row i, but rows 1 and 10 labelled as FER+'s majority has them
+    y = [idx("happy") if i == 1 else idx("fear") if i == 10 else i % 7 for i in range(len(ROWS))]
+    write_fer_csv(pair[0], [(y[i], face(i), r[0]) for i, r in enumerate(ROWS)])
     plain = load_dataset(pair[0])
     data = load_dataset(pair[0], ferplus=pair[1], ferplus_labels="fer2013-votes")
     assert data.labels == EMOTIONS and data.label_mode == "fer2013-votes"
@@ -131,7 +134,13 @@ def test_fer2013_votes_keep_fer2013_labels_and_add_the_votes_over_them(pair):
     expected[6] = 0
     expected[6, [idx("surprise"), idx("fear")]] = [0.5, 0.5]
     np.testing.assert_allclose(data["train"].soft_labels, expected, atol=1e-6)
-    assert "for 4 of 8 training faces" in data.notes[-1]
+    assert any("for 4 of 8 training faces" in n for n in data.notes)
+    # FER+ majority labels: train happy (row 1) and contempt (row 2), val angry (row 8, FER-2013
+    # disgust) and fear (row 10)
+    assert (
+        "train: the FER-2013 label is FER+'s majority label for 50.0% of the 2 " in data.notes[-2]
+    )
+    assert "val: the FER-2013 label is FER+'s majority label for 50.0% of the 2 " in data.notes[-1]
     # training mixes the FER-2013 label back in
     _, target = FERDataset(data["train"], hard_label_weight=0.5)[1]
     np.testing.assert_allclose(

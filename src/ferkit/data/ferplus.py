@@ -219,15 +219,25 @@ def _fer2013_with_votes(
     voted = kept[rows] & (total > 0)
     soft = np.eye(len(EMOTIONS), dtype=np.float32)[labels]
     soft[voted] = seven[voted] / total[voted, None]
-    note = (
+    notes = [
         f"FER-2013 labels, with FER+ votes over its 7 classes from {path} as soft training "
         f"targets for {int(voted.sum()):,} of {len(labels):,} training faces (the rest, which "
         "FER+ dropped or voted contempt alone, keep their FER-2013 label)"
-    )
+    ]
+    majority = np.where(kept, majority_labels(votes), -1)
+    for name, split in data.splits.items():
+        theirs = majority[row_splits == name]
+        has = theirs >= 0
+        if has.any():
+            same = float((theirs[has] == np.asarray(split.labels)[has]).mean())
+            notes.append(
+                f"{name}: the FER-2013 label is FER+'s majority label for {same:.1%} of the "
+                f"{int(has.sum()):,} faces that have one"
+            )
     return replace(
         data,
         source=f"{data.source} + {path}",
         splits={**data.splits, "train": Split(train.images, labels, soft)},
-        notes=[*data.notes, note],
+        notes=[*data.notes, *notes],
         label_mode="fer2013-votes",
     )
