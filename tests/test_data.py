@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import face, write_class_folders, write_fer_csv
 from ferkit.cli import main
-from ferkit.data import load_dataset
+from ferkit.data import cache, load_dataset
 from ferkit.data.cache import entry_dir
 from ferkit.errors import DataError
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS, canonical, label_index, map_class_names
@@ -235,6 +235,17 @@ def test_cache_hit_and_rebuild_on_change(msambare):
     assert not np.array_equal(third["train"].images, first["train"].images)
     (msambare / "train" / "happy" / "Training_1.jpg").unlink()
     assert len(load_dataset(msambare)["train"]) == 20
+
+
+def test_cache_written_by_other_code_is_rebuilt(msambare, monkeypatch):
+    load_dataset(msambare)
+    assert load_dataset(msambare).from_cache
+    manifest = entry_dir(msambare, 48) / "manifest.json"
+    assert json.loads(manifest.read_text())["code"] == cache.code_fingerprint()
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "another ferkit")
+    assert not load_dataset(msambare).from_cache  # decoded again, and the entry replaced
+    assert json.loads(manifest.read_text())["code"] == "another ferkit"
+    assert load_dataset(msambare).from_cache
 
 
 def test_cached_load_keeps_bad_input_rules(tmp_path):

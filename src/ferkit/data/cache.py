@@ -1,13 +1,15 @@
 """The decoded-array cache: `.npy` files memory-mapped on later loads, plus a manifest.
 
 A cache entry lives in `$FERKIT_CACHE` (default `~/.cache/ferkit`), one folder per source and
-image size. Its manifest records a fingerprint of the source (file names, sizes and mtimes), so a
-changed source is decoded again. Entries are written to a temporary folder and renamed into
+image size. Its manifest records a fingerprint of the source (file names, sizes and mtimes) and
+one of the code that decoded and labelled it, so a changed source, or a ferkit that reads or
+labels data differently, decodes it again. Entries are written to a temporary folder and renamed into
 place, so a crash or two processes loading at once never leave a half-written entry.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,6 +46,24 @@ def fingerprint(source: Path) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of the code whose output is cached: this package, `ferkit.labels` and `ferkit.imaging`.
+
+    An entry written by other code (an upgrade, or a fix to how faces are decoded or relabelled)
+    is stale even when its source has not changed.
+    """
+    import ferkit.imaging
+    import ferkit.labels
+
+    files = sorted(Path(__file__).parent.glob("*.py"))
+    files += [Path(ferkit.imaging.__file__), Path(ferkit.labels.__file__)]
+    h = hashlib.sha1()
+    for file in files:
+        h.update(file.name.encode() + b"\0" + file.read_bytes())
+    return h.hexdigest()
+
+
 def entry_dir(source: Path, image_size: int, variant: str = "") -> Path:
     """The entry of `source` at `image_size`; `variant` names a relabelling (FER+ labels)."""
     key = f"{source}|{image_size}|{CACHE_FORMAT}" + (f"|{variant}" if variant else "")
@@ -58,7 +78,11 @@ def load(source: Path, image_size: int, fp: str, variant: str = "") -> FERData |
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("format") != CACHE_FORMAT or manifest.get("fingerprint") != fp:
+    if (
+        manifest.get("format") != CACHE_FORMAT
+        or manifest.get("fingerprint") != fp
+        or manifest.get("code") != code_fingerprint()
+    ):
         return None
     splits = {}
     try:
@@ -101,6 +125,7 @@ def save(data: FERData, source: Path, fp: str, variant: str = "") -> Path:
         manifest = {
             "format": CACHE_FORMAT,
             "fingerprint": fp,
+            "code": code_fingerprint(),
             "splits": list(data.splits),
             "counts": {name: s["classes"] for name, s in summary["splits"].items()},
             **{

@@ -40,10 +40,11 @@ def load_dataset(
             of stopping at the first.
         use_cache: read/write the decoded arrays under `$FERKIT_CACHE` (~/.cache/ferkit).
         workers: decoding processes (default: one per CPU core).
-        ferplus: a FER+ label file (`fer2013new.csv[.gz]`) for the FER-2013 CSV `path`: the
-            faces are relabelled with FER+'s 8 classes (FERPLUS_EMOTIONS), paired row by row.
-        ferplus_labels: with `ferplus`, "votes" (soft labels for train) or "majority"; see
-            `ferkit.data.ferplus`.
+        ferplus: a FER+ label file (`fer2013new.csv[.gz]`) for the FER-2013 CSV `path`, paired
+            with it row by row.
+        ferplus_labels: with `ferplus`, "votes" (soft labels for train), "majority", or
+            "fer2013-votes" (FER-2013's 7 classes and labels, FER+'s votes as train soft
+            labels); see `ferkit.data.ferplus`.
 
     Raises:
         DataError: the path is missing, empty, of an unknown layout, or holds bad data.
