@@ -245,6 +245,8 @@ def test_cli_info_convert_with_ferplus(pair, tmp_path, capsys):
     assert f"wrote {out / 'train_soft_labels.npy'}" in printed and "7 contempt" in printed
     assert np.load(out / "train_soft_labels.npy").shape == (4, 8)
     assert not (out / "val_soft_labels.npy").exists()
+    assert main(["data", "info", str(pair[0]), "--ferplus-labels", "majority"]) == 2
+    assert "--ferplus-labels needs --ferplus FILE" in capsys.readouterr().err
     csv_out = tmp_path / "ferplus.csv"
     assert main([*convert, "csv", str(csv_out)]) == 2
     assert "convert to a folder of npy arrays" in capsys.readouterr().err
@@ -291,6 +293,9 @@ def test_ferplus_config_keys_are_validated():
         load_config(None, {"ferplus_labels": "soft"})
     with pytest.raises(ConfigError, match=r"hard_label_weight must be in 0\.\.1"):
         load_config(None, {"hard_label_weight": 2})
+    # a label mode without the label file would train on FER-2013's labels alone, unsaid
+    with pytest.raises(ConfigError, match="'fer2013-votes' needs FER\\+ labels: set ferplus="):
+        load_config(None, {"ferplus_labels": "fer2013-votes"})
 
 
 def test_train_on_ferplus_votes_from_a_7_class_checkpoint(tmp_path, caplog):

@@ -55,7 +55,6 @@ def add_ferplus_option(p: argparse.ArgumentParser, *, modes: bool = True) -> Non
         p.add_argument(
             "--ferplus-labels",
             choices=FERPLUS_LABEL_MODES,
-            default="votes",
             help="with --ferplus: votes (vote shares as soft labels for train; val/test "
             "by majority), majority (every split; FER+'s filtering), or fer2013-votes "
             "(FER-2013's 7 labels; train adds the votes over them as soft labels) (votes)",
@@ -120,6 +119,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):
     from ferkit.data import load_dataset
 
+    if args.ferplus_labels and not args.ferplus:
+        raise DataError("--ferplus-labels needs --ferplus FILE (fer2013new.csv[.gz])")
     return load_dataset(
         args.path,
         image_size=args.image_size,
@@ -127,7 +128,7 @@ def _load(args: argparse.Namespace):
         skip_bad=args.skip_bad,
         use_cache=not args.no_cache,
         ferplus=args.ferplus,
-        ferplus_labels=args.ferplus_labels,
+        ferplus_labels=args.ferplus_labels or "votes",
     )
 
 

@@ -217,6 +217,11 @@ def _check_choices(cfg: TrainConfig) -> None:
         value = getattr(cfg, key)
         if value not in choices:
             raise ConfigError(unknown(key, value, choices))
+    if cfg.ferplus_labels != "votes" and not cfg.ferplus:
+        raise ConfigError(
+            f"ferplus_labels {cfg.ferplus_labels!r} needs FER+ labels: set ferplus=FILE "
+            "(fer2013new.csv[.gz])"
+        )
     if cfg.teacher_tta != "none" and not cfg.teacher:
         raise ConfigError(f"teacher_tta {cfg.teacher_tta!r} needs a teacher: set teacher=PATH")
     for key in ("hard_label_weight", "autocontrast", "equalize", "blur", "downscale", "jpeg"):
