@@ -117,6 +117,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it(
 
     monkeypatch.setattr(run, "native_bf16", lambda: native)
     assert run._precision(TrainConfig(precision=asked), "cpu") == expected
+    assert expected in run.PRECISION_NAMES  # the log line names every precision picked
     warned = "emulated" in caplog.text
     assert warned == (asked == "bf16" and not native)
     with pytest.raises(ConfigError, match="needs a GPU"):

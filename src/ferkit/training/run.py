@@ -57,6 +57,14 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+# Lightning's precision names, as a log line says them.
+PRECISION_NAMES = {
+    "32-true": "float32",
+    "bf16-mixed": "bfloat16 autocast",
+    "16-mixed": "float16 autocast",
+}
+
+
 def _precision(cfg: TrainConfig, accelerator: str) -> str:
     """Lightning's precision for `cfg.precision`. auto: bf16 autocast where the hardware has
     bf16 (a GPU that supports it; a CPU with AVX512-BF16 or AMX, `native_bf16`), else float16
@@ -146,7 +154,12 @@ def train(
     accelerator = _accelerator(cfg)
     precision = _precision(cfg, accelerator)
     if cfg.precision == "auto":
-        log.info("precision auto: %s on this %s", precision, accelerator.upper())
+        log.info(
+            "precision auto: %s on this %s (Lightning's %s)",
+            PRECISION_NAMES[precision],
+            accelerator.upper(),
+            precision,
+        )
 
     trainer = L.Trainer(
         default_root_dir=run_dir,
