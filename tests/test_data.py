@@ -294,6 +294,51 @@ def test_cli_convert_npy_and_csv_round_trip(msambare, tmp_path, capsys):
         np.testing.assert_array_equal(back[name].labels, original[name].labels)
 
 
+def test_convert_to_png_class_folders_reads_back_the_same_faces(fer_csv, tmp_path, capsys):
+    out = tmp_path / "faces"
+    out.mkdir()  # new or empty: both fine
+    assert main(["data", "convert", str(fer_csv), "--format", "folder", str(out)]) == 0
+    assert f"wrote 35 PNG faces to {out} (train 21, val 7, test 7)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["test", "train", "val"]
+    original, back = load_dataset(fer_csv), load_dataset(out)
+    for name in ("train", "val", "test"):
+        for label in range(7):  # lossless, and in the source's order within a class
+            np.testing.assert_array_equal(
+                back[name].images[back[name].labels == label],
+                original[name].images[original[name].labels == label],
+            )
+    from torchvision.datasets import ImageFolder
+
+    assert len(ImageFolder(out / "train")) == 21 and len(ImageFolder(out / "val").classes) == 7
+
+
+def test_convert_to_folders_never_merges_into_or_half_writes_a_folder(
+    msambare, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "faces"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    assert main(["data", "convert", str(msambare), "--format", "folder", str(out)]) == 2
+    assert "faces: is a folder with files in it" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    # a write that fails part-way leaves neither the folder nor a hidden partial one
+    from ferkit.data import convert
+
+    calls = iter([True] * 5 + [False])
+    monkeypatch.setattr(convert.cv2, "imwrite", lambda *a, **k: next(calls))
+    assert (
+        main(["data", "convert", str(msambare), "--format", "folder", str(tmp_path / "new")]) == 2
+    )
+    assert "could not be written" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces", "fer2013"]
+    monkeypatch.undo()
+    # a source without splits: class folders at the top, as it came
+    flat = write_class_folders(tmp_path / "flat", {"happy": 2, "sad": 1})
+    assert main(["data", "convert", str(flat), "--format", "folder", str(tmp_path / "f")]) == 0
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["happy", "sad"]
+    assert len(load_dataset(tmp_path / "f")["all"]) == 3
+
+
 # --- the real data ----------------------------------------------------------------------------
 @pytest.mark.shared_data
 def test_shared_fer2013_counts(shared_fer):
@@ -343,6 +388,8 @@ def test_convert_takes_its_format_from_the_output_name(msambare, tmp_path, capsy
     capsys.readouterr()
     assert main(["data", "convert", str(msambare), "--format", "npy", str(tmp_path / "x.csv")]) == 2
     assert "x.csv: --format npy writes a folder" in capsys.readouterr().err
+    assert main(["data", "convert", str(msambare), "--format", "folder", str(tmp_path / "x.csv")])
+    assert "x.csv: --format folder writes a folder" in capsys.readouterr().err
     assert main(["data", "convert", str(msambare), "--format", "csv", str(tmp_path / "x")]) == 2
     assert "x: name the CSV file .csv (or .csv.gz" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.csv").exists()

@@ -251,6 +251,9 @@ def test_cli_info_convert_with_ferplus(pair, tmp_path, capsys):
     assert main([*convert, "csv", str(csv_out)]) == 2
     assert "convert to a folder of npy arrays" in capsys.readouterr().err
     assert not csv_out.exists()
+    assert main([*convert, "folder", str(tmp_path / "png")]) == 2
+    assert "do not fit class folders" in capsys.readouterr().err
+    assert not (tmp_path / "png").exists()
 
 
 # --- evaluation -------------------------------------------------------------------------------

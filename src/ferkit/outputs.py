@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -111,6 +112,30 @@ def replaced_atomically(
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def new_folder_atomically(
+    path: str | Path, *, error: type[FerkitError] = FerkitError
+) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside `path` to fill; when the block ends without an
+    error it becomes `path` in one rename, else it is removed. `path` must be new or an empty
+    folder (else `error`): a folder of many outputs is never merged into or replaced, as that
+    would leave stale files of an earlier run among the new ones."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        what = "a folder with files in it" if path.is_dir() else "a file"
+        raise error(f"{path}: is {what}; choose a new or empty folder, or remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".partial-{path.name}-", dir=path.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's folder is 0700; a plain new one is not
+        if path.exists():
+            path.rmdir()  # empty, checked above
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def partial_name(path: str | Path) -> Path:

@@ -18,7 +18,7 @@ from ferkit.errors import DataError
 from ferkit.labels import FERPLUS_LABEL_MODES
 from ferkit.outputs import json_dumps
 
-CONVERT_FORMATS = ("npy", "csv")
+CONVERT_FORMATS = ("npy", "csv", "folder")
 
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
@@ -47,9 +47,12 @@ def add_ferplus_option(p: argparse.ArgumentParser, *, modes: bool = True) -> Non
     p.add_argument(
         "--ferplus",
         metavar="FILE",
-        help="FER+ label file (fer2013new.csv[.gz]) for the FER-2013 CSV: its 8 "
-        "classes (FER-2013's 7 + contempt), paired row by row"
-        + ("; see --ferplus-labels" if modes else ""),
+        help="FER+ label file (fer2013new.csv[.gz]) for the FER-2013 CSV, paired row by row: "
+        + (
+            "its votes label the faces as --ferplus-labels says"
+            if modes
+            else "its 8 classes (FER-2013's 7 + contempt), by majority vote"
+        ),
     )
     if modes:
         p.add_argument(
@@ -70,18 +73,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=cmd_info)
 
-    convert = data_sub.add_parser("convert", help="export as .npy arrays or fer2013.csv")
+    convert = data_sub.add_parser(
+        "convert", help="export as .npy arrays, fer2013.csv, or PNG class folders"
+    )
     _add_load_options(convert)
     convert.add_argument(
         "--format",
         choices=CONVERT_FORMATS,
-        help="output format (default: csv for an OUT named .csv or .csv.gz, else npy)",
+        help="output format: npy arrays, a fer2013.csv, or folder (lossless PNGs in "
+        "OUT/{train,val,test}/CLASS/, as ImageFolder and ferkit read them) (default: csv for "
+        "an OUT named .csv or .csv.gz, else npy)",
     )
     add_deprecated(convert, "--to", "--format", dest="format", choices=CONVERT_FORMATS)
     convert.add_argument(
-        "out", type=Path, help="output folder (npy), or .csv / .csv.gz file (csv, gzip for .gz)"
+        "out",
+        type=Path,
+        help="output folder (npy; folder: new or empty), or .csv / .csv.gz file (csv, gzip "
+        "for .gz)",
     )
-    convert.add_argument("--overwrite", action="store_true", help="replace existing files")
+    convert.add_argument(
+        "--overwrite", action="store_true", help="replace existing files (npy, csv)"
+    )
     convert.set_defaults(func=cmd_convert)
 
     crop = data_sub.add_parser(
@@ -174,13 +186,14 @@ def format_summary(s: dict) -> str:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ferkit.data.convert import to_csv, to_npy
+    from ferkit.data.convert import to_csv, to_folder, to_npy
 
     args.format = _convert_format(args.format, args.out)
-    if args.format == "csv" and args.ferplus:
+    if args.format != "npy" and args.ferplus:
+        what = "the fer2013.csv format" if args.format == "csv" else "class folders"
         raise DataError(
-            f"{args.out}: FER+ labels (8 classes, vote shares) do not fit the fer2013.csv format "
-            "(one of FER-2013's 7 classes per face); convert to a folder of npy arrays instead"
+            f"{args.out}: FER+ labels (vote shares, contempt) do not fit {what} (one of "
+            "FER-2013's 7 classes per face); convert to a folder of npy arrays instead"
         )
     data = _load(args)
     if args.format == "npy":
@@ -188,6 +201,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
         for path in written:
             print(f"wrote {path}")
         print(f"labels: {', '.join(f'{i} {e}' for i, e in enumerate(data.labels))}")
+    elif args.format == "folder":
+        counts = to_folder(data, args.out)
+        split = ", ".join(f"{name} {n:,}" for name, n in counts.items())
+        print(f"wrote {sum(counts.values()):,} PNG faces to {args.out} ({split})")
     else:
         n = to_csv(data, args.out, overwrite=args.overwrite)
         print(f"wrote {n:,} rows to {args.out}")
@@ -203,8 +220,8 @@ def _convert_format(given: str | None, out: Path) -> str:
     fmt = given or ("csv" if named_csv else "npy")
     if fmt == "csv" and not named_csv:
         raise DataError(f"{out}: name the CSV file .csv (or .csv.gz, compressed)")
-    if fmt == "npy" and named_csv:
-        raise DataError(f"{out}: --format npy writes a folder of .npy files; name a folder")
+    if fmt in ("npy", "folder") and named_csv:
+        raise DataError(f"{out}: --format {fmt} writes a folder; name a folder, not a .csv")
     return fmt
 
 

@@ -1,14 +1,20 @@
-"""Export a loaded data set: the `.npy` arrays many projects build by hand, or fer2013.csv."""
+"""Export a loaded data set: the `.npy` arrays many projects build by hand, fer2013.csv, or
+lossless PNG class folders (what torchvision's `ImageFolder` and ferkit read back)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ferkit.data.csv_source import write_csv
 from ferkit.data.types import FERData
-from ferkit.outputs import refuse_existing, replaced_atomically
+from ferkit.errors import DataError
+from ferkit.outputs import new_folder_atomically, refuse_existing, replaced_atomically
+
+PNG_SMALLEST = [cv2.IMWRITE_PNG_COMPRESSION, 9]  # lossless at any level; 48x48 faces encode fast
 
 
 def to_npy(data: FERData, out: Path, *, overwrite: bool = False) -> list[Path]:
@@ -41,3 +47,33 @@ def to_csv(data: FERData, out: Path, *, overwrite: bool = False) -> int:
         refuse_existing([out])
     with replaced_atomically(out) as tmp:
         return write_csv(data, tmp, compress=out.name.lower().endswith(".gz"))
+
+
+def to_folder(data: FERData, out: Path) -> dict[str, int]:
+    """Write every face as a lossless PNG into class folders, `out/{split}/{class}/NNNNN.png`
+    (`out/{class}/` for a source without splits), numbered in the source's order; returns the
+    number written per split. `load_dataset(out)` reads the same pixels and labels back
+    (splits train, val, test), and each split folder is an `ImageFolder` for torchvision.
+
+    `out` must be new or empty (`new_folder_atomically`): an interrupted export leaves nothing
+    there, and no faces of an earlier export stay among the new ones.
+    """
+    splits = {name: s for name, s in data.splits.items() if len(s)}
+    total = sum(map(len, splits.values()))
+    with (
+        new_folder_atomically(out, error=DataError) as tmp,
+        tqdm(total=total, desc="writing PNGs", unit="face", disable=None) as bar,
+    ):
+        for name, split in splits.items():
+            root = tmp if name == "all" else tmp / name
+            for label in np.unique(
+                split.labels
+            ):  # no empty class folders: ImageFolder refuses them
+                (root / data.labels[label]).mkdir(parents=True)
+            digits = max(5, len(str(len(split) - 1)))
+            for i, (image, label) in enumerate(zip(split.images, split.labels, strict=True)):
+                path = root / data.labels[label] / f"{i:0{digits}d}.png"
+                if not cv2.imwrite(str(path), np.ascontiguousarray(image), PNG_SMALLEST):
+                    raise DataError(f"{path}: could not be written (is the disk full?)")
+                bar.update()
+    return {name: len(split) for name, split in splits.items()}
