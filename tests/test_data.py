@@ -310,6 +310,18 @@ def test_convert_to_png_class_folders_reads_back_the_same_faces(fer_csv, tmp_pat
     from torchvision.datasets import ImageFolder
 
     assert len(ImageFolder(out / "train")) == 21 and len(ImageFolder(out / "val").classes) == 7
+    # fewer splits: the split folders it has, read back as the same splits
+    for usages in (["Training"], ["PublicTest", "PrivateTest"]):
+        rows = [(y, face(y), u) for y in range(7) for u in usages]
+        some = write_fer_csv(tmp_path / f"{len(usages)}.csv", rows)
+        assert (
+            main(["data", "convert", str(some), "--format", "folder", str(tmp_path / usages[0])])
+            == 0
+        )
+        back = load_dataset(tmp_path / usages[0])
+        assert {n for n, s in back.splits.items() if len(s)} == {
+            {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}[u] for u in usages
+        }
 
 
 def test_convert_to_folders_never_merges_into_or_half_writes_a_folder(

@@ -123,11 +123,20 @@ def new_folder_atomically(
     folder (else `error`): a folder of many outputs is never merged into or replaced, as that
     would leave stale files of an earlier run among the new ones."""
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        what = "a folder with files in it" if path.is_dir() else "a file"
+    if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
+        what = (
+            "a link"
+            if path.is_symlink()
+            else "a folder with files in it"
+            if path.is_dir()
+            else "a file"
+        )
         raise error(f"{path}: is {what}; choose a new or empty folder, or remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".partial-{path.name}-", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".partial-{path.name}-", dir=path.parent))
+    except OSError as e:
+        raise error(f"{path}: cannot be created in {path.parent} ({e.strerror})") from e
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's folder is 0700; a plain new one is not

@@ -4,7 +4,10 @@ Layouts, matched case-insensitively:
 - Kaggle msambare FER-2013: `train/` and `test/` with class subfolders. Files in `test/` named
   `PublicTest_*` are the `val` split and `PrivateTest_*` the `test` split; other files in
   `test/` are `test`.
-- `train/` + `validation/` (or `val/`, `valid/`), optionally with `test/`.
+- `train/` + `validation/` (or `val/`, `valid/`), optionally with `test/`; or any of these
+  split folders alone (`train/` only, `val/` + `test/`, ...), as `ferkit data convert
+  --format folder` writes a source with fewer splits. `test/` without a validation folder is
+  read as msambare's.
 - Any folder of class subfolders: one split, `all`.
 Class folder names go through the alias map (`anger`, `Happiness`, `3_happy`, ...).
 """
@@ -96,12 +99,14 @@ def plan_folder(root: Path, *, strict: bool = False) -> FolderPlan:
     """Work out the layout of `root` and list its images with labels and splits."""
     subdirs = _subdirs(root)
     val_dir = next((subdirs[n] for n in VAL_FOLDERS if n in subdirs), None)
-    if "train" in subdirs and (val_dir or "test" in subdirs):
-        kind = "train_validation" if val_dir else "msambare"
+    only_splits = bool(subdirs) and set(subdirs) <= {"train", "test", *VAL_FOLDERS}
+    if only_splits or ("train" in subdirs and (val_dir or "test" in subdirs)):
+        kind = "msambare" if "test" in subdirs and not val_dir else "train_validation"
         plan = FolderPlan(root, kind, splits=["train", "val", "test"])
-        plan.files += [
-            (str(f), y, "train") for f, y in _scan_classes(subdirs["train"], plan, strict)
-        ]
+        if "train" in subdirs:
+            plan.files += [
+                (str(f), y, "train") for f, y in _scan_classes(subdirs["train"], plan, strict)
+            ]
         if val_dir:
             plan.files += [(str(f), y, "val") for f, y in _scan_classes(val_dir, plan, strict)]
         if "test" in subdirs:
@@ -119,7 +124,7 @@ def plan_folder(root: Path, *, strict: bool = False) -> FolderPlan:
             plan.notes.append(
                 "test/ holds no PublicTest_* files: val is empty; all of test/ is the test split"
             )
-        if not counts["train"]:
+        if "train" in subdirs and not counts["train"]:
             raise DataError(f"{subdirs['train']}: no images in its class subfolders")
         return plan
     if not subdirs:
