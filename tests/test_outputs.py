@@ -4,8 +4,8 @@ import pytest
 
 from conftest import ASTRONAUT, make_checkpoint
 from ferkit.cli import main
-from ferkit.errors import CheckpointError, DataError
-from ferkit.outputs import refuse_existing, replaced_atomically
+from ferkit.errors import CheckpointError, DataError, FerkitError
+from ferkit.outputs import new_folder_atomically, refuse_existing, replaced_atomically
 
 
 def test_refuse_existing_names_the_first_few_and_counts_the_rest(tmp_path):
@@ -72,3 +72,29 @@ def test_replaced_atomically_replaces_only_when_the_write_succeeds(tmp_path):
     assert out.read_text() == "first" and sorted(p.name for p in out.parent.iterdir()) == [
         "results.csv"
     ]
+
+
+def test_new_folder_atomically_fills_a_new_folder_or_leaves_nothing(tmp_path):
+    with new_folder_atomically(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("a")
+        assert not (tmp_path / "out").exists()  # in place only when the block ends
+    assert (tmp_path / "out" / "a.txt").read_text() == "a"
+    with pytest.raises(RuntimeError), new_folder_atomically(tmp_path / "new") as tmp:
+        (tmp / "b.txt").write_text("b")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no half-written folder
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "link").symlink_to(tmp_path / "empty", target_is_directory=True)
+    (tmp_path / "empty").mkdir()
+    for name, what in (
+        ("out", "a folder with files in it"),
+        ("file", "a file"),
+        ("link", "a link"),
+    ):
+        refused = pytest.raises(FerkitError, match=f"{name}: is {what}; choose a new or empty")
+        with refused, new_folder_atomically(tmp_path / name):
+            pass
+    assert (tmp_path / "file").read_text() == "mine" and (tmp_path / "out" / "a.txt").exists()
+    with new_folder_atomically(tmp_path / "empty") as tmp:  # an empty folder is replaced
+        (tmp / "c.txt").write_text("c")
+    assert [p.name for p in (tmp_path / "empty").iterdir()] == ["c.txt"]
