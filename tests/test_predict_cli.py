@@ -212,6 +212,24 @@ def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
     assert "https://example.com/face.jpg: a URL; ferkit predict reads files" in err
 
 
+def test_an_unreadable_video_is_one_line_without_ffmpegs_own(tmp_path):
+    """FFmpeg prints "moov atom not found" to the process's stderr; ferkit's own line says it.
+    In a fresh process: OpenCV reads FFmpeg's log level once, at its first capture."""
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    command = [sys.executable, "-m", "ferkit", "predict", str(bad), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"ferkit predict: error: {bad}: cannot open it as a video (unknown format or corrupt file)"
+    ]
+
+
 def test_video_annotated_and_timeline(checkpoint, clip, tmp_path, capsys):
     out_mp4, timeline = tmp_path / "out.mp4", tmp_path / "timeline.csv"
     code, out, _ = run_cli(

@@ -107,8 +107,10 @@ def run_window(args: argparse.Namespace) -> int:
     from ferkit.cli.recognizer_options import make_recognizer
     from ferkit.inference.draw import annotate
     from ferkit.inference.tracking import Tracker
+    from ferkit.inference.video import quiet_ffmpeg
 
     source = int(args.camera) if args.camera.isdigit() else args.camera
+    quiet_ffmpeg()
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise FerkitError(f"cannot open camera {args.camera!r}; try another --camera index")

@@ -16,6 +16,7 @@ is one person in one frame.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -155,11 +156,23 @@ class VideoAnalysis:
         return "\n".join([head, *(f"  {p.text()}" for p in people)])
 
 
+def quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own stderr lines ("moov atom not found") out of the user's way.
+
+    ferkit names an unreadable video in its error; FFmpeg's lines say it again, in its words.
+    OpenCV reads OPENCV_FFMPEG_LOGLEVEL once, when it opens its first capture, so this runs
+    before that. Debug logging (`--debug`) or the user's own setting of the variable keeps them.
+    """
+    if not log.isEnabledFor(logging.DEBUG):
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def open_video(path: str | Path, *, warn: bool = True) -> tuple[cv2.VideoCapture, float, int]:
     """(capture, fps, frame count or 0) for a video file; ImageError naming it if unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such video file")
+    quiet_ffmpeg()
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ImageError(f"{path}: cannot open it as a video (unknown format or corrupt file)")
