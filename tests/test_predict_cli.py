@@ -205,6 +205,8 @@ def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
     errors = err.strip().splitlines()
     for bad in ("notes.txt.png", "empty.jpg", "truncated.jpg", "broken.mp4", "missing.jpg"):
         assert sum(bad in line for line in errors) == 1, (bad, errors)
+    (text,) = [line for line in errors if "notes.txt.png" in line]
+    assert "not an image format ferkit reads (JPEG, PNG," in text  # what it reads, not "PIL"
     # 400 MP is over Pillow's decompression-bomb limit: refused from its header
     (huge,) = [line for line in errors if "huge.png" in line]
     assert "400 MP" in huge and "89.5 MP" in huge

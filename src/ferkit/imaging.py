@@ -41,6 +41,9 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
+# What an error says ferkit reads, when bytes are no image format Pillow knows
+READABLE_FORMATS = "JPEG, PNG, WebP, BMP, GIF, TIFF, ..."
+
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a photo is turned for display
 
 
@@ -108,7 +111,9 @@ def open_image(
     except IsADirectoryError:
         raise ImageError(f"{label}: a folder, not an image file") from None
     except UnidentifiedImageError:
-        raise NotAnImageError(f"{label}: not an image file PIL can read") from None
+        raise NotAnImageError(
+            f"{label}: not an image format ferkit reads ({READABLE_FORMATS})"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow checks the header's size inside open(); its message has the pixel count
         found = re.search(r"\((\d+) pixels\)", str(exc))

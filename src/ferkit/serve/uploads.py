@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from ferkit.detection.boxes import FaceFilter
 from ferkit.detection.frames import Frame, load_frame
 from ferkit.errors import ConfigError
-from ferkit.imaging import ImageError, ImageTooLargeError, NotAnImageError
+from ferkit.imaging import READABLE_FORMATS, ImageError, ImageTooLargeError, NotAnImageError
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.serve.errors import ApiError
 
@@ -136,7 +136,7 @@ def decode_image(data: bytes, *, max_side: int | None, max_pixels: int) -> Frame
         raise ApiError(
             415,
             "not_an_image",
-            "the upload is not an image format ferkit reads (JPEG, PNG, WebP, BMP, GIF, TIFF, ...)",
+            f"the upload is not an image format ferkit reads ({READABLE_FORMATS})",
         ) from None
     except ImageError as exc:
         raise ApiError(422, "corrupt_image", str(exc)) from None
