@@ -95,6 +95,21 @@ print(" ".join(m for m in {HEAVY!r} if m in sys.modules))
     assert run_python(code).strip() == ""
 
 
+def test_debug_and_quiet_work_before_or_after_the_command(tmp_path, capsys):
+    from ferkit.cli import build_parser
+
+    parser = build_parser()
+    for argv, quiet in ((["models"], False), (["-q", "models"], True), (["models", "-q"], True)):
+        assert parser.parse_args(argv).quiet is quiet, argv
+    assert parser.parse_args(["data", "info", "x.csv", "--debug"]).debug is True
+    assert parser.parse_args(["--debug", "data", "info", "x.csv"]).debug is True
+    # where it is given, it does what it says: a traceback with --debug, one line without
+    assert main(["data", "info", str(tmp_path / "missing.csv"), "--debug"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+    assert main(["data", "info", str(tmp_path / "missing.csv")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 def test_every_command_handler_is_named_cmd_and_its_command():
     import argparse
 

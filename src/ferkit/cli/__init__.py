@@ -32,12 +32,38 @@ def build_parser() -> argparse.ArgumentParser:
         description="Facial expression recognition: data, models, training, inference.",
     )
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    _add_global_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"ferkit.cli.{name}").add_parser(sub)
+    for command in _subcommands(parser):  # `ferkit predict x.jpg -q` works as `ferkit -q ...`
+        _add_global_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, default) -> None:
+    """--debug and -q: before the command, or after it (SUPPRESS: absent there, the value
+    given before it stands)."""
+    group = (
+        parser.add_argument_group("global options (also before the command)")
+        if default is argparse.SUPPRESS
+        else parser
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=default, help="show tracebacks and debug logs"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="only warnings and errors"
+    )
+
+
+def _subcommands(parser: argparse.ArgumentParser):
+    """Every parser under `parser` (commands, and subcommands such as `data info`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield sub
+                yield from _subcommands(sub)
 
 
 class _StderrHandler(logging.StreamHandler):
