@@ -66,6 +66,19 @@ def test_tree_copied_with_one_crop_per_face_and_a_log(photos, tmp_path):
     assert len(data["train"]) == 2 and len(data["val"]) == 1
 
 
+def test_crops_of_class_folders_read_back_without_a_stray_file_warning(photos, tmp_path, caplog):
+    """`ferkit data crop photos/ faces/` then `--data faces/`: its crops.csv beside the class
+    folders is its own table, not a stray file; any other file there is still named."""
+    out = tmp_path / "faces"
+    crop_face_folder(photos / "train", out, progress=False)  # happy/, sad/ and crops.csv
+    assert (out / "crops.csv").is_file()
+    assert len(load_dataset(out, use_cache=False)["all"]) == 2
+    assert "outside class folders" not in caplog.text
+    (out / "notes.txt").write_text("mine")
+    load_dataset(out, use_cache=False)
+    assert "1 file(s) outside class folders ignored (e.g. notes.txt)" in caplog.text
+
+
 def test_crops_are_what_the_recognizer_classifies(photos, tmp_path, checkpoint):
     out = tmp_path / "faces"
     crop_face_folder(photos, out, progress=False)

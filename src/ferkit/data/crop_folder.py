@@ -30,7 +30,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from ferkit.data.folders import image_files
+from ferkit.data.folders import CROP_LOG, image_files
 from ferkit.detection.boxes import FaceFilter
 from ferkit.detection.crops import Framing, crop_faces, framing_for
 from ferkit.detection.detectors import Detector, find_faces
@@ -42,7 +42,6 @@ from ferkit.outputs import refuse_existing, replaced_atomically
 
 log = logging.getLogger(__name__)
 
-LOG_NAME = "crops.csv"
 STATUSES = ("ok", "no_face", "unreadable")
 
 
@@ -116,7 +115,7 @@ def crop_face_folder(
     done = _resumed(dst, names, size) if resume else []
     if not overwrite and not resume:
         refuse_existing(
-            (dst / t for t in [*targets, Path(LOG_NAME)]),
+            (dst / t for t in [*targets, Path(CROP_LOG)]),
             hint="pass --overwrite to replace them, --resume to finish an interrupted run, "
             "or choose another output folder",
         )
@@ -133,16 +132,16 @@ def crop_face_folder(
     try:
         _crop_each(one, todo, threads, progress, crops)
     except KeyboardInterrupt:
-        _write_log(dst / LOG_NAME, crops)  # what --resume reads
+        _write_log(dst / CROP_LOG, crops)  # what --resume reads
         log.warning(
             "interrupted after %s of %s images: wrote %s for those; `ferkit data crop %s %s "
-            "--resume` crops the rest", f"{len(crops):,}", f"{len(files):,}", dst / LOG_NAME,
+            "--resume` crops the rest", f"{len(crops):,}", f"{len(files):,}", dst / CROP_LOG,
             src, dst,
         )  # fmt: skip
         raise
     order = {name: i for i, name in enumerate(names)}
     crops.sort(key=lambda c: order[c.source])
-    _write_log(dst / LOG_NAME, crops)
+    _write_log(dst / CROP_LOG, crops)
     return _summary(src, dst, crops, size, framing)
 
 
@@ -157,7 +156,7 @@ def _crop_each(one, todo: list, threads: int, progress: bool, crops: list[Crop])
 
 def _resumed(dst: Path, names: list[str], size: int) -> list[Crop]:
     """The crops an interrupted run logged, for the images still under the source."""
-    path = dst / LOG_NAME
+    path = dst / CROP_LOG
     if not path.is_file():
         raise DataError(
             f"{path}: not there, so there is nothing to resume (it is written when `ferkit "
@@ -274,7 +273,7 @@ def _summary(src: Path, dst: Path, crops: list[Crop], size: int, framing: Framin
     return {
         "source": str(src),
         "output": str(dst),
-        "log": str(dst / LOG_NAME),
+        "log": str(dst / CROP_LOG),
         "images": len(crops),
         **{s: counts[s] for s in STATUSES},
         "several_faces": sum(c.faces > 1 for c in crops),

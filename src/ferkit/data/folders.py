@@ -25,6 +25,9 @@ from ferkit.labels import EMOTIONS, map_class_names
 
 log = logging.getLogger(__name__)
 
+# The table `ferkit data crop` writes beside the class folders it makes: no stray file
+CROP_LOG = "crops.csv"
+
 VAL_FOLDERS = ("validation", "val", "valid")
 
 
@@ -78,7 +81,11 @@ def _scan_classes(split_dir: Path, plan: FolderPlan, strict: bool) -> list[tuple
             f"expected names like {', '.join(EMOTIONS)} (or aliases such as anger, sadness)"
         )
     plan.ignored_classes += sorted(f"{split_dir.name}/{n}" for n in set(names) - set(known))
-    loose = [f.name for f in split_dir.iterdir() if f.is_file() and not f.name.startswith(".")]
+    loose = [
+        f.name
+        for f in split_dir.iterdir()
+        if f.is_file() and not f.name.startswith(".") and f.name != CROP_LOG
+    ]
     if loose:
         log.warning(
             "%s: %d file(s) outside class folders ignored (e.g. %s)",
