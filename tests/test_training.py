@@ -284,6 +284,22 @@ def test_smoke_keeps_no_training_state(tiny_data, tmp_path):
     assert main(["evaluate", str(run), "--data", str(tiny_data)]) == 0
 
 
+def test_resume_says_what_it_was_given(tiny_data, tmp_path, capsys):
+    """--resume of a missing folder, a file, or a smoke run: one line each, and what to do."""
+    run = tmp_path / "smoke"
+    assert main(tiny_args(tiny_data, run, "--smoke")) == 0
+    capsys.readouterr()
+    for given, said in [
+        (tmp_path / "nope", "no such run folder; --resume takes the folder `ferkit train` wrote"),
+        (run / "best.pt", "not a run folder; --resume takes the folder `ferkit train` wrote"),
+        (run, f"(a --smoke run keeps best.pt only); start a new run, or fine-tune its weights: "
+              f"--set pretrained={run}/best.pt"),
+    ]:  # fmt: skip
+        assert main(["train", "--resume", str(given)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1, err
+
+
 def test_toolbox_options_run(tiny_data, tmp_path):
     """EMA, class weights, balanced sampler, OneCycle, clipping, smoothing, cutmix, erasing, fp32."""
     run = tmp_path / "toolbox"

@@ -41,9 +41,17 @@ def resume_dir(resume: str | Path) -> Path:
     """The run folder to resume (given the folder or a checkpoint inside it)."""
     path = Path(resume)
     run_dir = path.parent.parent if path.suffix == ".ckpt" else path
-    if not (run_dir / "checkpoints" / "last.ckpt").exists():
-        raise ConfigError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
-    return run_dir
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        return run_dir
+    if not run_dir.is_dir():
+        why = "no such run folder" if not run_dir.exists() else "not a run folder"
+        raise ConfigError(f"{run_dir}: {why}; --resume takes the folder `ferkit train` wrote")
+    if (run_dir / "best.pt").is_file():  # a finished --smoke run keeps its weights only
+        raise ConfigError(
+            f"{run_dir}: no checkpoints/last.ckpt to resume from (a --smoke run keeps best.pt "
+            f"only); start a new run, or fine-tune its weights: --set pretrained={run_dir}/best.pt"
+        )
+    raise ConfigError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
 
 
 def resume_config(resume: str | Path, overrides: dict | None = None) -> TrainConfig:
