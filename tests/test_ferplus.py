@@ -207,8 +207,12 @@ def test_mismatched_pair_is_refused_with_both_counts(pair, tmp_path):
 def test_bad_ferplus_inputs_say_what_to_do(pair, tmp_path):
     with pytest.raises(DataError, match=r"no such FER\+ label file"):
         load_dataset(pair[0], ferplus=tmp_path / "missing.csv")
-    with pytest.raises(DataError, match=r"not a FER\+ label file: no column .*contempt"):
+    with pytest.raises(DataError, match=r"not a FER\+ label file: no column .*contempt.*It is "
+                       r"the FER-2013 CSV, the data itself; --ferplus takes FER\+'s"):  # fmt: skip
         load_dataset(pair[0], ferplus=pair[0])  # the pixel CSV given as labels
+    with pytest.raises(DataError, match=r"no column named emotion or pixels .* It is FER\+'s "
+                       r"label file .*--ferplus FILE"):  # fmt: skip
+        load_dataset(pair[1])  # the label file given as the data
     with pytest.raises(DataError, match=r"give the fer2013\.csv"):
         load_dataset(tmp_path, ferplus=pair[1])
     image = tmp_path / "labels.png"  # not text at all

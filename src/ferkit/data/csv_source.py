@@ -46,10 +46,17 @@ def _find_columns(header: list[str], path: Path) -> tuple[int, int, int | None]:
     names = [h.strip().lower() for h in header]
     missing = [c for c in ("emotion", "pixels") if c not in names]
     if missing:
+        ferplus = {"image name", "nf"} <= set(names)  # FER+'s label file: votes, no pixels
         raise DataError(
             f"{path}: no column named {' or '.join(missing)} in the header "
             f"({', '.join(header) or 'empty'}); expected a FER-2013 CSV with columns "
             "emotion,pixels[,Usage]"
+            + (
+                ". It is FER+'s label file (fer2013new.csv): give the FER-2013 CSV as the data "
+                "and this file as its labels (--ferplus FILE; in training --set ferplus=FILE)"
+                if ferplus
+                else ""
+            )
         )
     usage = names.index("usage") if "usage" in names else None
     return names.index("emotion"), names.index("pixels"), usage

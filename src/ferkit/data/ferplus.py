@@ -62,10 +62,16 @@ def read_votes(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
         vote_columns = [*FERPLUS_EMOTIONS, *NOT_EMOTIONS]
         missing = [c for c in ("usage", "image name", *vote_columns) if c not in at]
         if missing:
+            swapped = {"emotion", "pixels"} <= set(header)  # the FER-2013 CSV itself
             raise DataError(
                 f"{path}: not a FER+ label file: no column {', '.join(missing)} in the header "
                 f"({', '.join(header) or 'empty'}); expected microsoft/FERPlus fer2013new.csv "
                 "(Usage,Image name,neutral,happiness,...,contempt,unknown,NF)"
+                + (
+                    ". It is the FER-2013 CSV, the data itself; --ferplus takes FER+'s fer2013new.csv"
+                    if swapped
+                    else ""
+                )
             )
         order = [at[c] for c in vote_columns]
         splits, kept, votes = [], [], []
