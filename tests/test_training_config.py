@@ -24,6 +24,23 @@ def test_config_unknown_key_suggests_close_match(tmp_path):
         parse_set(["epoch=3"])
 
 
+def test_model_kwargs_are_the_models_own_options_set_or_not():
+    """model_kwargs reach the model unless a top-level key is set over them; a name the model
+    does not have is refused even with no value (YAML's {widths:3} is the key 'widths:3')."""
+    from ferkit.training.module import build_model
+
+    def dropout(model):
+        return next(m.p for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+    assert (
+        dropout(build_model(load_config(None, parse_set(["model_kwargs={dropout: 0.5}"])))) == 0.5
+    )
+    both = parse_set(["model_kwargs={dropout: 0.5}", "dropout=0.1"])
+    assert dropout(build_model(load_config(None, both))) == 0.1
+    with pytest.raises(ConfigError, match=r"unknown option 'widths:3'.*space after the colon"):
+        build_model(load_config(None, parse_set(["model_kwargs={widths:3}"])))
+
+
 def test_config_types_and_choices():
     cfg = load_config(
         None, parse_set(["lr=0.01", "hflip=false", "image_size=64", "model_kwargs={width: 8}"])

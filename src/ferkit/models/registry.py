@@ -196,7 +196,9 @@ def _check_kwargs(name: str, fn: Callable[..., nn.Module], kwargs: dict[str, Any
     valid = [p for p in params if p not in ("num_classes", "in_channels", "pretrained")]
     for key in kwargs:
         if key not in params:
-            raise ConfigError(f"model {name!r}: {unknown('option', key, valid)}")
+            # YAML reads {widths:3} as the key "widths:3" with no value
+            hint = " (YAML needs a space after the colon: {a: 1})" if ":" in key else ""
+            raise ConfigError(f"model {name!r}: {unknown('option', key, valid)}{hint}")
 
 
 def _primitive(value: Any, where: str) -> Any:
@@ -246,12 +248,12 @@ def create_model(
         CheckpointError: `pretrained` names a file that does not fit the model.
     """
     fn, _ = _lookup(name)
+    _check_kwargs(name, fn, kwargs)  # names first: an unknown one is refused even unset
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
     if in_channels not in (1, 3):
         raise ConfigError(f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels!r}")
-    _check_kwargs(name, fn, kwargs)
     arch_kwargs = {
         "num_classes": num_classes,
         "in_channels": in_channels,

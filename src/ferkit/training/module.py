@@ -37,11 +37,12 @@ def label_names(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 def build_model(cfg: TrainConfig) -> torch.nn.Module:
-    """The registry model a config asks for (None-valued options keep the model's defaults)."""
-    kwargs = dict(cfg.model_kwargs)
-    kwargs.update(
+    """The registry model a config asks for (the top-level keys left unset keep the model's
+    defaults; every name in `model_kwargs` must be the model's, set or not)."""
+    common = dict(
         pretrained=cfg.pretrained, freeze=cfg.freeze, batch_norm=cfg.batch_norm, dropout=cfg.dropout
     )
+    kwargs = {**cfg.model_kwargs, **{k: v for k, v in common.items() if v is not None}}
     return create_model(cfg.model, num_classes=len(label_names(cfg)), **kwargs)
 
 
