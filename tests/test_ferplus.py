@@ -303,6 +303,11 @@ def test_ferplus_config_keys_are_validated():
     # a label mode without the label file would train on FER-2013's labels alone, unsaid
     with pytest.raises(ConfigError, match="'fer2013-votes' needs FER\\+ labels: set ferplus="):
         load_config(None, {"ferplus_labels": "fer2013-votes"})
+    # and a weight for votes there are none of (no file, or majority labels) would do nothing
+    for keys in ({}, {"ferplus": "x.csv", "ferplus_labels": "majority"}):
+        with pytest.raises(ConfigError, match=r"hard_label_weight 0\.5 mixes the label into FER"):
+            load_config(None, {**keys, "hard_label_weight": 0.5})
+    assert load_config(None, {"ferplus": "x.csv", "hard_label_weight": 0.5}).hard_label_weight
 
 
 def test_train_on_ferplus_votes_from_a_7_class_checkpoint(tmp_path, caplog):

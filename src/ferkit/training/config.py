@@ -227,6 +227,11 @@ def _check_choices(cfg: TrainConfig) -> None:
     for key in ("hard_label_weight", "autocontrast", "equalize", "blur", "downscale", "jpeg"):
         if not 0 <= getattr(cfg, key) <= 1:
             raise ConfigError(f"{key} must be in 0..1, got {getattr(cfg, key)}")
+    if cfg.hard_label_weight and (not cfg.ferplus or cfg.ferplus_labels == "majority"):
+        raise ConfigError(
+            f"hard_label_weight {cfg.hard_label_weight} mixes the label into FER+'s votes: it "
+            "needs ferplus=FILE with ferplus_labels votes or fer2013-votes (else it does nothing)"
+        )
     _check_range(cfg, "blur_sigma", 0.05, 10.0)
     _check_range(cfg, "downscale_side", 2, 1024, whole=True)
     _check_range(cfg, "jpeg_quality", 1, 100, whole=True)
