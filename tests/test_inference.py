@@ -309,6 +309,12 @@ def test_resolve_checkpoint(tmp_path):
     run.mkdir()
     with pytest.raises(CheckpointError, match="holds no model"):
         resolve_checkpoint(run)
+    for name in ("vgg-1", "vgg-2"):  # the folder above runs: name them
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "best.pt").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"holds run folders, not a model: pass one of "
+                       r"them \(vgg-1, vgg-2\), e\.g\. .*vgg-2"):  # fmt: skip
+        resolve_checkpoint(tmp_path)
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")  # an interrupted training run
     assert resolve_checkpoint(run) == run / "checkpoints" / "last.ckpt"

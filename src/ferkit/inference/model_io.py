@@ -77,6 +77,13 @@ def resolve_model(spec: str | Path | None) -> Path:
     for name in TRAINING_STATE_NAMES:
         if (path / "checkpoints" / name).is_file():
             return path / "checkpoints" / name
+    runs = sorted(p.name for p in path.iterdir() if (p / "best.pt").is_file())
+    if runs:  # a folder of runs, such as runs/
+        shown = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+        raise CheckpointError(
+            f"{path} holds run folders, not a model: pass one of them ({shown}), e.g. "
+            f"{path / runs[-1]}"
+        )
     raise CheckpointError(
         f"{path} holds no model (looked for best.pt, last.pt or one *.pt, also in "
         f"{path / 'checkpoints'}, and checkpoints/best.ckpt or last.ckpt); pass {KINDS}"
