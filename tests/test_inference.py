@@ -7,6 +7,7 @@ consistency, never accuracy or confidence levels.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import cv2
@@ -309,11 +310,12 @@ def test_resolve_checkpoint(tmp_path):
     run.mkdir()
     with pytest.raises(CheckpointError, match="holds no model"):
         resolve_checkpoint(run)
-    for name in ("vgg-1", "vgg-2"):  # the folder above runs: name them
+    for name, when in (("vgg-1", 2e9), ("vgg-2", 1e9)):  # the folder above runs: name them
         (tmp_path / name).mkdir()
         (tmp_path / name / "best.pt").write_bytes(b"x")
+        os.utime(tmp_path / name / "best.pt", (when, when))
     with pytest.raises(CheckpointError, match=r"holds run folders, not a model: pass one of "
-                       r"them \(vgg-1, vgg-2\), e\.g\. .*vgg-2"):  # fmt: skip
+                       r"them \(vgg-1, vgg-2\); the newest is .*vgg-1$"):  # fmt: skip
         resolve_checkpoint(tmp_path)
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")  # an interrupted training run

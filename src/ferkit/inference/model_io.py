@@ -77,12 +77,14 @@ def resolve_model(spec: str | Path | None) -> Path:
     for name in TRAINING_STATE_NAMES:
         if (path / "checkpoints" / name).is_file():
             return path / "checkpoints" / name
-    runs = sorted(p.name for p in path.iterdir() if (p / "best.pt").is_file())
+    runs = sorted(p for p in path.iterdir() if (p / "best.pt").is_file())
     if runs:  # a folder of runs, such as runs/
-        shown = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+        names = [p.name for p in runs]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        newest = max(runs, key=lambda p: (p / "best.pt").stat().st_mtime)
         raise CheckpointError(
-            f"{path} holds run folders, not a model: pass one of them ({shown}), e.g. "
-            f"{path / runs[-1]}"
+            f"{path} holds run folders, not a model: pass one of them ({shown}); the newest "
+            f"is {newest}"
         )
     raise CheckpointError(
         f"{path} holds no model (looked for best.pt, last.pt or one *.pt, also in "
