@@ -284,6 +284,27 @@ def test_evaluate_scores_ferplus_majority(pair, tmp_path, capsys):
         evaluate(_checkpoint(tmp_path / "seven.pt", EMOTIONS), pair[0], ferplus=pair[1])
 
 
+def test_export_calibrates_a_ferplus_model_on_ferplus_labels(pair, tmp_path, capsys):
+    """A FER+ model's temperature is fitted on FER+'s majority labels (--ferplus), never on
+    FER-2013's 7 (refused, with the way out named), and a 7-class one is refused on FER+'s."""
+    import torch
+
+    ferplus_model = _checkpoint(tmp_path / "ferplus.pt", FERPLUS_EMOTIONS)
+    out = tmp_path / "calibrated.pt"
+    base = ["export", str(ferplus_model), str(out), "--calibrate", "--data", str(pair[0])]
+    assert main(base) == 2 and not out.exists()
+    assert "it is a FER+ model: score it on FER+ labels (--ferplus" in capsys.readouterr().err
+    assert main([*base, "--ferplus", str(pair[1])]) == 0
+    assert "on 2 faces" in capsys.readouterr().out  # FER+ PublicTest's majority faces
+    meta = torch.load(out, weights_only=True)
+    assert meta["temperature"] and meta["extra"]["calibration"]["n"] == 2
+    seven = _checkpoint(tmp_path / "seven.pt", EMOTIONS)
+    args = ["export", str(seven), str(tmp_path / "s.pt"), "--calibrate", "--data", str(pair[0])]
+    assert main([*args, "--ferplus", str(pair[1])]) == 2
+    assert "cannot be scored" in capsys.readouterr().err
+    assert main(["export", str(seven), str(tmp_path / "s.pt"), "--ferplus", str(pair[1])]) == 2
+
+
 # --- training ---------------------------------------------------------------------------------
 def test_hard_label_weight_mixes_the_majority_into_the_votes():
     soft = np.array([[0.6, 0.4, 0, 0, 0, 0, 0, 0]], np.float32)

@@ -6,13 +6,15 @@
     ferkit export runs/exp1 model.onnx --int8 --data ../shared/data/fer2013
     ferkit export runs/exp1 calibrated.pt --calibrate --data ../shared/data/fer2013
     ferkit export runs/exp1 small.pt --half              # float16 weights, half the file
+    ferkit export flagship-ferplus fp.pt --calibrate --data fer2013.csv --ferplus fer2013new.csv
 
 ONNX files have a dynamic batch axis and are compared with PyTorch (max |difference| of the
 logits must stay under 1e-4). `--calibrate` fits a temperature on the validation split of
 `--data` and stores it with the model, reporting the calibration error before and after (with
 `--half`, of the float16 weights the file holds).
 `--int8` also writes OUT.int8.onnx, statically quantised with `--data` faces, and reports its
-accuracy next to the fp32 model's.
+accuracy next to the fp32 model's. The model's labels must be the data's: a FER+ model (8
+classes) is calibrated and checked on FER+'s majority labels, `--ferplus FILE` beside the CSV.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ferkit.cli.data import add_ferplus_option
 from ferkit.cli.vocabulary import MODEL_HELP, add_format_option
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.outputs import refuse_existing
@@ -45,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p, ("onnx", "pt"), required=False, what="output format (OUT's suffix; must match it)"
     )
     p.add_argument("--data", help="labelled faces (FER-2013 folder/CSV) for --calibrate / --int8")
+    add_ferplus_option(p, modes=False)
     p.add_argument("--calibrate", action="store_true", help="fit and store a temperature on --data")
     p.add_argument("--int8", action="store_true", help="also write an int8-quantised OUT.int8.onnx")
     p.add_argument("--half", action="store_true", help=".pt output: store weights as float16")
@@ -56,9 +60,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ferkit.data import validation_faces
+    from ferkit.evaluation.evaluate import check_labels
     from ferkit.inference.calibration import calibrate
     from ferkit.inference.model_io import load_torch_model
     from ferkit.inference.recognizer import EmotionRecognizer
+    from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
     from ferkit.models.checkpoint import round_to_half
     from ferkit.models.input_spec import InputSpec
 
@@ -70,6 +76,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     if args.calibrate and not args.data:
         raise ConfigError("--calibrate needs --data: a labelled validation set to fit on")
+    if args.ferplus and not args.data:
+        raise ConfigError("--ferplus labels the faces of --data: name the FER-2013 CSV with --data")
     if args.int8 and args.format != "onnx":
         raise ConfigError("--int8 applies to --format onnx")
     if args.int8 and not args.data:
@@ -88,8 +96,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         round_to_half(model)
     faces = labels = None
     if args.data:
+        check_labels(meta, args.checkpoint, FERPLUS_EMOTIONS if args.ferplus else EMOTIONS)
         size = InputSpec.from_meta(meta).input_size[0]
-        faces, labels = validation_faces(args.data, image_size=size, limit=args.limit)
+        faces, labels = validation_faces(
+            args.data, image_size=size, limit=args.limit, ferplus=args.ferplus
+        )
     if args.calibrate:
         rec = EmotionRecognizer.from_model(model, meta, detector=None, temperature=1.0, bf16=False)
         report = calibrate(rec.logits(faces), labels)

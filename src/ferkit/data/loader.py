@@ -72,17 +72,24 @@ def load_dataset(
     return data
 
 
-def validation_faces(path: str | Path, *, image_size: int = 48, limit: int | None = None):
+def validation_faces(
+    path: str | Path,
+    *,
+    image_size: int = 48,
+    limit: int | None = None,
+    ferplus: str | Path | None = None,
+):
     """Labelled faces for calibration and accuracy checks: (uint8 (N, H, W), labels (N,)).
 
     `path` is anything `load_dataset` reads; the split is `FERData.scoring_split()`'s (val,
     FER-2013's PublicTest, else test, else the whole unsplit set). `limit` takes an evenly
-    spread subset, for quick checks.
+    spread subset, for quick checks. `ferplus`: FER+'s label file for the FER-2013 CSV `path`,
+    whose 8 classes by majority vote label the faces (as evaluation scores a FER+ model).
 
     Raises:
         DataError: the data set has no split to score on (only training faces, say).
     """
-    data = load_dataset(path, image_size=image_size)
+    data = load_dataset(path, image_size=image_size, ferplus=ferplus, ferplus_labels="majority")
     name = data.scoring_split()
     split = data.splits[name]
     # Copies: the data cache hands out read-only memory maps, which torch warns about.
