@@ -276,7 +276,9 @@ def test_evaluate_scores_ferplus_majority(pair, tmp_path, capsys):
         main(["evaluate", str(ferplus_model), "--data", str(pair[0]), "--ferplus", str(pair[1])])
         == 0
     )
-    assert "FER+ majority-vote accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FER+ majority-vote accuracy" in out
+    assert f"{ferplus_model} (simple_cnn) on val of" in out  # the model as given, its network
     # label sets must match, with the way out named
     with pytest.raises(CheckpointError, match="--ferplus"):
         evaluate(ferplus_model, pair[0])

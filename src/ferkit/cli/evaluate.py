@@ -179,8 +179,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def headline(result: dict) -> str:
     """One line for what `evaluate` returned: the model, the faces and the figures."""
+    name, arch = result.get("model") or result["arch"], result["arch"]
+    model = name if name == arch else f"{name} ({arch})"  # flagship-ferplus (flagship)
     return (
-        f"{result['arch']} on {result['split']} of {result['source']} (n={result['n']:,}, "
+        f"{model} on {result['split']} of {result['source']} (n={result['n']:,}, "
         f"tta={result['tta']}): accuracy {result['accuracy']:.2%}, macro-F1 "
         f"{result['macro_f1']:.3f}, loss {result['loss']:.4f}"
     )
@@ -213,6 +215,7 @@ def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, tuple | None]:
     """`evaluate --detect`: whole photos through the recognizer, as `predict` would run them.
     Writes the --csv table; returns the result and, for --plots, the grid's faces."""
     from ferkit.evaluation.photos import evaluate_photos, face_grid, prediction_rows
+    from ferkit.inference.model_io import DEFAULT_MODEL
     from ferkit.inference.recognizer import EmotionRecognizer
 
     if args.split or args.ferplus:
@@ -236,6 +239,7 @@ def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, tuple | None]:
         split="all",
         source=str(args.data),
         checkpoint=rec.source,
+        model=str(args.checkpoint or DEFAULT_MODEL),
         arch=rec.meta.get("arch"),
         tta=rec.tta,
         protocol=f"whole photos, {args.detector} detector ({rec.framing}), largest face, "

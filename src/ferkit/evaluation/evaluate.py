@@ -12,7 +12,13 @@ from ferkit.data import FERData, load_dataset
 from ferkit.data.csv_source import SPLIT_TO_USAGE
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
-from ferkit.inference.model_io import is_onnx, load_torch_model, read_onnx_meta, resolve_model
+from ferkit.inference.model_io import (
+    DEFAULT_MODEL,
+    is_onnx,
+    load_torch_model,
+    read_onnx_meta,
+    resolve_model,
+)
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS, check_model_labels
 from ferkit.models.input_spec import InputSpec
 
@@ -54,7 +60,8 @@ def evaluate(
             majority-vote accuracy over the faces FER+'s filtering keeps (8 classes).
 
     Returns:
-        classification_metrics(...) plus `split`, `source`, `checkpoint`, `arch`, `tta` and
+        classification_metrics(...) plus `split`, `source`, `checkpoint` (the file), `model`
+        (as given), `arch`, `tta` and
         `protocol` (FER-2013 labels, or FER+ majority votes);
         with `with_probs`, also `probs` (N, C) and `y_true` as arrays (not JSON-ready).
     """
@@ -98,6 +105,7 @@ def evaluate(
         split=name,
         source=dataset.source,
         checkpoint=str(path),
+        model=str(checkpoint or DEFAULT_MODEL),  # as given: a shipped name or a path
         arch=meta["arch"],
         tta=tta,
         protocol=_protocol(dataset, name),

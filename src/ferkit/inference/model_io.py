@@ -32,7 +32,8 @@ TRAINING_STATE_NAMES = ("best.ckpt", "last.ckpt")  # a run stopped before it wro
 # models in ferkit/weights, by the name a user types; flagship: FER-2013's 7 classes,
 # flagship-ferplus: FER+'s 8 (contempt last), see docs/MODEL_CARD.md
 SHIPPED = {"flagship": "flagship.pt", "flagship-ferplus": "flagship-ferplus.pt"}
-DEFAULT_WEIGHTS = SHIPPED["flagship"]
+DEFAULT_MODEL = "flagship"  # the shipped model used where none is named
+DEFAULT_WEIGHTS = SHIPPED[DEFAULT_MODEL]
 ONNX_META_KEY = "ferkit_meta"  # metadata_props key holding the checkpoint's meta as JSON
 KINDS = (
     "a run folder, a .pt checkpoint, a Lightning .ckpt, an .onnx export or a shipped model "
