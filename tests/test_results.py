@@ -169,3 +169,12 @@ def test_summary_counts_the_files_not_read(checkpoint, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2 and "empty.jpg: empty file" in err and "notes.png" in err
     assert "2 images, 2 faces, 0 without a face; 2 not read (named above)" in out
+
+
+def test_every_label_of_both_shipped_label_sets_has_its_own_colour():
+    """Boxes and bars tell the label at a glance: FER+'s contempt is no second gray."""
+    from ferkit.inference.draw import COLORS
+    from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
+
+    assert set(EMOTIONS) <= set(COLORS) and set(FERPLUS_EMOTIONS) <= set(COLORS)
+    assert len(set(COLORS.values())) == len(COLORS)

@@ -22,6 +22,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "sad": (200, 120, 40),
     "surprise": (230, 150, 240),
     "neutral": (190, 190, 190),
+    "contempt": (30, 100, 180),  # FER+'s eighth class (flagship-ferplus)
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
