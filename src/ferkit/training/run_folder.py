@@ -46,12 +46,13 @@ def resume_dir(resume: str | Path) -> Path:
     if not run_dir.is_dir():
         why = "no such run folder" if not run_dir.exists() else "not a run folder"
         raise ConfigError(f"{run_dir}: {why}; --resume takes the folder `ferkit train` wrote")
+    said = f"{run_dir}: no checkpoints/last.ckpt to resume from"
     if (run_dir / "best.pt").is_file():  # a finished --smoke run keeps its weights only
-        raise ConfigError(
-            f"{run_dir}: no checkpoints/last.ckpt to resume from (a --smoke run keeps best.pt "
-            f"only); start a new run, or fine-tune its weights: --set pretrained={run_dir}/best.pt"
+        said += (
+            " (a --smoke run keeps best.pt only); start a new run, or fine-tune its weights: "
+            f"--set pretrained={run_dir}/best.pt"
         )
-    raise ConfigError(f"{run_dir}: no checkpoints/last.ckpt to resume from")
+    raise ConfigError(said)
 
 
 def resume_config(resume: str | Path, overrides: dict | None = None) -> TrainConfig:
