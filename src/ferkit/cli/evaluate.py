@@ -215,7 +215,7 @@ def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, tuple | None]:
     """`evaluate --detect`: whole photos through the recognizer, as `predict` would run them.
     Writes the --csv table; returns the result and, for --plots, the grid's faces."""
     from ferkit.evaluation.photos import evaluate_photos, face_grid, prediction_rows
-    from ferkit.inference.model_io import DEFAULT_MODEL
+    from ferkit.inference.model_io import model_name
     from ferkit.inference.recognizer import EmotionRecognizer
 
     if args.split or args.ferplus:
@@ -239,7 +239,7 @@ def _evaluate_photos(args: argparse.Namespace) -> tuple[dict, tuple | None]:
         split="all",
         source=str(args.data),
         checkpoint=rec.source,
-        model=str(args.checkpoint or DEFAULT_MODEL),
+        model=model_name(args.checkpoint),
         arch=rec.meta.get("arch"),
         tta=rec.tta,
         protocol=f"whole photos, {args.detector} detector ({rec.framing}), largest face, "

@@ -107,11 +107,10 @@ def run_window(args: argparse.Namespace) -> int:
     from ferkit.cli.recognizer_options import make_recognizer
     from ferkit.inference.draw import annotate
     from ferkit.inference.tracking import Tracker
-    from ferkit.inference.video import quiet_ffmpeg
+    from ferkit.inference.video import open_capture
 
     source = int(args.camera) if args.camera.isdigit() else args.camera
-    quiet_ffmpeg()
-    cap = cv2.VideoCapture(source)
+    cap = open_capture(source)
     if not cap.isOpened():
         raise FerkitError(f"cannot open camera {args.camera!r}; try another --camera index")
     rec = make_recognizer(args)

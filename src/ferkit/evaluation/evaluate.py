@@ -13,9 +13,9 @@ from ferkit.data.csv_source import SPLIT_TO_USAGE
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.evaluation.predict import predict_proba
 from ferkit.inference.model_io import (
-    DEFAULT_MODEL,
     is_onnx,
     load_torch_model,
+    model_name,
     read_onnx_meta,
     resolve_model,
 )
@@ -105,7 +105,7 @@ def evaluate(
         split=name,
         source=dataset.source,
         checkpoint=str(path),
-        model=str(checkpoint or DEFAULT_MODEL),  # as given: a shipped name or a path
+        model=model_name(checkpoint),
         arch=meta["arch"],
         tta=tta,
         protocol=_protocol(dataset, name),

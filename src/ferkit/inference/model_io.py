@@ -121,6 +121,11 @@ def default_checkpoint() -> Path:
     return _shipped(DEFAULT_WEIGHTS)
 
 
+def model_name(spec: str | Path | None) -> str:
+    """The model as the user named it (a shipped name or a path); the default's name if none."""
+    return str(spec if spec is not None else DEFAULT_MODEL)
+
+
 def load_torch_model(spec: str | Path | None) -> tuple[Any, dict]:
     """(nn.Module in eval mode, meta) of a model of any kind `resolve_model` takes but ONNX.
 

@@ -156,15 +156,17 @@ class VideoAnalysis:
         return "\n".join([head, *(f"  {p.text()}" for p in people)])
 
 
-def quiet_ffmpeg() -> None:
-    """Keep FFmpeg's own stderr lines ("moov atom not found") out of the user's way.
+def open_capture(source: str | int) -> cv2.VideoCapture:
+    """An OpenCV capture of a video file or camera, without FFmpeg's own stderr lines.
 
-    ferkit names an unreadable video in its error; FFmpeg's lines say it again, in its words.
-    OpenCV reads OPENCV_FFMPEG_LOGLEVEL once, when it opens its first capture, so this runs
-    before that. Debug logging (`--debug`) or the user's own setting of the variable keeps them.
+    ferkit names an unreadable video in its error; FFmpeg's lines ("moov atom not found") say
+    it again, in its words. OpenCV reads OPENCV_FFMPEG_LOGLEVEL once, when it opens its first
+    capture, so it is set here, before that. Debug logging (`--debug`) or the user's own
+    setting of the variable keeps them.
     """
     if not log.isEnabledFor(logging.DEBUG):
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    return cv2.VideoCapture(source)
 
 
 def open_video(path: str | Path, *, warn: bool = True) -> tuple[cv2.VideoCapture, float, int]:
@@ -172,8 +174,7 @@ def open_video(path: str | Path, *, warn: bool = True) -> tuple[cv2.VideoCapture
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such video file")
-    quiet_ffmpeg()
-    cap = cv2.VideoCapture(str(path))
+    cap = open_capture(str(path))
     if not cap.isOpened():
         raise ImageError(f"{path}: cannot open it as a video (unknown format or corrupt file)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
