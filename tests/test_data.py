@@ -192,6 +192,24 @@ def test_bad_images_named_or_skipped(tmp_path):
     assert len(data["all"]) == 4 and len(data.skipped) == 2
 
 
+def test_linked_folders_are_read_and_watched_broken_links_named(tmp_path, caplog):
+    """A class folder extended by a link to more faces elsewhere: they are read (os.walk
+    skipped them unsaid), a change to one of them refreshes the cache, and a link to a
+    missing image is a warning naming it, not a crash of the fingerprint."""
+    data = write_class_folders(tmp_path / "data", {"happy": 2, "sad": 2})
+    more = write_class_folders(tmp_path / "more", {"sad": 3}, seed=7) / "sad"
+    (data / "sad" / "more").symlink_to(more, target_is_directory=True)
+    (data / "sad" / "loop").symlink_to(data, target_is_directory=True)
+    (data / "happy" / "gone.jpg").symlink_to(tmp_path / "unmounted.jpg")
+    first = load_dataset(data)
+    assert first["all"].labels.tolist().count(EMOTIONS.index("sad")) == 5
+    assert "happy/gone.jpg: a broken link" in caplog.text
+    assert load_dataset(data).from_cache
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(more / "img_0.jpg")
+    os.utime(more / "img_0.jpg", ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert not load_dataset(data).from_cache  # a linked file changed: decoded again
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [

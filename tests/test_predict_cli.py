@@ -214,6 +214,28 @@ def test_bad_inputs_reported_others_go_on(checkpoint, tmp_path, capsys):
     assert "https://example.com/face.jpg: a URL; ferkit predict reads files" in err
 
 
+def test_linked_folders_are_read_and_broken_links_named(checkpoint, tmp_path, capsys):
+    """A photo library assembled from links: a linked folder's photos are analysed (rglob
+    skipped them unsaid), a link loop ends, and a link to a missing photo is named, not
+    dropped; the summary counts it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.open(ASTRONAUT).save(elsewhere / "linked.jpg")
+    d = tmp_path / "photos"
+    d.mkdir()
+    Image.open(ASTRONAUT).save(d / "own.jpg")
+    (d / "2024").symlink_to(elsewhere, target_is_directory=True)
+    (d / "again").symlink_to(elsewhere, target_is_directory=True)  # the same folder twice
+    (d / "loop").symlink_to(d, target_is_directory=True)
+    (d / "gone.jpg").symlink_to(tmp_path / "unmounted" / "gone.jpg")
+    code, out, err = run_cli(["predict", d, "--model", checkpoint, "--no-progress"], capsys)
+    assert code == 2
+    assert "photos/2024/linked.jpg: 1 face" in out and "photos/own.jpg: 1 face" in out
+    assert "again/linked.jpg" not in out and "loop" not in out  # each real folder once
+    assert "gone.jpg: a broken link (its target " in err
+    assert "2 images, 2 faces, 0 without a face; 1 not read (named above)" in out
+
+
 def test_an_unreadable_video_is_one_line_without_ffmpegs_own(tmp_path):
     """FFmpeg prints "moov atom not found" to the process's stderr; ferkit's own line says it.
     In a fresh process: OpenCV reads FFmpeg's log level once, at its first capture."""

@@ -76,6 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
     """(file, path relative to its root) for every input; bad paths go to `errors`."""
+    from ferkit.files import unreadable, walk_files
     from ferkit.imaging import IMAGE_SUFFIXES, is_url
     from ferkit.inference.video import VIDEO_SUFFIXES
 
@@ -87,20 +88,21 @@ def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
                 f"{raw}: a URL; ferkit predict reads files and folders: download it first"
             )
         elif p.is_dir():
-            files = sorted(
-                f
-                for f in p.rglob("*")
-                if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            )
-            if not files:
+            files, named = [], len(errors)
+            for f in walk_files(p):
+                if f.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                    continue
+                if why := unreadable(f):
+                    errors.append(f"{f}: {why}")  # named, not dropped: a photo the user has lost
+                else:
+                    files.append(f)
+            if not files and len(errors) == named:
                 errors.append(f"{p}: folder holds no image or video files")
             found += [(f, f.relative_to(p)) for f in files]
-        elif p.is_file():
-            found.append((p, Path(p.name)))
-        elif p.exists():  # a FIFO would block the decoder forever
-            errors.append(f"{p}: not a regular file (a FIFO, socket or device)")
+        elif why := unreadable(p):  # a FIFO would block the decoder forever
+            errors.append(f"{p}: {why}")
         else:
-            errors.append(f"{p}: no such file or folder")
+            found.append((p, Path(p.name)))
     return found
 
 
@@ -132,6 +134,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     started = time.time()
     document: list[dict] = []
     tally = Tally()
+    tally.unread = len(errors)  # paths and files already named as unreadable
     # Ctrl-C keeps the rows done so far under a name of their own; --csv stays as it was.
     partial = partial_name(args.csv) if args.csv else None
     left = "is as it was" if args.csv and args.csv.exists() else "was not written"
@@ -236,7 +239,7 @@ class Tally:
 
     def __init__(self) -> None:
         self.images = self.faces = self.no_face = self.crop_like = 0
-        self.unread = 0  # image files that could not be read (each named on stderr)
+        self.unread = 0  # inputs that could not be read (each named on stderr)
         self.labels: Counter[str] = Counter()  # faces per top label
 
     def add(self, result) -> None:

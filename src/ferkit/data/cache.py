@@ -21,6 +21,7 @@ import numpy as np
 
 from ferkit.cache import cache_root
 from ferkit.data.types import FERData, Split
+from ferkit.files import walk_files
 from ferkit.labels import EMOTIONS
 
 CACHE_FORMAT = 1
@@ -37,12 +38,10 @@ def fingerprint(source: Path) -> str:
         st = source.stat()
         h.update(f"{source.name}\0{st.st_size}\0{st.st_mtime_ns}".encode(errors=NAMES))
         return h.hexdigest()
-    for dirpath, dirnames, filenames in os.walk(source):
-        dirnames.sort()
-        for name in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, name))
-            rel = os.path.relpath(os.path.join(dirpath, name), source)
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors=NAMES))
+    for path in walk_files(source):  # the files the loaders read: linked folders included
+        st = path.stat() if path.exists() else path.lstat()  # a broken link: the link's own
+        rel = os.path.relpath(path, source)
+        h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors=NAMES))
     return h.hexdigest()
 
 

@@ -15,11 +15,11 @@ Class folder names go through the alias map (`anger`, `Happiness`, `3_happy`, ..
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferkit.errors import DataError
+from ferkit.files import unreadable, walk_files
 from ferkit.imaging import IMAGE_SUFFIXES
 from ferkit.labels import EMOTIONS, map_class_names
 
@@ -48,20 +48,18 @@ def _subdirs(folder: Path) -> dict[str, Path]:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The image files under `folder` and its subfolders, in a stable (sorted) order; hidden
-    files are skipped, and so is anything that is not a regular file (a FIFO named x.png
-    would block the decoder forever), with a warning naming it."""
+    """The image files under `folder` and its subfolders (linked ones too), in a stable
+    (sorted) order; hidden files are skipped, and so is anything that is not a regular file
+    (a broken link; a FIFO named x.png would block the decoder forever), with a warning
+    naming it."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if path.suffix.lower() not in IMAGE_SUFFIXES or name.startswith("."):
-                continue
-            if path.is_file():
-                found.append(path)
-            else:
-                log.warning("%s: not a regular file (a FIFO, socket or device); skipped", path)
+    for path in walk_files(folder):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            continue
+        if why := unreadable(path):
+            log.warning("%s: %s; skipped", path, why)
+        else:
+            found.append(path)
     return found
 
 
