@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import ASTRONAUT
 from ferkit.cli import main
+from ferkit.imaging import heif_support
 from ferkit.inference import EmotionRecognizer
 from ferkit.inference.video import analyse_video, process_video
 
@@ -234,6 +235,45 @@ def test_linked_folders_are_read_and_broken_links_named(checkpoint, tmp_path, ca
     assert "again/linked.jpg" not in out and "loop" not in out  # each real folder once
     assert "gone.jpg: a broken link (its target " in err
     assert "2 images, 2 faces, 0 without a face; 1 not read (named above)" in out
+
+
+def test_phone_and_browser_formats_are_read_from_folders(checkpoint, tmp_path, capsys):
+    """iPhones save HEIC, Windows browsers JPEG as .jfif, and AVIF spreads: a folder search
+    skipped all three unsaid. Each is read, upright, as its JPEG is."""
+    assert heif_support()  # pillow-heif (the dev extra installs it) registered with Pillow
+    photo = Image.open(ASTRONAUT).convert("RGB")
+    d = tmp_path / "phone"
+    d.mkdir()
+    photo.save(d / "IMG_0001.HEIC", "HEIF")
+    photo.save(d / "download.jfif", "JPEG")
+    photo.save(d / "web.avif", "AVIF")
+    code, out, err = run_cli(["predict", d, "--model", checkpoint, "--jsonl"], capsys)
+    assert code == 0, err
+    results = {Path(r["file"]).name: r for r in map(json.loads, out.splitlines())}
+    assert sorted(results) == ["IMG_0001.HEIC", "download.jfif", "web.avif"]
+    for name, result in results.items():
+        assert len(result["faces"]) == 1 and result["faces"][0]["label"], name
+
+
+def test_heic_without_pillow_heif_says_what_to_install(tmp_path):
+    """Where the extra is not installed, a HEIC photo says so and how to get it (a fresh
+    process: pillow-heif, once registered, stays registered)."""
+    import subprocess
+    import sys
+
+    assert heif_support()
+    photo = tmp_path / "IMG_0001.heic"
+    Image.open(ASTRONAUT).convert("RGB").save(photo, "HEIF")
+    blocked = (
+        "import sys; sys.modules['pillow_heif'] = None; from ferkit.cli import main; "
+        f"sys.exit(main(['predict', {str(photo)!r}, '--no-progress']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    assert f"{photo}: a HEIC/HEIF photo (iPhones' format)" in done.stderr
+    assert "pip install 'ferkit[heic]'" in done.stderr
 
 
 def test_an_unreadable_video_is_one_line_without_ffmpegs_own(tmp_path):

@@ -6,6 +6,7 @@ uint8 grayscale array a FER model sees, so training and inference cannot drift a
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import struct
@@ -37,12 +38,25 @@ IMAGE_SUFFIXES = frozenset(
         ".ppm",
         ".pbm",
         ".pnm",
+        ".jfif",  # JPEG, as browsers on Windows save it
+        ".jpe",
+        ".avif",
+        ".heic",  # HEIC/HEIF: iPhones' photos; read with pillow-heif (see `heif_support`)
+        ".heif",
     }
 )
 
 
 # What an error says ferkit reads, when bytes are no image format Pillow knows
-READABLE_FORMATS = "JPEG, PNG, WebP, BMP, GIF, TIFF, ..."
+READABLE_FORMATS = "JPEG, PNG, WebP, AVIF, HEIC, BMP, GIF, TIFF, ..."
+
+# ISO-BMFF brands of HEIF images (bytes 8-12 after "ftyp"): those Pillow reads only through
+# pillow-heif. AVIF, HEIF's AV1 sibling, Pillow reads itself.
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+HEIF_HINT = (
+    "a HEIC/HEIF photo (iPhones' format); ferkit reads it with pillow-heif installed "
+    "(pip install 'ferkit[heic]'), or convert it to JPEG"
+)
 
 EXIF_ORIENTATION = 0x0112  # the EXIF tag saying how a photo is turned for display
 
@@ -63,6 +77,31 @@ def pixel_limit() -> int:
     """The most pixels an image may have by its header: Pillow's decompression-bomb guard,
     `PIL.Image.MAX_IMAGE_PIXELS` (89.5 MP unless the application changed it). ferkit keeps it."""
     return Image.MAX_IMAGE_PIXELS or 2**63
+
+
+@functools.cache
+def heif_support() -> bool:
+    """Whether HEIC/HEIF images can be read: pillow-heif, when installed, registers them with
+    Pillow. It is an extra (`ferkit[heic]`), not a dependency: its wheels bundle an HEVC
+    encoder under the GPL."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+def _is_heif(source: str | Path | bytes) -> bool:
+    if isinstance(source, bytes):
+        head = source[:12]
+    else:
+        try:
+            with open(source, "rb") as f:
+                head = f.read(12)
+        except OSError:
+            return False
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
 
 
 def is_url(source) -> bool:
@@ -101,6 +140,7 @@ def open_image(
     limit = min(max_pixels or pixel_limit(), pixel_limit())
     if _empty(source):
         raise NotAnImageError(f"{label}: empty file (0 bytes)")
+    heif_support()  # registers HEIC with Pillow, once, where pillow-heif is installed
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -111,6 +151,10 @@ def open_image(
     except IsADirectoryError:
         raise ImageError(f"{label}: a folder, not an image file") from None
     except UnidentifiedImageError:
+        if _is_heif(source) and not heif_support():
+            raise NotAnImageError(f"{label}: {HEIF_HINT}") from None
+        if _is_heif(source):
+            raise ImageError(f"{label}: a corrupt or truncated HEIC/HEIF image") from None
         raise NotAnImageError(
             f"{label}: not an image format ferkit reads ({READABLE_FORMATS})"
         ) from None

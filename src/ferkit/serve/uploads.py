@@ -15,7 +15,7 @@ from starlette.datastructures import UploadFile
 from ferkit.detection.boxes import FaceFilter
 from ferkit.detection.frames import Frame, load_frame
 from ferkit.errors import ConfigError
-from ferkit.imaging import READABLE_FORMATS, ImageError, ImageTooLargeError, NotAnImageError
+from ferkit.imaging import ImageError, ImageTooLargeError, NotAnImageError
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.serve.errors import ApiError
 
@@ -132,11 +132,7 @@ def decode_image(data: bytes, *, max_side: int | None, max_pixels: int) -> Frame
         return load_frame(data, max_side=max_side, max_pixels=max_pixels, name="upload")
     except ImageTooLargeError as exc:
         raise ApiError(413, "too_many_pixels", str(exc)) from None
-    except NotAnImageError:
-        raise ApiError(
-            415,
-            "not_an_image",
-            f"the upload is not an image format ferkit reads ({READABLE_FORMATS})",
-        ) from None
+    except NotAnImageError as exc:  # "upload: what it is, what ferkit reads"
+        raise ApiError(415, "not_an_image", str(exc)) from None
     except ImageError as exc:
         raise ApiError(422, "corrupt_image", str(exc)) from None
