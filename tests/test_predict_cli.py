@@ -255,6 +255,22 @@ def test_phone_and_browser_formats_are_read_from_folders(checkpoint, tmp_path, c
         assert len(result["faces"]) == 1 and result["faces"][0]["label"], name
 
 
+def test_camcorder_video_is_read_and_other_files_are_counted(checkpoint, clip, tmp_path, capsys):
+    """A folder from a camera: the .MTS video is analysed (it was skipped unsaid), and the
+    files that are neither images nor videos are counted once by kind, hidden ones aside."""
+    d = tmp_path / "card"
+    d.mkdir()
+    (d / "00001.MTS").write_bytes(clip.read_bytes())  # FFmpeg reads the container, not the name
+    (d / "IMG_0002.dng").write_bytes(b"raw")
+    (d / "IMG_0003.DNG").write_bytes(b"raw")
+    (d / "notes.txt").write_text("shot list")
+    (d / ".DS_Store").write_bytes(b"")
+    code, out, err = run_cli(["predict", d, "--model", checkpoint, "--no-progress"], capsys)
+    assert code == 0, err
+    assert "00001.MTS: 20 frames" in out
+    assert "card: 3 other file(s) skipped (.dng, .txt): not image or video types" in err
+
+
 def test_heic_without_pillow_heif_says_what_to_install(tmp_path):
     """Where the extra is not installed, a HEIC photo says so and how to get it (a fresh
     process: pillow-heif, once registered, stays registered)."""

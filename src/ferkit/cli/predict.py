@@ -88,14 +88,24 @@ def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
                 f"{raw}: a URL; ferkit predict reads files and folders: download it first"
             )
         elif p.is_dir():
-            files, named = [], len(errors)
+            files, named, others = [], len(errors), Counter()
             for f in walk_files(p):
                 if f.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                    if not f.name.startswith("."):  # .DS_Store and the like: not worth a word
+                        others[f.suffix.lower() or f.name] += 1
                     continue
                 if why := unreadable(f):
                     errors.append(f"{f}: {why}")  # named, not dropped: a photo the user has lost
                 else:
                     files.append(f)
+            if others.total():  # sidecars, RAW photos, notes: said once, not dropped unsaid
+                kinds = ", ".join(k for k, _ in others.most_common(6))
+                log.info(
+                    "%s: %d other file(s) skipped (%s): not image or video types",
+                    p,
+                    others.total(),
+                    kinds,
+                )
             if not files and len(errors) == named:
                 errors.append(f"{p}: folder holds no image or video files")
             found += [(f, f.relative_to(p)) for f in files]

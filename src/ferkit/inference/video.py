@@ -37,8 +37,10 @@ from ferkit.outputs import partial_name, replaced_atomically
 
 log = logging.getLogger(__name__)
 
+# Read by OpenCV's FFmpeg; .3gp from older phones, .mts/.m2ts from camcorders (AVCHD)
 VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".mts"}
+    | {".m2ts", ".flv", ".ogv"}
 )
 FALLBACK_FPS = 30.0  # some containers report 0 fps; timestamps then assume this
 
