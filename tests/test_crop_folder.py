@@ -70,7 +70,10 @@ def test_crops_of_class_folders_read_back_without_a_stray_file_warning(photos, t
     """`ferkit data crop photos/ faces/` then `--data faces/`: its crops.csv beside the class
     folders is its own table, not a stray file; any other file there is still named."""
     out = tmp_path / "faces"
-    crop_face_folder(photos / "train", out, progress=False)  # happy/, sad/ and crops.csv
+    (photos / "train" / "happy" / "IMG_9.dng").write_bytes(b"raw")  # counted, not cropped
+    with caplog.at_level("INFO"):
+        crop_face_folder(photos / "train", out, progress=False)  # happy/, sad/ and crops.csv
+    assert "train: 1 other file(s) skipped (.dng): not images" in caplog.text
     assert (out / "crops.csv").is_file()
     assert len(load_dataset(out, use_cache=False)["all"]) == 2
     assert "outside class folders" not in caplog.text

@@ -210,6 +210,16 @@ def test_linked_folders_are_read_and_watched_broken_links_named(tmp_path, caplog
     assert not load_dataset(data).from_cache  # a linked file changed: decoded again
 
 
+def test_other_files_in_class_folders_are_counted_by_kind(tmp_path):
+    """A RAW photo or a notes file among the faces is not read, and is said to be skipped."""
+    data = write_class_folders(tmp_path / "data", {"happy": 2, "sad": 2})
+    (data / "happy" / "IMG_1.dng").write_bytes(b"raw")
+    (data / "sad" / "notes.txt").write_text("from the shoot")
+    (data / "sad" / ".DS_Store").write_bytes(b"")  # hidden: not worth a word
+    notes = load_dataset(data).notes
+    assert notes == ["2 other file(s) skipped (.dng, .txt) in the class folders: not images"]
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [

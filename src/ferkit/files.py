@@ -9,6 +9,7 @@ name them instead of dropping them unsaid: `unreadable` says what is wrong with 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,3 +45,10 @@ def unreadable(path: Path) -> str | None:
     if not path.exists():
         return "no such file or folder"
     return "not a regular file (a FIFO, socket or device)"
+
+
+def skipped_note(others: Counter) -> str:
+    """ "3 other file(s) skipped (.dng, .txt)": files of other types, counted by kind (suffix,
+    or name where there is none), so that what a folder walk passed over is said once."""
+    kinds = ", ".join(k for k, _ in others.most_common(6))
+    return f"{others.total()} other file(s) skipped ({kinds}{', ...' if len(others) > 6 else ''})"

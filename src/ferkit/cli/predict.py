@@ -76,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
     """(file, path relative to its root) for every input; bad paths go to `errors`."""
-    from ferkit.files import unreadable, walk_files
+    from ferkit.files import skipped_note, unreadable, walk_files
     from ferkit.imaging import IMAGE_SUFFIXES, is_url
     from ferkit.inference.video import VIDEO_SUFFIXES
 
@@ -98,14 +98,8 @@ def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
                     errors.append(f"{f}: {why}")  # named, not dropped: a photo the user has lost
                 else:
                     files.append(f)
-            if others.total():  # sidecars, RAW photos, notes: said once, not dropped unsaid
-                kinds = ", ".join(k for k, _ in others.most_common(6))
-                log.info(
-                    "%s: %d other file(s) skipped (%s): not image or video types",
-                    p,
-                    others.total(),
-                    kinds,
-                )
+            if others:  # sidecars, RAW photos, notes: said once, not dropped unsaid
+                log.info("%s: %s: not image or video types", p, skipped_note(others))
             if not files and len(errors) == named:
                 errors.append(f"{p}: folder holds no image or video files")
             found += [(f, f.relative_to(p)) for f in files]

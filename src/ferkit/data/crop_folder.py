@@ -37,6 +37,7 @@ from ferkit.detection.detectors import Detector, find_faces
 from ferkit.detection.frames import load_frame
 from ferkit.detection.registry import DEFAULT_DETECTOR, FACE_DETECTORS, make_detector
 from ferkit.errors import DataError
+from ferkit.files import skipped_note
 from ferkit.imaging import ImageError
 from ferkit.outputs import refuse_existing, replaced_atomically
 
@@ -213,7 +214,10 @@ def _check_folders(src: Path, dst: Path) -> list[Path]:
                         "(and not contain it): nothing is written into the data")  # fmt: skip
     if dst.exists() and not dst.is_dir():
         raise DataError(f"{dst}: is a file; the output must be a folder (it is created)")
-    files = image_files(src)
+    others: Counter = Counter()
+    files = image_files(src, others)
+    if others:
+        log.info("%s: %s: not images", src, skipped_note(others))
     if not files:
         raise DataError(f"{src}: no image files found (looked for "
                         "*.jpg, *.png, ... in it and its subfolders)")  # fmt: skip

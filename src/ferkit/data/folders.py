@@ -15,11 +15,12 @@ Class folder names go through the alias map (`anger`, `Happiness`, `3_happy`, ..
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ferkit.errors import DataError
-from ferkit.files import unreadable, walk_files
+from ferkit.files import skipped_note, unreadable, walk_files
 from ferkit.imaging import IMAGE_SUFFIXES
 from ferkit.labels import EMOTIONS, map_class_names
 
@@ -41,20 +42,25 @@ class FolderPlan:
     splits: list[str] = field(default_factory=list)
     ignored_classes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    other_files: Counter = field(default_factory=Counter)  # by suffix: not image types
 
 
 def _subdirs(folder: Path) -> dict[str, Path]:
     return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_dir()}
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, others: Counter | None = None) -> list[Path]:
     """The image files under `folder` and its subfolders (linked ones too), in a stable
     (sorted) order; hidden files are skipped, and so is anything that is not a regular file
     (a broken link; a FIFO named x.png would block the decoder forever), with a warning
-    naming it."""
+    naming it. Files of other types are counted by suffix into `others`, if given."""
     found = []
     for path in walk_files(folder):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+        if path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            if others is not None:
+                others[path.suffix.lower() or path.name] += 1
             continue
         if why := unreadable(path):
             log.warning("%s: %s; skipped", path, why)
@@ -91,7 +97,12 @@ def _scan_classes(split_dir: Path, plan: FolderPlan, strict: bool) -> list[tuple
             len(loose),
             loose[0],
         )
-    return [(f, known[p.name]) for p in classes.values() if p.name in known for f in image_files(p)]
+    return [
+        (f, known[p.name])
+        for p in classes.values()
+        if p.name in known
+        for f in image_files(p, plan.other_files)
+    ]
 
 
 def _msambare_split(name: str) -> str:
@@ -102,6 +113,13 @@ def _msambare_split(name: str) -> str:
 
 def plan_folder(root: Path, *, strict: bool = False) -> FolderPlan:
     """Work out the layout of `root` and list its images with labels and splits."""
+    plan = _plan(root, strict)
+    if plan.other_files:  # said once, not dropped unsaid
+        plan.notes.append(f"{skipped_note(plan.other_files)} in the class folders: not images")
+    return plan
+
+
+def _plan(root: Path, strict: bool) -> FolderPlan:
     subdirs = _subdirs(root)
     val_dir = next((subdirs[n] for n in VAL_FOLDERS if n in subdirs), None)
     only_splits = bool(subdirs) and set(subdirs) <= {"train", "test", *VAL_FOLDERS}
