@@ -156,3 +156,23 @@ def test_no_face_and_errors_are_said(server, browser, tmp_path):
     browser.find_element(By.ID, "file").send_keys(str(notes))
     wait_for(browser, "#status.error")
     assert "Error:" in browser.find_element(By.ID, "status").text
+
+
+def test_a_photo_the_browser_cannot_draw_still_gets_its_faces(server, browser, tmp_path):
+    """HEIC: the server reads it (pillow-heif), Chromium cannot draw it; the faces are listed
+    and the page says why no picture is shown, instead of boxes over a broken image."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ferkit.imaging import heif_support
+
+    assert heif_support()
+    photo = tmp_path / "IMG_0001.heic"
+    Image.open(ASTRONAUT).convert("RGB").save(photo, "HEIF")
+    browser.get(server + "/")
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    wait_for(browser, "#faces .face")
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 30).until(lambda _: "cannot show" in status.text)
+    assert "1 face found" in status.text
+    assert not browser.find_element(By.ID, "stage").is_displayed()

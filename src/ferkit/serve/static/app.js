@@ -9,6 +9,8 @@ const els = {
 };
 let stream = null;   // the webcam's MediaStream while it runs
 let photoUrl = null; // object URL of the photo shown
+let unshown = false; // the browser cannot draw the photo (HEIC in Chrome): faces listed only
+let shownResult = null; // the last photo's answer, to say so when the photo fails after it
 
 function setStatus(text, kind = "") {
   els.status.textContent = text;
@@ -51,10 +53,11 @@ function render(result) {
   });
   const n = result.faces.length;
   const ms = Math.round(result.timing_ms.total);
+  const note = unshown ? " This browser cannot show the photo's format; its faces are listed below." : "";
   if (n === 0) {
     setStatus("No face found. Try a well-lit, frontal face that fills more of the picture.", "warn");
   } else {
-    setStatus(`${n} face${n === 1 ? "" : "s"} found (${ms} ms on the server).`);
+    setStatus(`${n} face${n === 1 ? "" : "s"} found (${ms} ms on the server).${note}`);
   }
 }
 
@@ -90,6 +93,8 @@ async function showPhoto(file) {
   stopWebcam();
   if (!file) return;
   if (photoUrl) URL.revokeObjectURL(photoUrl);
+  unshown = false;
+  shownResult = null;
   photoUrl = URL.createObjectURL(file);
   els.photo.src = photoUrl;
   els.photo.hidden = false;
@@ -99,7 +104,8 @@ async function showPhoto(file) {
   els.faces.replaceChildren();
   setStatus(`Analysing ${file.name}…`);
   try {
-    render(await predict(file, file.name));
+    shownResult = await predict(file, file.name);
+    render(shownResult);
   } catch (err) {
     setStatus(`Error: ${err.message}`, "error");
   }
@@ -117,6 +123,7 @@ async function startWebcam() {
     return;
   }
   els.video.srcObject = stream;
+  unshown = false;
   await els.video.play();
   els.photo.hidden = true;
   els.video.hidden = false;
@@ -159,6 +166,13 @@ function stopWebcam() {
   setStatus("Webcam off.");
 }
 
+// The server reads formats some browsers cannot draw (HEIC in Chrome): list the faces alone
+els.photo.addEventListener("error", () => {
+  if (!photoUrl || els.photo.src !== photoUrl) return;
+  unshown = true;
+  els.stage.hidden = true;
+  if (shownResult) render(shownResult);
+});
 els.file.addEventListener("change", () => showPhoto(els.file.files[0]));
 els.webcam.addEventListener("click", () => (stream ? stopWebcam() : startWebcam()));
 // The example is a photo shipped with the page (static/example.jpg), sent as an upload is.
