@@ -294,6 +294,15 @@ def test_cli_info_json(msambare, capsys):
     assert info["splits"]["val"]["classes"]["happy"] == 2
 
 
+def test_cli_convert_json(msambare, tmp_path, capsys):
+    out = tmp_path / "faces"
+    assert main(["data", "convert", str(msambare), str(out), "--format", "folder", "--json"]) == 0
+    said = capsys.readouterr()
+    doc = json.loads(said.out)
+    assert doc["faces"] == {"train": 21, "val": 14, "test": 7} and doc["out"] == str(out)
+    assert f"wrote 42 PNG faces to {out}" in said.err
+
+
 def test_cli_info_table(fer_csv, capsys):
     assert main(["data", "info", str(fer_csv)]) == 0
     out = capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,11 @@ def test_export_cli_onnx_int8_and_calibrated_pt(checkpoint, msambare, tmp_path, 
     text = capsys.readouterr().out
     assert "max |onnx - torch|" in text and "accuracy on" in text and "int8" in text
     assert out.is_file() and out.with_suffix(".int8.onnx").is_file()
+    assert main(["export", str(checkpoint), str(out), "--int8", "--data", str(msambare),
+                 "--overwrite", "--json"]) == 0  # fmt: skip
+    int8 = json.loads(capsys.readouterr().out)["int8"]
+    assert int8["out"] == str(out.with_suffix(".int8.onnx")) and 0 <= int8["int8_accuracy"] <= 1
+    assert int8["n"] == 14  # msambare's val split: 7 classes x 2
     out.unlink()  # the int8 file is an output too: refused before anything is written
     assert main(["export", str(checkpoint), str(out), "--int8", "--data", str(msambare)]) == 2
     assert "m.int8.onnx already exists" in capsys.readouterr().err and not out.exists()
@@ -109,8 +115,11 @@ def test_export_cli_onnx_int8_and_calibrated_pt(checkpoint, msambare, tmp_path, 
         "--data",
         str(msambare),
     ]
-    assert main(args) == 0
-    assert "ECE" in capsys.readouterr().out
+    assert main([*args, "--overwrite", "--json"]) == 0  # for machines: the JSON alone on stdout
+    said = capsys.readouterr()
+    doc = json.loads(said.out)
+    assert doc["out"] == str(pt) and doc["format"] == "pt" and doc["calibration"]["temperature"] > 0
+    assert "ECE" in said.err and f"wrote {pt}" in said.err
     _, meta = load_torch_model(pt)
     assert meta["temperature"] > 0 and "calibration" in meta["extra"]
     assert EmotionRecognizer(pt).temperature == pytest.approx(meta["temperature"])

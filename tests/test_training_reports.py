@@ -90,6 +90,12 @@ def test_report_pngs(trained_run, capsys):
         assert f"wrote {trained_run / name}.png" in said
         with Image.open(trained_run / f"{name}.png") as img:
             assert img.width >= 300 and img.height >= 150, name
+    assert main(["report", str(trained_run), "--faces", "8", "--json"]) == 0
+    said = capsys.readouterr()
+    doc = json.loads(said.out)  # stdout is the JSON; the human lines go to stderr
+    assert doc["written"]["confusion_matrix"] == str(trained_run / "confusion_matrix.png")
+    assert doc["scores"][0]["n"] == json.loads((trained_run / "eval_val.json").read_text())["n"]
+    assert "wrote" in said.err
 
 
 def test_report_that_fails_writing_keeps_the_old_scores(trained_run, monkeypatch, capsys):
@@ -128,6 +134,9 @@ def test_compare(trained_run, tmp_path, capsys):
     assert int(row["best_epoch"]) == summary["best_epoch"]  # the curve's best is the kept one
     assert row["val_sets"] == "1"
     assert float(row["test_acc"]) == round(summary["test_accuracy"], 4)  # from summary.json
+    assert main(["compare", str(trained_run), "--no-plot", "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["best_epoch"] == summary["best_epoch"] and record["run"] == trained_run.name
     assert Image.open(plot).width > 300
 
     before = plot.read_bytes()  # an existing plot is refused before any run is read, and kept

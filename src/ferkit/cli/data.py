@@ -6,6 +6,7 @@ Data loading (NumPy, OpenCV) is imported inside the handlers: `ferkit --help` st
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ferkit.cli.recognizer_options import (
@@ -13,7 +14,7 @@ from ferkit.cli.recognizer_options import (
     detector_from_args,
     face_filter_from_args,
 )
-from ferkit.cli.vocabulary import add_deprecated
+from ferkit.cli.vocabulary import add_deprecated, add_json_option
 from ferkit.errors import DataError
 from ferkit.labels import FERPLUS_LABEL_MODES
 from ferkit.outputs import json_dumps
@@ -70,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     info = data_sub.add_parser("info", help="per split and per class counts, size, balance")
     _add_load_options(info)
-    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json_option(info, "the summary (counts per class and split)")
     info.set_defaults(func=cmd_info)
 
     convert = data_sub.add_parser(
@@ -94,6 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     convert.add_argument(
         "--overwrite", action="store_true", help="replace existing files (npy, csv)"
     )
+    add_json_option(convert, "what was written (files, counts per split)")
     convert.set_defaults(func=cmd_convert)
 
     crop = data_sub.add_parser(
@@ -123,7 +125,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="finish a run stopped by Ctrl-C: crop only the images OUT/crops.csv does not list",
     )
-    crop.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_json_option(crop, "the summary")
     crop.set_defaults(func=cmd_crop)
     data_sub.metavar = "{" + ",".join(data_sub.choices) + "}"  # named in usage and errors
 
@@ -196,18 +198,26 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "FER-2013's 7 classes per face); convert to a folder of npy arrays instead"
         )
     data = _load(args)
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # stdout: the JSON
+    doc = {"source": data.source, "out": str(args.out), "format": args.format}
+    doc["labels"] = list(data.labels)
     if args.format == "npy":
         written = to_npy(data, args.out, overwrite=args.overwrite)
         for path in written:
-            print(f"wrote {path}")
-        print(f"labels: {', '.join(f'{i} {e}' for i, e in enumerate(data.labels))}")
+            say(f"wrote {path}")
+        say(f"labels: {', '.join(f'{i} {e}' for i, e in enumerate(data.labels))}")
+        doc["written"] = [str(path) for path in written]
     elif args.format == "folder":
         counts = to_folder(data, args.out)
         split = ", ".join(f"{name} {n:,}" for name, n in counts.items())
-        print(f"wrote {sum(counts.values()):,} PNG faces to {args.out} ({split})")
+        say(f"wrote {sum(counts.values()):,} PNG faces to {args.out} ({split})")
+        doc["faces"] = counts
     else:
         n = to_csv(data, args.out, overwrite=args.overwrite)
-        print(f"wrote {n:,} rows to {args.out}")
+        say(f"wrote {n:,} rows to {args.out}")
+        doc["rows"] = n
+    if args.json:
+        print(json_dumps(doc, indent=2))
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ferkit.cli.data import add_ferplus_option
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
-from ferkit.cli.vocabulary import MODEL_HELP, add_model_option, add_tta_option
+from ferkit.cli.vocabulary import MODEL_HELP, add_json_option, add_model_option, add_tta_option
 from ferkit.errors import FerkitError
 from ferkit.outputs import json_dumps, refuse_existing, replaced_atomically
 
@@ -81,11 +81,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("run", type=Path, help="run folder from `ferkit train`")
     r.add_argument("--data", help="score on this data instead of the run's own validation split")
     r.add_argument("--faces", type=int, default=32, help="faces in the prediction grid")
+    add_json_option(r, "the scores and the files written")
     r.set_defaults(func=cmd_report)
 
     c = sub.add_parser("compare", help="compare runs: a table and a val-accuracy plot")
     c.add_argument("runs", nargs="+", type=Path, help="run folders")
     c.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    add_json_option(c, "the table (a record per run)")
     c.add_argument(
         "--plot",
         type=Path,
@@ -269,11 +271,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ferkit.evaluation.report import make_report
 
     written = make_report(args.run, data=args.data, n_faces=args.faces)
-    for name, path in written.items():
-        if name.startswith("scores"):  # each validation source's figures first
-            print(headline(json.loads(path.read_text())))
+    scores = [json.loads(p.read_text()) for n, p in written.items() if n.startswith("scores")]
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # stdout: the JSON
+    for result in scores:  # each validation source's figures first
+        say(headline(result))
     for path in written.values():
-        print(f"wrote {path}")
+        say(f"wrote {path}")
+    if args.json:
+        files = {name: str(path) for name, path in written.items()}
+        print(json_dumps({"run": str(args.run), "scores": scores, "written": files}, indent=1))
     return 0
 
 
@@ -291,7 +297,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     table, fig = compare_runs(args.runs)
-    if args.format == "csv":
+    if args.json:  # nullable columns: a gap (a run still training) is null
+        print(json_dumps(json.loads(table.to_json(orient="records")), indent=1))
+    elif args.format == "csv":
         print(table.to_csv(index=False), end="")
     elif args.format == "markdown":
         print(_markdown(table))

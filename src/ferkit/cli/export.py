@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferkit.cli.data import add_ferplus_option
-from ferkit.cli.vocabulary import MODEL_HELP, add_format_option
+from ferkit.cli.vocabulary import MODEL_HELP, add_format_option, add_json_option
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.outputs import refuse_existing
 
@@ -55,6 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use at most N faces of --data")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_json_option(p, "what was written and measured (files, ONNX parity, calibration, int8)")
     p.set_defaults(func=cmd_export)
 
 
@@ -67,6 +69,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
     from ferkit.models.checkpoint import round_to_half
     from ferkit.models.input_spec import InputSpec
+    from ferkit.outputs import json_dumps
 
     args.format = output_format(args.out, args.format)
     if args.half and args.format != "pt":
@@ -101,17 +104,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         faces, labels = validation_faces(
             args.data, image_size=size, limit=args.limit, ferplus=args.ferplus
         )
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # stdout: the JSON
+    doc = {"out": str(args.out), "format": args.format, "half": args.half, "data": args.data}
     if args.calibrate:
         rec = EmotionRecognizer.from_model(model, meta, detector=None, temperature=1.0, bf16=False)
         report = calibrate(rec.logits(faces), labels)
-        print(report)
+        say(report)
         meta["temperature"] = report.temperature
         meta["extra"] = {**(meta.get("extra") or {}), "calibration": report.to_dict()}
+        doc["calibration"] = report.to_dict()
     if args.format == "pt":
         _save_pt(model, meta, args.out, half=args.half)
-        print(f"wrote {args.out}")
-        return 0
-    _export_onnx(model, meta, args, faces, labels)
+        say(f"wrote {args.out}")
+    else:
+        doc.update(_export_onnx(model, meta, args, faces, labels, say))
+    if args.json:
+        print(json_dumps(doc, indent=1))
     return 0
 
 
@@ -159,26 +167,37 @@ def _save_pt(model, meta: dict, out: Path, half: bool = False) -> None:
     )
 
 
-def _export_onnx(model, meta: dict, args, faces, labels) -> None:
+def _export_onnx(model, meta: dict, args, faces, labels, say) -> dict:
+    """Write and check the ONNX file (and its int8 copy); what was measured, for --json."""
     from ferkit.inference.export import TOLERANCE, export_onnx, max_abs_diff, quantize_int8
 
     out = export_onnx(model, meta, args.out, opset=args.opset)
     diff = max_abs_diff(model, out, meta)
-    print(f"wrote {out}: max |onnx - torch| = {diff:.2e} on batches of 1, 7 and 64")
+    say(f"wrote {out}: max |onnx - torch| = {diff:.2e} on batches of 1, 7 and 64")
     if diff >= TOLERANCE:
         raise CheckpointError(
             f"{out}: ONNX logits differ from PyTorch by {diff:.2e} (>= {TOLERANCE})"
         )
+    measured = {"max_abs_diff": diff, "opset": args.opset}
     if not args.int8:
-        return
+        return measured
     x = _inputs(meta, faces[:: max(1, len(faces) // 512)][:512])  # spread over the classes
     int8 = quantize_int8(out, _int8_path(out), calibration=x)
-    print(f"wrote {int8}: int8 (static, calibrated on {len(x)} faces of --data)")
+    say(f"wrote {int8}: int8 (static, calibrated on {len(x)} faces of --data)")
     acc32, acc8, agree = compare_accuracy(out, int8, faces, labels)
-    print(
+    say(
         f"accuracy on {len(labels)} faces: fp32 {acc32:.2%}, int8 {acc8:.2%} "
         f"(change {acc8 - acc32:+.2%}); same label on {agree:.2%} of faces"
     )
+    measured["int8"] = {
+        "out": str(int8),
+        "calibration_faces": len(x),
+        "n": len(labels),
+        "fp32_accuracy": acc32,
+        "int8_accuracy": acc8,
+        "same_label": agree,
+    }
+    return measured
 
 
 def _int8_path(out: Path) -> Path:
