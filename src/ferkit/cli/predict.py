@@ -1,7 +1,7 @@
 """`ferkit predict PATH...`: emotions of the faces in images, folders and videos.
 
     ferkit predict photo.jpg --model runs/exp1
-    ferkit predict photos/ --json > faces.json --annotate annotated/
+    ferkit predict photos/ --annotate annotated/ --json > faces.json
     ferkit predict crops/ --no-detect --csv crops.csv
     ferkit predict clip.mp4 --annotate out.mp4 --csv timeline.csv --every 2 --smooth 0.6
     ferkit predict clip.mp4 --timeline timeline.png      # each person's emotions over time
@@ -38,7 +38,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image or video files, folders")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="image or video files, or folders (searched recursively, linked subfolders too)",
+    )
     add_model_options(p)
     p.add_argument(
         "--no-detect", action="store_true", help="inputs are face crops (= --detector none)"
