@@ -185,3 +185,16 @@ def test_a_folder_is_no_image(tmp_path):
 def test_arrays_of_no_pixel_type_are_refused(array):
     with pytest.raises(ImageError, match=f"an image array of {array.dtype} values holds no pixels"):
         load_frame(array)
+
+
+def test_a_truncated_heic_is_named_corrupt_not_unknown():
+    """With pillow-heif installed (the dev extra), bytes that start as HEIC but break off are a
+    corrupt HEIC, not 'not an image format ferkit reads' nor a hint to install what is there."""
+    from ferkit.imaging import heif_support
+
+    assert heif_support()
+    buf = io.BytesIO()
+    Image.open(ASTRONAUT).convert("RGB").save(buf, "HEIF")
+    with pytest.raises(ImageError, match="photo.heic: a corrupt or truncated HEIC/HEIF image"):
+        read_image(buf.getvalue()[:64], name="photo.heic")
+    assert read_image(buf.getvalue()).size == (512, 512)

@@ -2,8 +2,9 @@
 
 Photo libraries and data sets are often assembled from links (`train/sad/more -> /mnt/b/sad`),
 so linked folders are followed; each real folder is read once, and links up to the folder
-being read or above it (`photos/all -> ..`, a loop) are not. Entries that cannot be read as files are yielded too, so that callers
-name them instead of dropping them unsaid: `unreadable` says what is wrong with one.
+being read or above it (`photos/all -> ..`, a loop) are not. Entries that cannot be read as
+files are yielded too, so that callers name them instead of dropping them unsaid:
+`unreadable` says what is wrong with one, `skipped_note` sums up the files of other types.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def unreadable(path: Path) -> str | None:
 
 
 def skipped_note(others: Counter) -> str:
-    """ "3 other file(s) skipped (.dng, .txt)": files of other types, counted by kind (suffix,
-    or name where there is none), so that what a folder walk passed over is said once."""
+    """The phrase for files of other types that a walk passed over, counted by kind (suffix,
+    or name where there is none), said once: "3 other file(s) skipped (.dng, .txt)"."""
     kinds = ", ".join(k for k, _ in others.most_common(6))
     return f"{others.total()} other file(s) skipped ({kinds}{', ...' if len(others) > 6 else ''})"

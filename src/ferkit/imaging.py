@@ -151,10 +151,10 @@ def open_image(
     except IsADirectoryError:
         raise ImageError(f"{label}: a folder, not an image file") from None
     except UnidentifiedImageError:
-        if _is_heif(source) and not heif_support():
+        if _is_heif(source):  # which Pillow reads only through pillow-heif
+            if heif_support():
+                raise ImageError(f"{label}: a corrupt or truncated HEIC/HEIF image") from None
             raise NotAnImageError(f"{label}: {HEIF_HINT}") from None
-        if _is_heif(source):
-            raise ImageError(f"{label}: a corrupt or truncated HEIC/HEIF image") from None
         raise NotAnImageError(
             f"{label}: not an image format ferkit reads ({READABLE_FORMATS})"
         ) from None
