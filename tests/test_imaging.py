@@ -195,6 +195,6 @@ def test_a_truncated_heic_is_named_corrupt_not_unknown():
     assert heif_support()
     buf = io.BytesIO()
     Image.open(ASTRONAUT).convert("RGB").save(buf, "HEIF")
-    with pytest.raises(ImageError, match="photo.heic: a corrupt or truncated HEIC/HEIF image"):
+    with pytest.raises(ImageError, match=r"photo\.heic: a corrupt or truncated HEIC/HEIF image"):
         read_image(buf.getvalue()[:64], name="photo.heic")
     assert read_image(buf.getvalue()).size == (512, 512)
