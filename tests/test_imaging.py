@@ -173,7 +173,7 @@ def test_float_arrays_scale_by_their_finite_values():
 
 
 def test_a_folder_is_no_image(tmp_path):
-    with pytest.raises(ImageError, match="a folder, not an image file"):
+    with pytest.raises(ImageError, match=r"a folder, not an image file .*ferkit predict FOLDER"):
         load_frame(tmp_path)
 
 

@@ -149,7 +149,10 @@ def open_image(
         hint = " (ferkit reads files; download the image first)" if is_url(source) else ""
         raise ImageError(f"{label or repr(str(source))}: no such file{hint}") from None
     except IsADirectoryError:
-        raise ImageError(f"{label}: a folder, not an image file") from None
+        raise ImageError(
+            f"{label}: a folder, not an image file (for the images in it: `ferkit predict "
+            "FOLDER`, or a list of their paths)"
+        ) from None
     except UnidentifiedImageError:
         if _is_heif(source):  # which Pillow reads only through pillow-heif
             if heif_support():
