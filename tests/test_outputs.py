@@ -58,6 +58,41 @@ def test_a_folder_named_as_an_output_file_is_refused_with_overwrite(tmp_path, ar
     assert [p.name for p in out.iterdir()] == ["keep"]
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "DIR", "--annotate", "DIR", "--overwrite", "--model", "MODEL"],
+        ["predict", "DIR/a.png", "--csv", "DIR/a.png", "--overwrite", "--model", "MODEL"],
+        ["export", "MODEL", "MODEL", "--half", "--overwrite"],
+        ["soup", "MODEL", "OTHER", "--out", "MODEL", "--overwrite"],
+        ["export", "LINK", "MODEL", "--overwrite"],  # the same file through a link
+    ],
+    ids=["annotate-into-the-photos", "csv-over-a-photo", "export", "soup", "export-link"],
+)
+def test_an_output_never_replaces_an_input_even_with_overwrite(tmp_path, argv, capsys):
+    """`ferkit predict photos/ --annotate photos/ --overwrite` drew over the user's own photos;
+    exporting or souping a model onto itself replaced it. Refused before any work."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(ASTRONAUT.read_bytes())
+    model, other = make_checkpoint(tmp_path / "m.pt"), make_checkpoint(tmp_path / "o.pt", seed=1)
+    (tmp_path / "link.pt").symlink_to(model)
+    subst = {"DIR": str(photos), "MODEL": str(model), "OTHER": str(other)}
+    subst["LINK"] = str(tmp_path / "link.pt")
+    argv = [subst.get(a, a.replace("DIR", str(photos))) for a in argv]
+    before = {p: p.read_bytes() for p in (photos / "a.png", model)}
+    assert main(argv) == 2
+    assert "an output never replaces an input, --overwrite or not" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_nothing_is_converted_into_the_data(msambare, capsys):
+    for out in (msambare, msambare / "npy", msambare / "train" / "faces.csv"):
+        assert main(["data", "convert", str(msambare), str(out)]) == 2
+        assert "the output must be outside the source" in capsys.readouterr().err
+    assert not (msambare / "npy").exists() and not (msambare / "train" / "faces.csv").exists()
+
+
 def test_replaced_atomically_replaces_only_when_the_write_succeeds(tmp_path):
     out = tmp_path / "sub" / "results.csv"
     with replaced_atomically(out) as tmp:

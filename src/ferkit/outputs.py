@@ -2,8 +2,9 @@
 
 Every command that writes a user's files (data convert, data crop, predict, export, evaluate
 --json, compare --plot, checkpoints) checks its outputs with `refuse_existing` before any work
-starts, and writes each finished file through `replaced_atomically`, so an error or a crash
-mid-write keeps the old file whole. A long job stopped by Ctrl-C (predict's CSV, a video's
+starts (an output that is one of the command's inputs is refused even with --overwrite, and
+`refuse_inside` keeps outputs out of the data), and writes each finished file through
+`replaced_atomically`, so an error or a crash mid-write keeps the old file whole. A long job stopped by Ctrl-C (predict's CSV, a video's
 annotated copy) keeps what it wrote so far under a name of its own (`partial_name`).
 """
 
@@ -47,18 +48,29 @@ def refuse_existing(
     hint: str = "pass --overwrite to replace",
     error: type[FerkitError] = DataError,
     overwrite: bool = False,
+    inputs: Iterable[Path] = (),
 ) -> None:
     """Raise `error` if any of the files `paths` exists, naming the first few and counting the
-    rest; with `overwrite`, only if one of them is a folder: replacing a file is what overwrite
-    asks for, a folder never is.
+    rest; with `overwrite`, only if one of them is a folder or one of the command's `inputs`:
+    replacing an earlier output is what overwrite asks for, a folder or the user's own
+    photo, video or model never is.
 
     Args:
         paths: the files a command is about to write; None entries are skipped.
         hint: what the user can do, appended to the message.
         error: the error type to raise (the caller's domain).
-        overwrite: existing files may be replaced (folders still may not).
+        overwrite: existing files may be replaced (folders and inputs still may not).
+        inputs: the files the command reads (through links too: compared resolved).
     """
     given = [Path(p) for p in paths if p is not None]
+    read = {Path(p).resolve() for p in inputs}
+    clash = [str(p) for p in given if p.resolve() in read]
+    if clash:
+        verb = "is an input" if len(clash) == 1 else "are inputs"
+        raise error(
+            f"{_listed(clash)} {verb} of this command: an output never replaces an input, "
+            "--overwrite or not; write the output elsewhere"
+        )
     folders = [str(p) for p in given if p.is_dir()]
     if folders:
         verb, it = ("is a folder", "it") if len(folders) == 1 else ("are folders", "them")
@@ -70,6 +82,17 @@ def refuse_existing(
     if taken and not overwrite:
         verb = "exists" if len(taken) == 1 else "exist"
         raise error(f"{_listed(taken)} already {verb}; {hint}")
+
+
+def refuse_inside(out: Path, source: Path, error: type[FerkitError] = DataError) -> None:
+    """Nothing is written into the data: raise `error` if `out` is the source, or inside it
+    (a folder), compared resolved."""
+    out_real, source_real = Path(out).resolve(), Path(source).resolve()
+    if out_real == source_real or (source_real.is_dir() and out_real.is_relative_to(source_real)):
+        raise error(
+            f"{out}: the output must be outside the source {source} (nothing is written into "
+            "the data); choose another place"
+        )
 
 
 def _listed(names: list[str]) -> str:

@@ -17,7 +17,7 @@ from ferkit.cli.recognizer_options import (
 from ferkit.cli.vocabulary import add_deprecated, add_json_option
 from ferkit.errors import DataError
 from ferkit.labels import FERPLUS_LABEL_MODES
-from ferkit.outputs import json_dumps
+from ferkit.outputs import json_dumps, refuse_inside
 
 CONVERT_FORMATS = ("npy", "csv", "folder")
 
@@ -197,6 +197,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             f"{args.out}: FER+ labels (vote shares, contempt) do not fit {what} (one of "
             "FER-2013's 7 classes per face); convert to a folder of npy arrays instead"
         )
+    refuse_inside(args.out, Path(args.path))
     data = _load(args)
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # stdout: the JSON
     doc = {"source": data.source, "out": str(args.out), "format": args.format}

@@ -64,7 +64,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ferkit.data import validation_faces
     from ferkit.evaluation.evaluate import check_labels
     from ferkit.inference.calibration import calibrate
-    from ferkit.inference.model_io import load_torch_model
+    from ferkit.inference.model_io import load_torch_model, resolve_model
     from ferkit.inference.recognizer import EmotionRecognizer
     from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS
     from ferkit.models.checkpoint import round_to_half
@@ -93,6 +93,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         error=ConfigError,
         hint="pass --overwrite to replace",
         overwrite=args.overwrite,
+        inputs=[resolve_model(args.checkpoint)],
     )
     model, meta = load_torch_model(args.checkpoint)
     if args.half:  # calibrate on, and report the accuracy of, the weights the file will hold

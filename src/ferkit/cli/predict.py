@@ -73,7 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace --csv, --annotate and --timeline outputs that exist (refused otherwise)",
+        help="replace --csv, --annotate and --timeline outputs that exist (refused otherwise; "
+        "never the inputs themselves)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
@@ -341,6 +342,7 @@ def _refuse_existing(args, images, videos, video_out) -> None:
         error=ConfigError,
         hint="pass --overwrite to replace, or choose another --csv/--annotate/--timeline",
         overwrite=args.overwrite,
+        inputs=[path for path, _ in images + videos],  # --annotate photos/ into photos/
     )
 
 

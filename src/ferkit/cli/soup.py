@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_soup(args: argparse.Namespace) -> int:
     from ferkit.cli.export import _save_pt, output_format
-    from ferkit.inference.model_io import load_torch_model
+    from ferkit.inference.model_io import load_torch_model, resolve_model
     from ferkit.models.soup import average_models, greedy_soup
 
     if output_format(args.out, None) != "pt":
@@ -68,7 +68,11 @@ def cmd_soup(args: argparse.Namespace) -> int:
     if args.ferplus and not args.data:
         raise ConfigError("--ferplus labels the faces of --data: name the FER-2013 CSV with --data")
     refuse_existing(
-        [args.out], error=ConfigError, hint="pass --overwrite to replace", overwrite=args.overwrite
+        [args.out],
+        error=ConfigError,
+        hint="pass --overwrite to replace",
+        overwrite=args.overwrite,
+        inputs=[resolve_model(m) for m in args.members],
     )
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     members = [load_torch_model(m) for m in args.members]

@@ -39,7 +39,7 @@ from ferkit.detection.registry import DEFAULT_DETECTOR, FACE_DETECTORS, make_det
 from ferkit.errors import DataError
 from ferkit.files import skipped_note
 from ferkit.imaging import ImageError
-from ferkit.outputs import refuse_existing, replaced_atomically
+from ferkit.outputs import refuse_existing, refuse_inside, replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,8 @@ def _read_log(path: Path) -> list[Crop]:
 def _check_folders(src: Path, dst: Path) -> list[Path]:
     if not src.is_dir():
         raise DataError(f"{src}: no such folder; expected a folder of images (class folders)")
-    if dst == src or dst.is_relative_to(src) or src.is_relative_to(dst):
+    refuse_inside(dst, src)
+    if src.resolve().is_relative_to(dst.resolve()):  # a copy of the tree around the tree
         raise DataError(f"{dst}: the output folder must be outside the source folder {src} "
                         "(and not contain it): nothing is written into the data")  # fmt: skip
     if dst.exists() and not dst.is_dir():
