@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import ASTRONAUT, make_checkpoint
+from conftest import ASTRONAUT, face, make_checkpoint, write_fer_csv
 from ferkit.cli import main
 from ferkit.errors import CheckpointError, DataError, FerkitError
 from ferkit.outputs import new_folder_atomically, refuse_existing, replaced_atomically
@@ -66,8 +66,16 @@ def test_a_folder_named_as_an_output_file_is_refused_with_overwrite(tmp_path, ar
         ["export", "MODEL", "MODEL", "--half", "--overwrite"],
         ["soup", "MODEL", "OTHER", "--out", "MODEL", "--overwrite"],
         ["export", "LINK", "MODEL", "--overwrite"],  # the same file through a link
+        ["evaluate", "MODEL", "--data", "CSV", "--output", "CSV", "--overwrite"],
     ],
-    ids=["annotate-into-the-photos", "csv-over-a-photo", "export", "soup", "export-link"],
+    ids=[
+        "annotate-into-the-photos",
+        "csv-over-a-photo",
+        "export",
+        "soup",
+        "export-link",
+        "evaluate-over-the-data",
+    ],
 )
 def test_an_output_never_replaces_an_input_even_with_overwrite(tmp_path, argv, capsys):
     """`ferkit predict photos/ --annotate photos/ --overwrite` drew over the user's own photos;
@@ -79,8 +87,9 @@ def test_an_output_never_replaces_an_input_even_with_overwrite(tmp_path, argv, c
     (tmp_path / "link.pt").symlink_to(model)
     subst = {"DIR": str(photos), "MODEL": str(model), "OTHER": str(other)}
     subst["LINK"] = str(tmp_path / "link.pt")
+    subst["CSV"] = str(write_fer_csv(tmp_path / "fer.csv", [(3, face(0), "PublicTest")]))
     argv = [subst.get(a, a.replace("DIR", str(photos))) for a in argv]
-    before = {p: p.read_bytes() for p in (photos / "a.png", model)}
+    before = {p: p.read_bytes() for p in (photos / "a.png", model, tmp_path / "fer.csv")}
     assert main(argv) == 2
     assert "an output never replaces an input, --overwrite or not" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in before} == before

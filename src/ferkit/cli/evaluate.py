@@ -101,6 +101,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ferkit.evaluation.evaluate import evaluate
+    from ferkit.inference.model_io import resolve_model
 
     if args.model and args.checkpoint and args.model != args.checkpoint:
         raise FerkitError(f"two models: {args.checkpoint} and --model {args.model}; give one")
@@ -127,6 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         error=FerkitError,
         hint="pass --overwrite to replace, or choose another --output / --csv / --plots",
         overwrite=args.overwrite,
+        inputs=[p for p in (args.data, args.ferplus, resolve_model(args.checkpoint)) if p],
     )
     faces = None
     if args.detect:
