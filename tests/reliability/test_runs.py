@@ -130,6 +130,20 @@ def test_overwrite_replaces_once_finished(run, tiny_data):
     assert not list(run.parent.glob("run.replaced-*"))  # removed once the new run finished
 
 
+def test_overwrite_never_replaces_a_folder_that_is_no_run(tiny_data, tmp_path, capsys):
+    """`--out ~/thesis --overwrite` set the folder aside and deleted it once the new run had
+    trained. Only an earlier run (a config.yaml train can read) is replaced; anything else is
+    refused before training, and stays as it was."""
+    for mine in ("thesis.txt", "config.yaml"):  # a project's own config.yaml is no run's either
+        folder = tmp_path / f"mine-{mine}"
+        folder.mkdir()
+        (folder / mine).write_text("nothing ferkit wrote: keys: [1, 2]")
+        before = snapshot(folder)
+        assert main(train_args(tiny_data, folder, "--overwrite")) == 2
+        assert "is not a ferkit run (no config.yaml of one)" in capsys.readouterr().err
+        assert snapshot(folder) == before and not list(tmp_path.glob("*.replaced-*"))
+
+
 class Planted:
     """Unpickling this runs `touch FILE`: what a planted checkpoint would do."""
 

@@ -65,7 +65,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--smoke", action="store_true", help="shrink to seconds: 1 epoch, 256 images")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="reuse an existing --out folder")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the earlier run in --out once this one has trained (a folder that is no "
+        "run is refused)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")

@@ -28,13 +28,31 @@ def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
     base = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
-    if overwrite or not base.exists() or not any(base.iterdir()):
+    if not base.exists() or not any(base.iterdir()):
+        return base
+    if overwrite:
+        if not is_run_folder(base):  # replacing it deletes it once the new run has trained
+            raise ConfigError(
+                f"{base} is not a ferkit run (no config.yaml of one): --overwrite replaces an "
+                "earlier run, and would delete what this folder holds; choose another --out"
+            )
         return base
     n = 2
     while (candidate := base.with_name(f"{base.name}-{n}")).exists():
         n += 1
     log.warning("%s exists; this run goes to %s (use --overwrite to replace)", base, candidate)
     return candidate
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether `path` holds a run `ferkit train` started: a config.yaml it can read."""
+    if not (path / "config.yaml").is_file():
+        return False
+    try:
+        load_config(path / "config.yaml")
+    except ConfigError:
+        return False
+    return True
 
 
 def resume_dir(resume: str | Path) -> Path:
