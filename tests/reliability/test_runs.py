@@ -144,6 +144,16 @@ def test_overwrite_never_replaces_a_folder_that_is_no_run(tiny_data, tmp_path, c
         assert snapshot(folder) == before and not list(tmp_path.glob("*.replaced-*"))
 
 
+@pytest.mark.parametrize("key", ["pretrained", "teacher"])
+def test_overwrite_never_deletes_what_the_run_reads(run, tiny_data, key, capsys):
+    """Fine-tuning a run in place (`--set pretrained=RUN/best.pt --out RUN --overwrite`) would
+    train, then delete its own starting point with the old run: refused before training."""
+    before = snapshot(run)
+    assert main(train_args(tiny_data, run, "--overwrite", "--set", f"{key}={run}/best.pt")) == 2
+    assert f"this run's {key}: --overwrite would delete it" in capsys.readouterr().err
+    assert snapshot(run) == before
+
+
 class Planted:
     """Unpickling this runs `touch FILE`: what a planted checkpoint would do."""
 

@@ -14,9 +14,11 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
+from ferkit.data.types import source_list
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.models._weights import safe_load
 from ferkit.training.config import TrainConfig, load_config
+from ferkit.training.distill import teacher_paths
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,20 @@ def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
     base = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
     if not base.exists() or not any(base.iterdir()):
         return base
-    if overwrite:
-        if not is_run_folder(base):  # replacing it deletes it once the new run has trained
+    if overwrite:  # replacing the folder deletes it once the new run has trained
+        if not is_run_folder(base):
             raise ConfigError(
                 f"{base} is not a ferkit run (no config.yaml of one): --overwrite replaces an "
                 "earlier run, and would delete what this folder holds; choose another --out"
+            )
+        inside = [
+            (k, p) for k, p in run_inputs(cfg) if Path(p).resolve().is_relative_to(base.resolve())
+        ]
+        if inside:
+            key, path = inside[0]
+            raise ConfigError(
+                f"{base} holds {path}, this run's {key}: --overwrite would delete it once the "
+                "run has trained; choose another --out"
             )
         return base
     n = 2
@@ -42,6 +53,19 @@ def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
         n += 1
     log.warning("%s exists; this run goes to %s (use --overwrite to replace)", base, candidate)
     return candidate
+
+
+def run_inputs(cfg: TrainConfig) -> list[tuple[str, str]]:
+    """(config key, path) of every file or folder a run reads: data, labels, starting point
+    and teachers ("imagenet" and shipped names aside: no path of the user's)."""
+    found = [(key, getattr(cfg, key)) for key in ("data", "ferplus") if getattr(cfg, key)]
+    found += [
+        (key, p) for key in ("extra_train", "extra_val") for p in source_list(getattr(cfg, key))
+    ]
+    found += [("teacher", p) for p in teacher_paths(cfg.teacher)]
+    if cfg.pretrained and str(cfg.pretrained).lower() != "imagenet":
+        found.append(("pretrained", cfg.pretrained))
+    return found
 
 
 def is_run_folder(path: Path) -> bool:
