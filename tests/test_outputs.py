@@ -95,11 +95,18 @@ def test_an_output_never_replaces_an_input_even_with_overwrite(tmp_path, argv, c
     assert {p: p.read_bytes() for p in before} == before
 
 
-def test_nothing_is_converted_into_the_data(msambare, capsys):
+def test_nothing_is_written_into_the_data(msambare, tmp_path, capsys):
+    """Arrays converted into the data folder, or PNG plots into a class folder (where the next
+    load reads them as faces), are refused before any work."""
+    before = sorted(msambare.rglob("*"))
     for out in (msambare, msambare / "npy", msambare / "train" / "faces.csv"):
         assert main(["data", "convert", str(msambare), str(out)]) == 2
         assert "the output must be outside the source" in capsys.readouterr().err
-    assert not (msambare / "npy").exists() and not (msambare / "train" / "faces.csv").exists()
+    model = str(make_checkpoint(tmp_path / "m.pt"))
+    for flag, out in (("--plots", "train/happy"), ("--output", "scores.json")):
+        assert main(["evaluate", model, "--data", str(msambare), flag, str(msambare / out)]) == 2
+        assert "the output must be outside the source" in capsys.readouterr().err
+    assert sorted(msambare.rglob("*")) == before
 
 
 def test_replaced_atomically_replaces_only_when_the_write_succeeds(tmp_path):

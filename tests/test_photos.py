@@ -86,12 +86,14 @@ def test_metrics_count_a_missing_prediction_wrong():
 
 @pytest.fixture
 def photo_folder(tmp_path):
-    """happy/astronaut.png (one face) and sad/blank.png (a plain grey image: no face)."""
-    (tmp_path / "happy").mkdir()
-    (tmp_path / "sad").mkdir()
-    cv2.imwrite(str(tmp_path / "happy" / "astronaut.png"), cv2.imread(str(ASTRONAUT)))
-    cv2.imwrite(str(tmp_path / "sad" / "blank.png"), np.full((300, 300, 3), 128, np.uint8))
-    return tmp_path
+    """photos/happy/astronaut.png (one face) and photos/sad/blank.png (a plain grey image: no
+    face); the tests write their outputs beside photos/, never into it."""
+    root = tmp_path / "photos"
+    (root / "happy").mkdir(parents=True)
+    (root / "sad").mkdir()
+    cv2.imwrite(str(root / "happy" / "astronaut.png"), cv2.imread(str(ASTRONAUT)))
+    cv2.imwrite(str(root / "sad" / "blank.png"), np.full((300, 300, 3), 128, np.uint8))
+    return root
 
 
 def test_photos_scored_as_crops_get_a_hint_to_detect(checkpoint, photo_folder, capsys, caplog):

@@ -11,7 +11,7 @@ from ferkit.cli.data import add_ferplus_option
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
 from ferkit.cli.vocabulary import MODEL_HELP, add_json_option, add_model_option, add_tta_option
 from ferkit.errors import FerkitError
-from ferkit.outputs import json_dumps, refuse_existing, replaced_atomically
+from ferkit.outputs import json_dumps, refuse_existing, refuse_inside, replaced_atomically
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -130,6 +130,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         inputs=[p for p in (args.data, args.ferplus, resolve_model(args.checkpoint)) if p],
     )
+    for out in (args.output, args.csv, args.plots):  # PNGs in a class folder would be data
+        if out is not None:
+            refuse_inside(out, Path(args.data), error=FerkitError)
     faces = None
     if args.detect:
         result, faces = _evaluate_photos(args)
