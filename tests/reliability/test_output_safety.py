@@ -29,8 +29,15 @@ def test_annotate_refuses_two_inputs_with_one_output(tmp_path, capsys):
         rc = main(["predict", *inputs, "--annotate", str(out), "--model", ckpt, *extra])
         assert rc == 2
         err = capsys.readouterr().err
-        assert f"{inputs[0]} and {inputs[1]} would both be annotated to {out / 'x.png'}" in err
+        assert f"{inputs[0]} and {inputs[1]} would both be written to {out / 'x.png'}" in err
         assert snapshot(tmp_path) == before
+    # two kinds of output named alike: the table would replace the picture at the end
+    one = tmp_path / "a" / "x.png"
+    rc = main(["predict", str(one), "--annotate", str(out / "x.png"), "--csv", str(out / "x.png"),
+               "--model", ckpt])  # fmt: skip
+    assert rc == 2
+    assert f"--csv and {one} would both be written to {out / 'x.png'}" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
 
 
 def test_temporary_file_never_follows_a_planted_link(tmp_path):

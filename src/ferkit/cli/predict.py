@@ -209,8 +209,7 @@ def _check_outputs(args, images: list, videos: list) -> Path | None:
         if len(videos) != 1 or images:
             raise ConfigError(f"--timeline {args.timeline} plots one video; give exactly one")
         plot_format_of(args.timeline)  # a suffix matplotlib cannot write: refused now
-    if args.annotate:
-        _refuse_collisions(args, images, videos, video_out)
+    _refuse_collisions(args, images, videos, video_out)
     _refuse_existing(args, images, videos, video_out)
     return video_out
 
@@ -316,18 +315,20 @@ def _video_out(args, rel: Path, video_out: Path | None) -> Path | None:
 
 
 def _refuse_collisions(args, images, videos, video_out) -> None:
-    """Two inputs never share an annotated output: `a/x.png b/x.png` (or `x.png x.gif`) would
-    both be drawn to OUT/x.png, the second over the first. Checked even with --overwrite."""
-    seen: dict[Path, Path] = {}
-    pairs = [(path, _annotated_image(args.annotate, rel)) for path, rel in images]
-    pairs += [(path, _video_out(args, rel, video_out)) for path, rel in videos]
-    for path, out in pairs:
-        if out in seen:
+    """Two outputs never share a file: `a/x.png b/x.png` (or `x.png x.gif`) would both be
+    drawn to OUT/x.png, the second over the first, and `--annotate x.png --csv x.png` would
+    put the table over the picture. Checked even with --overwrite."""
+    owned = [("--csv", args.csv), ("--timeline", args.timeline)]
+    if args.annotate:  # each input's annotated copy, named by the input
+        owned += [(str(path), _annotated_image(args.annotate, rel)) for path, rel in images]
+        owned += [(str(path), _video_out(args, rel, video_out)) for path, rel in videos]
+    seen: dict[Path, str] = {}
+    for who, out in owned:
+        if out is not None and (first := seen.setdefault(out.resolve(), who)) != who:
             raise ConfigError(
-                f"{seen[out]} and {path} would both be annotated to {out}; "
-                "rename one, or annotate them in separate runs"
+                f"{first} and {who} would both be written to {out}; "
+                "rename one, or write them in separate runs"
             )
-        seen[out] = path
 
 
 def _refuse_existing(args, images, videos, video_out) -> None:
