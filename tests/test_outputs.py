@@ -26,6 +26,20 @@ def test_refuse_existing_raises_the_callers_error_with_its_hint(tmp_path):
         refuse_existing([tmp_path / "m.pt"], error=CheckpointError, hint="use overwrite=True")
 
 
+def test_two_outputs_never_share_a_file(tmp_path, capsys):
+    """`evaluate --csv r.json --output r.json`: the scores would replace the table."""
+    with pytest.raises(DataError, match=r"a\.csv is named for two outputs of this command"):
+        refuse_existing([tmp_path / "a.csv", tmp_path / "b.png", tmp_path / "x" / ".." / "a.csv"])
+    model = str(make_checkpoint(tmp_path / "m.pt"))
+    data = write_fer_csv(tmp_path / "fer.csv", [(3, face(0), "PublicTest")])
+    plots = tmp_path / "plots"
+    argv = ["evaluate", model, "--data", str(data), "--plots", str(plots), "--output"]
+    assert main([*argv, str(plots / "confusion_matrix.png")]) == 2  # a plot's own name
+    assert "confusion_matrix.png is named for two outputs" in capsys.readouterr().err
+    assert not plots.exists()
+    assert main([*argv, str(tmp_path / "r.json")]) == 0  # apart: fine
+
+
 def test_overwrite_replaces_files_never_folders(tmp_path):
     (tmp_path / "old.csv").touch()
     refuse_existing([tmp_path / "old.csv"], overwrite=True)  # a file: overwrite allows it

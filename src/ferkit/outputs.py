@@ -61,10 +61,16 @@ def refuse_existing(
         error: the error type to raise (the caller's domain).
         overwrite: existing files may be replaced (folders and inputs still may not).
         inputs: the files the command reads (through links too: compared resolved).
+
+    Two of `paths` naming one file are refused too: the second write would replace the first.
     """
     given = [Path(p) for p in paths if p is not None]
+    real = [p.resolve() for p in given]
+    if len(set(real)) < len(real):  # the second write would replace the first
+        twice = next(p for i, p in enumerate(given) if real[i] in real[:i])
+        raise error(f"{twice} is named for two outputs of this command; name them apart")
     read = {Path(p).resolve() for p in inputs}
-    clash = [str(p) for p in given if p.resolve() in read]
+    clash = [str(p) for p, r in zip(given, real, strict=True) if r in read]
     if clash:
         verb = "is an input" if len(clash) == 1 else "are inputs"
         raise error(
