@@ -4,8 +4,9 @@ Every command that writes a user's files (data convert, data crop, predict, expo
 --json, compare --plot, checkpoints) checks its outputs with `refuse_existing` before any work
 starts (an output that is one of the command's inputs is refused even with --overwrite, and
 `refuse_inside` keeps outputs out of the data), and writes each finished file through
-`replaced_atomically`, so an error or a crash mid-write keeps the old file whole. A long job stopped by Ctrl-C (predict's CSV, a video's
-annotated copy) keeps what it wrote so far under a name of its own (`partial_name`).
+`replaced_atomically`, so an error or a crash mid-write keeps the old file whole. A long job
+stopped by Ctrl-C (predict's CSV, a video's annotated copy) keeps what it wrote so far under a
+name of its own (`partial_name`).
 """
 
 from __future__ import annotations

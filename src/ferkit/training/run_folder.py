@@ -57,7 +57,7 @@ def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
 
 def run_inputs(cfg: TrainConfig) -> list[tuple[str, str]]:
     """(config key, path) of every file or folder a run reads: data, labels, starting point
-    and teachers ("imagenet" and shipped names aside: no path of the user's)."""
+    and teachers (`pretrained: imagenet` aside: torchvision's weights, no path)."""
     found = [(key, getattr(cfg, key)) for key in ("data", "ferplus") if getattr(cfg, key)]
     found += [
         (key, p) for key in ("extra_train", "extra_val") for p in source_list(getattr(cfg, key))
