@@ -237,6 +237,28 @@ def test_linked_folders_are_read_and_broken_links_named(checkpoint, tmp_path, ca
     assert "2 images, 2 faces, 0 without a face; 1 not read (named above)" in out
 
 
+def test_a_folder_that_cannot_be_listed_is_named(checkpoint, tmp_path, capsys, monkeypatch):
+    """os.walk skips a folder it cannot list (no permission) without a word; it is named,
+    and the rest is analysed. (As root every folder lists: the refusal is simulated.)"""
+    import os
+
+    d = tmp_path / "photos"
+    (d / "private").mkdir(parents=True)
+    Image.open(ASTRONAUT).save(d / "own.jpg")
+    Image.open(ASTRONAUT).save(d / "private" / "hidden.jpg")
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if str(path).endswith("private"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    code, out, err = run_cli(["predict", d, "--model", checkpoint, "--no-progress"], capsys)
+    assert code == 2 and "photos/own.jpg: 1 face" in out
+    assert f"{d / 'private'}: cannot list it (Permission denied); skipped" in err
+
+
 def test_phone_and_browser_formats_are_read_from_folders(checkpoint, tmp_path, capsys):
     """iPhones save HEIC, Windows browsers JPEG as .jfif, and AVIF spreads: a folder search
     skipped all three unsaid. Each is read, upright, as its JPEG is."""

@@ -9,23 +9,36 @@ files are yielded too, so that callers name them instead of dropping them unsaid
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 
-def walk_files(root: str | Path) -> Iterator[Path]:
+
+def walk_files(root: str | Path, on_error: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Every entry under `root` that is not a folder, sorted by folder and then by name.
 
     Linked folders are followed, each real folder once (a second link to it adds nothing), and
     never a link up to `root` or a folder above it (a loop, or what lies beside `root`).
     Broken links, FIFOs, sockets and devices are yielded as well: check them with `unreadable`
-    before opening them (a FIFO would block a decoder forever).
+    before opening them (a FIFO would block a decoder forever). A folder that cannot be listed
+    (no permission) is passed to `on_error` as "FOLDER: cannot list it (...)", or logged as a
+    warning: never skipped unsaid, as os.walk does by default.
     """
+
+    def unlistable(exc: OSError) -> None:
+        said = f"{exc.filename}: cannot list it ({exc.strerror or exc}); skipped"
+        if on_error is None:
+            log.warning("%s", said)
+        else:
+            on_error(said)
+
     top = os.path.realpath(root)
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlistable, followlinks=True):
         real = os.path.realpath(dirpath)
         # read before, or a link up to a folder that holds `root`: a loop
         if real in seen or (real != top and os.path.commonpath([real, top]) == real):

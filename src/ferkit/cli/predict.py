@@ -95,7 +95,7 @@ def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
             )
         elif p.is_dir():
             files, named, others = [], len(errors), Counter()
-            for f in walk_files(p):
+            for f in walk_files(p, on_error=errors.append):
                 if f.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
                     if not f.name.startswith("."):  # .DS_Store and the like: not worth a word
                         others[f.suffix.lower() or f.name] += 1

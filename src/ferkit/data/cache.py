@@ -38,7 +38,8 @@ def fingerprint(source: Path) -> str:
         st = source.stat()
         h.update(f"{source.name}\0{st.st_size}\0{st.st_mtime_ns}".encode(errors=NAMES))
         return h.hexdigest()
-    for path in walk_files(source):  # the files the loaders read: linked folders included
+    # the files the loaders read, linked folders included; what cannot be listed they name
+    for path in walk_files(source, on_error=lambda _: None):
         st = path.stat() if path.exists() else path.lstat()  # a broken link: the link's own
         rel = os.path.relpath(path, source)
         h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode(errors=NAMES))
