@@ -75,7 +75,7 @@ def test_a_folder_named_as_an_output_file_is_refused_with_overwrite(tmp_path, ar
 @pytest.mark.parametrize(
     "argv",
     [
-        ["predict", "DIR", "--annotate", "DIR", "--overwrite", "--model", "MODEL"],
+        ["predict", "DIR/a.png", "--annotate", "DIR", "--overwrite", "--model", "MODEL"],
         ["predict", "DIR/a.png", "--csv", "DIR/a.png", "--overwrite", "--model", "MODEL"],
         ["export", "MODEL", "MODEL", "--half", "--overwrite"],
         ["soup", "MODEL", "OTHER", "--out", "MODEL", "--overwrite"],
@@ -110,9 +110,13 @@ def test_an_output_never_replaces_an_input_even_with_overwrite(tmp_path, argv, c
 
 
 def test_nothing_is_written_into_the_data(msambare, tmp_path, capsys):
-    """Arrays converted into the data folder, or PNG plots into a class folder (where the next
-    load reads them as faces), are refused before any work."""
+    """Arrays converted into the data folder, PNG plots into a class folder (where the next
+    load reads them as faces), or annotated copies into a folder of photos (where the next
+    predict reads them as photos) are refused before any work."""
     before = sorted(msambare.rglob("*"))
+    for out in (msambare, msambare / "annotated"):
+        assert main(["predict", str(msambare), "--annotate", str(out), "--overwrite"]) == 2
+        assert "the output must be outside the source" in capsys.readouterr().err
     for out in (msambare, msambare / "npy", msambare / "train" / "faces.csv"):
         assert main(["data", "convert", str(msambare), str(out)]) == 2
         assert "the output must be outside the source" in capsys.readouterr().err

@@ -24,7 +24,13 @@ from pathlib import Path
 from ferkit.cli.recognizer_options import add_model_options, make_recognizer
 from ferkit.cli.vocabulary import add_smooth_option
 from ferkit.errors import ConfigError, FerkitError
-from ferkit.outputs import json_dumps, partial_name, refuse_existing, replaced_atomically
+from ferkit.outputs import (
+    json_dumps,
+    partial_name,
+    refuse_existing,
+    refuse_inside,
+    replaced_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +209,9 @@ def _check_outputs(args, images: list, videos: list) -> Path | None:
             f"--annotate {args.annotate} is a file; annotated images go into a folder "
             "(or name a .png/.jpg file for one image, an .mp4/.avi file for one video)"
         )
+    if folder:  # inside a folder of inputs, the next run would read the copies as photos
+        for source in (Path(p) for p in args.paths if Path(p).is_dir()):
+            refuse_inside(args.annotate, source, error=ConfigError)
     if args.timeline:
         from ferkit.evaluation.plots import plot_format_of
 
