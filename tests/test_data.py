@@ -220,6 +220,21 @@ def test_other_files_in_class_folders_are_counted_by_kind(tmp_path):
     assert notes == ["2 other file(s) skipped (.dng, .txt) in the class folders: not images"]
 
 
+def test_folders_that_differ_only_in_case(tmp_path):
+    """Happy/ beside happy/ (two sources merged) lost Happy/'s faces unsaid: both are read,
+    as one class, the way aliases are; train/ beside Train/ is an ambiguous layout, refused."""
+    data = write_class_folders(tmp_path / "data", {"happy": 2, "sad": 2})
+    write_class_folders(tmp_path / "data", {"Happy": 3}, prefix="other", seed=9)
+    labels = load_dataset(data)["all"].labels.tolist()
+    assert labels.count(EMOTIONS.index("happy")) == 5 and len(labels) == 7
+    splits = tmp_path / "splits"
+    write_class_folders(splits / "train", {"happy": 2})
+    write_class_folders(splits / "Train", {"happy": 2})
+    write_class_folders(splits / "test", {"happy": 2})
+    with pytest.raises(DataError, match="Train/ and train/ differ only in case"):
+        load_dataset(splits)
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [

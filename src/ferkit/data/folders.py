@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 CROP_LOG = "crops.csv"
 
 VAL_FOLDERS = ("validation", "val", "valid")
+SPLIT_FOLDERS = ("train", "test", *VAL_FOLDERS)
 
 
 @dataclass
@@ -45,8 +46,21 @@ class FolderPlan:
     other_files: Counter = field(default_factory=Counter)  # by suffix: not image types
 
 
+def _folders(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if p.is_dir()]
+
+
 def _subdirs(folder: Path) -> dict[str, Path]:
-    return {p.name.lower(): p for p in sorted(folder.iterdir()) if p.is_dir()}
+    """The subfolders by lower-case name, to find the split layout (train/, Test/, ...)."""
+    found: dict[str, Path] = {}
+    for p in _folders(folder):
+        other = found.setdefault(p.name.lower(), p)
+        if other is not p and p.name.lower() in SPLIT_FOLDERS:
+            raise DataError(
+                f"{folder}: {other.name}/ and {p.name}/ differ only in case, so which split each "
+                "is cannot be told; merge them or rename one"
+            )
+    return found
 
 
 def image_files(folder: Path, others: Counter | None = None) -> list[Path]:
@@ -71,13 +85,13 @@ def image_files(folder: Path, others: Counter | None = None) -> list[Path]:
 
 def _scan_classes(split_dir: Path, plan: FolderPlan, strict: bool) -> list[tuple[Path, int]]:
     """(file, label) for every image in the class subfolders of one split folder."""
-    classes = _subdirs(split_dir)
+    classes = _folders(split_dir)  # Happy/ and happy/ both: one class, as aliases are
     if not classes:
         raise DataError(
             f"{split_dir}: no class subfolders; expected one folder per emotion "
             f"(for example {split_dir}/happy/*.jpg) with names like {', '.join(EMOTIONS)}"
         )
-    names = [p.name for p in classes.values()]
+    names = [p.name for p in classes]
     known = map_class_names(names, strict=strict, where=str(split_dir))
     if not known:
         raise DataError(
@@ -99,7 +113,7 @@ def _scan_classes(split_dir: Path, plan: FolderPlan, strict: bool) -> list[tuple
         )
     return [
         (f, known[p.name])
-        for p in classes.values()
+        for p in classes
         if p.name in known
         for f in image_files(p, plan.other_files)
     ]
@@ -122,7 +136,7 @@ def plan_folder(root: Path, *, strict: bool = False) -> FolderPlan:
 def _plan(root: Path, strict: bool) -> FolderPlan:
     subdirs = _subdirs(root)
     val_dir = next((subdirs[n] for n in VAL_FOLDERS if n in subdirs), None)
-    only_splits = bool(subdirs) and set(subdirs) <= {"train", "test", *VAL_FOLDERS}
+    only_splits = bool(subdirs) and set(subdirs) <= set(SPLIT_FOLDERS)
     if only_splits or ("train" in subdirs and (val_dir or "test" in subdirs)):
         kind = "msambare" if "test" in subdirs and not val_dir else "train_validation"
         plan = FolderPlan(root, kind, splits=["train", "val", "test"])
