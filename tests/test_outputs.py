@@ -167,3 +167,20 @@ def test_new_folder_atomically_fills_a_new_folder_or_leaves_nothing(tmp_path):
     with new_folder_atomically(tmp_path / "empty") as tmp:  # an empty folder is replaced
         (tmp / "c.txt").write_text("c")
     assert [p.name for p in (tmp_path / "empty").iterdir()] == ["c.txt"]
+
+
+def test_an_output_that_cannot_be_placed_names_itself(tmp_path, capsys):
+    """`--csv photo.jpg/x.csv` said "[Errno 17] File exists: 'photo.jpg'", and an unwritable
+    place named ferkit's temporary file; both now name the output and why, before any work."""
+    from ferkit.errors import OutputError
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(ASTRONAUT.read_bytes())
+    cannot = r"x\.csv: cannot be written, a part of its folder is a file"
+    with pytest.raises(OutputError, match=cannot), replaced_atomically(photo / "x.csv"):
+        pass
+    model = str(make_checkpoint(tmp_path / "m.pt"))
+    assert main(["predict", str(photo), "--csv", str(photo / "x.csv"), "--model", model]) == 2
+    err = capsys.readouterr().err
+    assert f"{photo / 'x.csv'}: cannot be written, a part of its folder is a file" in err
+    assert ".partial" not in err

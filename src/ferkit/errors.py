@@ -23,6 +23,11 @@ class CheckpointError(FerkitError):
     """A checkpoint cannot be read or does not match the architecture or labels asked for."""
 
 
+class OutputError(FerkitError, OSError):
+    """An output cannot be written where it is named (a file in the way, no permission). An
+    OSError too, so code that tolerates an unwritable place (a cache) still does."""
+
+
 def unknown(what: str, value: object, choices: Iterable[str], *, most: int = 3) -> str:
     """The one wording for a name that is not among its choices: what it is, the closest
     choices (difflib), and all of them.

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ferkit.errors import DataError, FerkitError
+from ferkit.errors import DataError, FerkitError, OutputError
 
 SHOWN = 3  # existing outputs named in the message; the rest are counted
 
@@ -125,10 +125,15 @@ def replaced_atomically(
     matplotlib) write what the name asks for; the result gets the permissions a new file gets.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".partial-{path.stem}-", suffix=path.suffix, dir=path.parent
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            prefix=f".partial-{path.stem}-", suffix=path.suffix, dir=path.parent
+        )
+    except (FileExistsError, NotADirectoryError):  # a file where a folder of the path goes
+        raise OutputError(f"{path}: cannot be written, a part of its folder is a file") from None
+    except OSError as exc:  # no permission, a read-only or special file system
+        raise OutputError(f"{path}: cannot be written there ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(name)
     try:
