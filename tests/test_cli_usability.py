@@ -206,3 +206,25 @@ create_model("resnet18")
 print("torchvision" in sys.modules)
 """
     assert run_python(code).split() == ["False", "True"]
+
+
+def test_no_progress_turns_off_every_bar_in_any_command(monkeypatch, capsys):
+    """`--no-progress`, before or after any command, turns off every bar (evaluate, data
+    crop, ...), not only train's and predict's; without it a bar is drawn on a terminal."""
+    from ferkit import progress
+
+    asked = []
+
+    def bars():
+        with monkeypatch.context() as m:
+            m.setattr(progress, "tqdm", lambda *a, **k: asked.append(k["disable"]))
+            progress.bar(range(3))
+            progress.bar(range(3), show=False)
+
+    assert main(["models", "--no-progress", "--json"]) == 0
+    bars()
+    assert main(["--no-progress", "models", "--json"]) == 0
+    bars()
+    assert main(["models", "--json"]) == 0
+    bars()
+    assert asked == [True, True, True, True, None, True]  # None: drawn on a terminal only

@@ -14,7 +14,9 @@ import ferkit
 PACKAGE = Path(ferkit.__file__).parent
 
 # Top-level modules any part may import: shared rules with no ferkit dependency above them.
-BASE = frozenset({"errors", "labels", "imaging", "files", "outputs", "cache", "preprocess", "tta"})
+BASE = frozenset(
+    {"errors", "labels", "imaging", "files", "outputs", "progress", "cache", "preprocess", "tta"}
+)
 
 # part of ferkit (a subpackage or a top-level module) -> the other parts it may import.
 # Bottom to top: base, detection, data and models (side by side, neither imports the other),

@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-from ferkit import __version__
+from ferkit import __version__, progress
 from ferkit.errors import FerkitError
 
 log = logging.getLogger("ferkit")
@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, default) -> None:
-    """--debug and -q: before the command, or after it (SUPPRESS: absent there, the value
-    given before it stands)."""
+    """--debug, -q and --no-progress: before the command, or after it (SUPPRESS: absent
+    there, the value given before it stands)."""
     group = (
         parser.add_argument_group("global options (also before the command)")
         if default is argparse.SUPPRESS
@@ -54,6 +54,12 @@ def _add_global_options(parser: argparse.ArgumentParser, *, default) -> None:
     )
     group.add_argument(
         "-q", "--quiet", action="store_true", default=default, help="only warnings and errors"
+    )
+    group.add_argument(
+        "--no-progress",
+        action="store_true",
+        default=default,
+        help="no progress bars (drawn on a terminal only, in any case)",
     )
 
 
@@ -104,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
     _configure_logging(args.debug, args.quiet)
+    progress.set_enabled(not args.no_progress)
     try:
         return int(args.func(args) or EXIT_OK)
     except FerkitError as exc:

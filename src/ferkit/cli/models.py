@@ -74,7 +74,6 @@ def _cache_key() -> str:
 
 def _compute_rows() -> list[dict]:
     import torch
-    from tqdm import tqdm
 
     from ferkit.models import (
         count_macs,
@@ -83,12 +82,13 @@ def _compute_rows() -> list[dict]:
         get_model_spec,
         list_models,
     )
+    from ferkit.progress import bar as progress_bar
 
     rows = []
     # Building models draws random weights; leave the caller's random state as it was.
     with torch.random.fork_rng(devices=[]):
         names = list_models()
-        bar = tqdm(names, desc="measuring models", unit="model", disable=None)  # on a terminal
+        bar = progress_bar(names, desc="measuring models", unit="model")
         for name in bar:
             spec = get_model_spec(name)
             model = create_model(name)

@@ -82,7 +82,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="replace --csv, --annotate and --timeline outputs that exist (refused otherwise; "
         "never the inputs themselves)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
 
@@ -128,10 +127,9 @@ def _chunks(items: list, n: int) -> Iterator[list]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ferkit.inference.results import CsvRows
     from ferkit.inference.video import is_video
+    from ferkit.progress import bar as progress_bar
 
     if args.every < 1:
         raise ConfigError(f"--every {args.every}: analyse every Nth frame, N >= 1")
@@ -161,7 +159,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 tmp = stack.enter_context(replaced_atomically(args.csv, keep_interrupted=partial))
                 rows = CsvRows(stack.enter_context(open(tmp, "w", newline="")), rec.labels)
             show = not args.no_progress and len(images) > 1
-            bar = stack.enter_context(tqdm(total=len(images), unit="img", disable=not show or None))
+            bar = stack.enter_context(progress_bar(total=len(images), unit="img", show=show))
             for chunk in _chunks(images, FILES_PER_BATCH):
                 _predict_images(rec, chunk, args, rows, document, errors, tally)
                 bar.update(len(chunk))

@@ -71,7 +71,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="replace the earlier run in --out once this one has trained (a folder that is no "
         "run is refused)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--help-config", action="store_true", help="list every config key and exit")
     add_json_option(p, "the run summary, at the end")

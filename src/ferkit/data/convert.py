@@ -7,12 +7,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ferkit.data.csv_source import write_csv
 from ferkit.data.types import FERData
 from ferkit.errors import DataError
 from ferkit.outputs import new_folder_atomically, refuse_existing, replaced_atomically
+from ferkit.progress import bar as progress_bar
 
 PNG_SMALLEST = [cv2.IMWRITE_PNG_COMPRESSION, 9]  # lossless at any level; 48x48 faces encode fast
 
@@ -62,7 +62,7 @@ def to_folder(data: FERData, out: Path) -> dict[str, int]:
     total = sum(map(len, splits.values()))
     with (
         new_folder_atomically(out, error=DataError) as tmp,
-        tqdm(total=total, desc="writing PNGs", unit="face", disable=None) as bar,
+        progress_bar(total=total, desc="writing PNGs", unit="face") as bar,
     ):
         for name, split in splits.items():
             root = tmp if name == "all" else tmp / name

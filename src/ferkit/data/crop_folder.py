@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from ferkit.data.folders import CROP_LOG, image_files
 from ferkit.detection.boxes import FaceFilter
@@ -40,6 +39,7 @@ from ferkit.errors import DataError
 from ferkit.files import skipped_note
 from ferkit.imaging import ImageError
 from ferkit.outputs import refuse_existing, refuse_inside, replaced_atomically
+from ferkit.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ def _crop_each(one, todo: list, threads: int, progress: bool, crops: list[Crop])
     """Append `one(job)` of every job to `crops` as each ends, so an interruption keeps them."""
     with ThreadPoolExecutor(threads) as pool:
         jobs = pool.map(one, todo)
-        for crop in tqdm(jobs, total=len(todo), desc="cropping faces", unit=" img",
-                         disable=not progress or None, leave=False):  # fmt: skip
+        for crop in progress_bar(jobs, total=len(todo), desc="cropping faces", unit=" img",
+                                 show=progress, leave=False):  # fmt: skip
             crops.append(crop)
 
 

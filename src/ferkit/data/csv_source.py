@@ -14,12 +14,12 @@ import math
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ferkit.data.types import FERData, Split, empty_split
 from ferkit.errors import DataError
 from ferkit.imaging import resize_gray
 from ferkit.labels import EMOTIONS, label_index
+from ferkit.progress import bar as progress_bar
 
 USAGE_TO_SPLIT = {"training": "train", "publictest": "val", "privatetest": "test"}
 SPLIT_TO_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -120,9 +120,7 @@ def load_csv(path: Path, *, image_size: int = 48) -> FERData:
         if header is None:
             raise DataError(f"{path}: empty file; expected a CSV with columns emotion,pixels,Usage")
         emo_col, pix_col, usage_col = _find_columns(header, path)
-        for row in tqdm(
-            lines, desc=f"reading {path.name}", unit=" rows", leave=False, disable=None
-        ):
+        for row in progress_bar(lines, desc=f"reading {path.name}", unit=" rows", leave=False):
             if not row or all(not cell.strip() for cell in row):
                 continue
             line = reader.line_num
@@ -190,7 +188,7 @@ def write_csv(data: FERData, out: Path, *, compress: bool = False) -> int:
     with_usage = "all" not in data.splits
     n = 0
     total = sum(len(split) for split in data.splits.values())
-    bar = tqdm(total=total, desc="writing CSV", unit="row", unit_scale=True, disable=None)
+    bar = progress_bar(total=total, desc="writing CSV", unit="row", unit_scale=True)
     opener = gzip.open if compress else open
     with opener(out, "wt", newline="") as f, bar:
         writer = csv.writer(f)

@@ -7,9 +7,9 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-from tqdm import tqdm
 
 from ferkit.imaging import ImageError, read_image, resize_gray, to_gray
+from ferkit.progress import bar as progress_bar
 
 # Below this many files a process pool costs more than it saves.
 _POOL_MIN_FILES = 2000
@@ -45,7 +45,7 @@ def decode_files(
     """
     workers = workers or min(os.cpu_count() or 1, 8)
     chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
-    bar = tqdm(total=len(paths), desc=desc, unit=" img", leave=False, disable=None)  # terminal
+    bar = progress_bar(total=len(paths), desc=desc, unit=" img", leave=False)
     results = []
     if workers == 1 or len(paths) < _POOL_MIN_FILES:
         for chunk in chunks:

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ferkit.data import FERData, load_dataset
 from ferkit.data.csv_source import SPLIT_TO_USAGE
@@ -21,6 +20,7 @@ from ferkit.inference.model_io import (
 )
 from ferkit.labels import EMOTIONS, FERPLUS_EMOTIONS, check_model_labels
 from ferkit.models.input_spec import InputSpec
+from ferkit.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def evaluate(
             return predict_proba(model, faces, spec=spec, tta=tta, batch_size=batch_size)
 
     starts = range(0, len(images), batch_size)
-    bar = tqdm(starts, desc=f"evaluate {name}", unit="batch", disable=None if progress else True)
+    bar = progress_bar(starts, desc=f"evaluate {name}", unit="batch", show=progress)
     probs = np.concatenate([score(images[i : i + batch_size]) for i in bar])
     y_true = np.asarray(dataset.splits[name].labels)
     result = classification_metrics(y_true, probs, list(dataset.labels))

@@ -10,18 +10,17 @@ accuracy, confusion matrix, ...) plus what only photos have: how many photos had
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ferkit.data.folders import plan_folder
 from ferkit.errors import DataError
 from ferkit.evaluation.metrics import classification_metrics
 from ferkit.labels import EMOTIONS
+from ferkit.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +76,7 @@ def evaluate_photos(
     probs = np.full((len(files), n), 1.0 / n, np.float32)  # the folders' labels only
     y_pred = np.full(len(files), -1, np.int64)  # -1: no face, or a label the folders lack
     found = np.zeros(len(files), bool)
-    bar = tqdm(
-        total=len(files),
-        desc="photos",
-        unit="photo",
-        file=sys.stderr,
-        disable=None if progress else True,
-    )
+    bar = progress_bar(total=len(files), desc="photos", unit="photo", show=progress)
     start = time.perf_counter()
     for i in range(0, len(files), CHUNK):
         for j, faces in enumerate(recognizer.predict(files[i : i + CHUNK]), start=i):

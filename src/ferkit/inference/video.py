@@ -289,7 +289,7 @@ def process_video(
         A `VideoAnalysis`: the per-frame table (`rows()`, `to_pandas()`, `to_csv()`), one
         summary per person (`people()`) and counts.
     """
-    from tqdm import tqdm
+    from ferkit.progress import bar as progress_bar
 
     fps, total = _probe(path)
     analysis = VideoAnalysis(str(path), labels=rec.labels, fps=fps)
@@ -310,11 +310,11 @@ def process_video(
             if csv_tmp is not None:
                 rows = CsvRows(outputs.enter_context(open(csv_tmp, "w", newline="")), rec.labels)
             bar = outputs.enter_context(
-                tqdm(
+                progress_bar(
                     total=total or None,
                     unit="frame",
                     desc=Path(path).name,
-                    disable=None if progress else True,
+                    show=progress,
                     leave=False,
                 )
             )
