@@ -158,8 +158,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if args.csv:  # written beside it; replaces it only when the run is done
                 tmp = stack.enter_context(replaced_atomically(args.csv, keep_interrupted=partial))
                 rows = CsvRows(stack.enter_context(open(tmp, "w", newline="")), rec.labels)
-            show = not args.no_progress and len(images) > 1
-            bar = stack.enter_context(progress_bar(total=len(images), unit="img", show=show))
+            # one image: no bar; --no-progress turns every bar off (ferkit.progress)
+            bar = stack.enter_context(
+                progress_bar(total=len(images), unit="img", show=len(images) > 1)
+            )
             for chunk in _chunks(images, FILES_PER_BATCH):
                 _predict_images(rec, chunk, args, rows, document, errors, tally)
                 bar.update(len(chunk))
