@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,9 @@ def unreadable(path: Path) -> str | None:
     return "not a regular file (a FIFO, socket or device)"
 
 
-def skipped_note(others: Counter) -> str:
+def skipped_note(others: Sequence[Path]) -> str:
     """The phrase for files of other types that a walk passed over, counted by kind (suffix,
     or name where there is none), said once: "3 other file(s) skipped (.dng, .txt)"."""
-    kinds = ", ".join(k for k, _ in others.most_common(6))
-    return f"{others.total()} other file(s) skipped ({kinds}{', ...' if len(others) > 6 else ''})"
+    kinds = Counter(p.suffix.lower() or p.name for p in others)
+    shown = ", ".join(k for k, _ in kinds.most_common(6))
+    return f"{len(others)} other file(s) skipped ({shown}{', ...' if len(kinds) > 6 else ''})"

@@ -18,11 +18,6 @@ def set_enabled(on: bool) -> None:
     _enabled = on
 
 
-def enabled() -> bool:
-    """Whether bars may be drawn (on a terminal): not turned off by `--no-progress`."""
-    return _enabled
-
-
 def bar(*args, show: bool = True, **kwargs) -> tqdm:
     """A tqdm bar (same arguments), drawn only on a terminal, where `show` (the caller's own
     `progress` argument) and no `--no-progress`."""

@@ -6,7 +6,6 @@ Data loading (NumPy, OpenCV) is imported inside the handlers: `ferkit --help` st
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from ferkit.cli.recognizer_options import (
@@ -14,7 +13,7 @@ from ferkit.cli.recognizer_options import (
     detector_from_args,
     face_filter_from_args,
 )
-from ferkit.cli.vocabulary import add_deprecated, add_json_option
+from ferkit.cli.vocabulary import add_deprecated, add_json_option, say_for
 from ferkit.errors import DataError
 from ferkit.labels import FERPLUS_LABEL_MODES
 from ferkit.outputs import json_dumps, refuse_inside
@@ -199,9 +198,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     refuse_inside(args.out, Path(args.path))
     data = _load(args)
-    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # stdout: the JSON
-    doc = {"source": data.source, "out": str(args.out), "format": args.format}
-    doc["labels"] = list(data.labels)
+    say = say_for(args)  # stdout: the JSON, with --json
+    doc = {
+        "source": data.source,
+        "out": str(args.out),
+        "format": args.format,
+        "labels": list(data.labels),
+    }
     if args.format == "npy":
         written = to_npy(data, args.out, overwrite=args.overwrite)
         for path in written:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 from ferkit.cli.data import add_ferplus_option
 from ferkit.cli.recognizer_options import add_detector_options, detector_from_args
-from ferkit.cli.vocabulary import MODEL_HELP, add_json_option, add_model_option, add_tta_option
+from ferkit.cli.vocabulary import (
+    MODEL_HELP,
+    add_json_option,
+    add_model_option,
+    add_tta_option,
+    say_for,
+)
 from ferkit.errors import FerkitError
 from ferkit.outputs import json_dumps, refuse_existing, refuse_inside, replaced_atomically
 
@@ -277,7 +283,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     written = make_report(args.run, data=args.data, n_faces=args.faces)
     scores = [json.loads(p.read_text()) for n, p in written.items() if n.startswith("scores")]
-    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # stdout: the JSON
+    say = say_for(args)  # stdout: the JSON, with --json
     for result in scores:  # each validation source's figures first
         say(headline(result))
     for path in written.values():

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferkit.cli.data import add_ferplus_option
-from ferkit.cli.vocabulary import MODEL_HELP, add_format_option, add_json_option
+from ferkit.cli.vocabulary import MODEL_HELP, add_format_option, add_json_option, say_for
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.outputs import refuse_existing
 
@@ -105,7 +104,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         faces, labels = validation_faces(
             args.data, image_size=size, limit=args.limit, ferplus=args.ferplus
         )
-    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # stdout: the JSON
+    say = say_for(args)  # stdout: the JSON, with --json
     doc = {"out": str(args.out), "format": args.format, "half": args.half, "data": args.data}
     if args.calibrate:
         rec = EmotionRecognizer.from_model(model, meta, detector=None, temperature=1.0, bf16=False)

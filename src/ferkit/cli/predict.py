@@ -99,11 +99,11 @@ def collect(paths: list[str], errors: list[str]) -> list[tuple[Path, Path]]:
                 f"{raw}: a URL; ferkit predict reads files and folders: download it first"
             )
         elif p.is_dir():
-            files, named, others = [], len(errors), Counter()
+            files, named, others = [], len(errors), []
             for f in walk_files(p, on_error=errors.append):
                 if f.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
                     if not f.name.startswith("."):  # .DS_Store and the like: not worth a word
-                        others[f.suffix.lower() or f.name] += 1
+                        others.append(f)
                     continue
                 if why := unreadable(f):
                     errors.append(f"{f}: {why}")  # named, not dropped: a photo the user has lost

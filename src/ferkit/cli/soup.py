@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from ferkit.cli.data import add_ferplus_option
-from ferkit.cli.vocabulary import MODEL_HELP, add_json_option
+from ferkit.cli.vocabulary import MODEL_HELP, add_json_option, say_for
 from ferkit.errors import ConfigError
 from ferkit.outputs import refuse_existing
 
@@ -74,7 +73,7 @@ def cmd_soup(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         inputs=[resolve_model(m) for m in args.members],
     )
-    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    say = say_for(args)  # stdout: the JSON, with --json
     members = [load_torch_model(m) for m in args.members]
     score = _scorer(args.data, members[0][1], args.ferplus) if args.data else None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from ferkit.tta import TTA_MODES
 
@@ -49,6 +50,14 @@ def add_model_option(p: argparse.ArgumentParser, *, dest: str = "model") -> None
 def add_json_option(p: argparse.ArgumentParser, what: str) -> None:
     """--json: print `what` as JSON on stdout (files are named by their own options)."""
     p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
+
+
+def say_for(args: argparse.Namespace) -> Callable[..., None]:
+    """`print` for the lines people read: on stdout, or on stderr where --json puts the JSON
+    on stdout (nothing else goes there)."""
+    if getattr(args, "json", False):
+        return lambda *a: print(*a, file=sys.stderr)
+    return print
 
 
 def add_tta_option(p: argparse.ArgumentParser) -> None:

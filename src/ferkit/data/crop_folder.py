@@ -215,7 +215,7 @@ def _check_folders(src: Path, dst: Path) -> list[Path]:
                         "(and not contain it): nothing is written into the data")  # fmt: skip
     if dst.exists() and not dst.is_dir():
         raise DataError(f"{dst}: is a file; the output must be a folder (it is created)")
-    others: Counter = Counter()
+    others: list[Path] = []
     files = image_files(src, others)
     if others:
         log.info("%s: %s: not images", src, skipped_note(others))

@@ -15,7 +15,6 @@ Class folder names go through the alias map (`anger`, `Happiness`, `3_happy`, ..
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +42,7 @@ class FolderPlan:
     splits: list[str] = field(default_factory=list)
     ignored_classes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    other_files: Counter = field(default_factory=Counter)  # by suffix: not image types
+    other_files: list[Path] = field(default_factory=list)  # not image types
 
 
 def _folders(folder: Path) -> list[Path]:
@@ -63,18 +62,18 @@ def _subdirs(folder: Path) -> dict[str, Path]:
     return found
 
 
-def image_files(folder: Path, others: Counter | None = None) -> list[Path]:
+def image_files(folder: Path, others: list[Path] | None = None) -> list[Path]:
     """The image files under `folder` and its subfolders (linked ones too), in a stable
     (sorted) order; hidden files are skipped, and so is anything that is not a regular file
     (a broken link; a FIFO named x.png would block the decoder forever), with a warning
-    naming it. Files of other types are counted by suffix into `others`, if given."""
+    naming it. Files of other types are added to `others`, if given."""
     found = []
     for path in walk_files(folder):
         if path.name.startswith("."):
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             if others is not None:
-                others[path.suffix.lower() or path.name] += 1
+                others.append(path)
             continue
         if why := unreadable(path):
             log.warning("%s: %s; skipped", path, why)
