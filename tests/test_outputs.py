@@ -1,5 +1,7 @@
 """Outputs are never replaced silently, and a failed write leaves the old file whole."""
 
+import os
+
 import pytest
 
 from conftest import ASTRONAUT, face, make_checkpoint, write_fer_csv
@@ -184,3 +186,42 @@ def test_an_output_that_cannot_be_placed_names_itself(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{photo / 'x.csv'}: cannot be written, a part of its folder is a file" in err
     assert ".partial" not in err
+
+
+def test_an_unplaceable_output_is_refused_before_the_work(tmp_path, monkeypatch, capsys):
+    """`evaluate --output afile/r.json` evaluated every face and then failed to write; `train
+    --out` named a file loaded the data and then failed with "[Errno 20] Not a directory". Where
+    an output cannot go (a file or a link to nothing in its folder, no permission) is found
+    before any work."""
+    import ferkit.outputs
+
+    data = write_fer_csv(tmp_path / "fer.csv", [(3, face(i), "PublicTest") for i in range(4)])
+    model = str(make_checkpoint(tmp_path / "m.pt"))
+    afile = tmp_path / "afile"
+    afile.write_text("a user's file\n")
+    (tmp_path / "gone").symlink_to(tmp_path / "nothing")
+    evaluate = ["evaluate", model, "--data", str(data), "--output"]
+    for out, why in [
+        (afile / "r.json", "a part of its folder is a file"),
+        (tmp_path / "gone" / "sub" / "r.json", f"{tmp_path / 'gone'} is a link to nothing"),
+    ]:
+        assert main([*evaluate, str(out)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""  # no evaluation ran
+        assert captured.err.strip().endswith(f"{out}: cannot be written, {why}")
+
+    def no_write(path, mode):  # the refusal simulated: the tests run as root
+        return mode & os.W_OK == 0
+
+    monkeypatch.setattr(ferkit.outputs.os, "access", no_write)
+    assert main([*evaluate, str(tmp_path / "r.json")]) == 2
+    assert f"cannot be written there (no permission to write in {tmp_path})" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.undo()
+
+    assert main(["train", "--data", str(data), "--out", str(afile), "--smoke"]) == 2
+    assert f"{afile}: is a file; --out names the run's folder" in capsys.readouterr().err
+    assert main(["train", "--data", str(data), "--out", str(afile / "run"), "--smoke"]) == 2
+    assert "a part of its folder is a file" in capsys.readouterr().err
+    assert afile.read_text() == "a user's file\n"

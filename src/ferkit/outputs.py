@@ -64,8 +64,12 @@ def refuse_existing(
         inputs: the files the command reads (through links too: compared resolved).
 
     Two of `paths` naming one file are refused too: the second write would replace the first.
+    And an output that cannot be placed (a file where its folder goes, a folder ferkit may not
+    write in) is refused here, before the work, not when the finished result is written.
     """
     given = [Path(p) for p in paths if p is not None]
+    for p in given:
+        refuse_unplaceable(p)
     real = [p.resolve() for p in given]
     if len(set(real)) < len(real):  # the second write would replace the first
         twice = next(p for i, p in enumerate(given) if real[i] in real[:i])
@@ -89,6 +93,22 @@ def refuse_existing(
     if taken and not overwrite:
         verb = "exists" if len(taken) == 1 else "exist"
         raise error(f"{_listed(taken)} already {verb}; {hint}")
+
+
+def refuse_unplaceable(path: Path) -> None:
+    """Raise `OutputError` if `path` cannot be written: the nearest part of its folder that
+    exists is a file (or a broken link), or a folder this process may not write in."""
+    folder = Path(path).parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent
+    if folder.is_symlink() and not folder.exists():
+        raise OutputError(f"{path}: cannot be written, {folder} is a link to nothing")
+    if not folder.is_dir():
+        raise OutputError(f"{path}: cannot be written, a part of its folder is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        read_only = hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY
+        why = "a read-only file system" if read_only else f"no permission to write in {folder}"
+        raise OutputError(f"{path}: cannot be written there ({why})")
 
 
 def refuse_inside(out: Path, source: Path, error: type[FerkitError] = DataError) -> None:
@@ -130,9 +150,8 @@ def replaced_atomically(
         fd, name = tempfile.mkstemp(
             prefix=f".partial-{path.stem}-", suffix=path.suffix, dir=path.parent
         )
-    except (FileExistsError, NotADirectoryError):  # a file where a folder of the path goes
-        raise OutputError(f"{path}: cannot be written, a part of its folder is a file") from None
-    except OSError as exc:  # no permission, a read-only or special file system
+    except OSError as exc:  # the place changed since the command's checks, or a special one
+        refuse_unplaceable(path)
         raise OutputError(f"{path}: cannot be written there ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(name)

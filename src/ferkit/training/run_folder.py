@@ -17,6 +17,7 @@ from pathlib import Path
 from ferkit.data.types import source_list
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.models._weights import safe_load
+from ferkit.outputs import refuse_unplaceable
 from ferkit.training.config import TrainConfig, load_config
 from ferkit.training.distill import teacher_paths
 
@@ -30,6 +31,9 @@ def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
     base = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    if base.is_file():
+        raise ConfigError(f"{base}: is a file; --out names the run's folder, choose another")
+    refuse_unplaceable(base / "config.yaml")  # now, not once the data has loaded
     if not base.exists() or not any(base.iterdir()):
         return base
     if overwrite:  # replacing the folder deletes it once the new run has trained
