@@ -234,7 +234,7 @@ def test_linked_folders_are_read_and_broken_links_named(checkpoint, tmp_path, ca
     assert "photos/2024/linked.jpg: 1 face" in out and "photos/own.jpg: 1 face" in out
     assert "again/linked.jpg" not in out and "loop" not in out  # each real folder once
     assert "gone.jpg: a broken link (its target " in err
-    assert "2 images, 2 faces, 0 without a face; 1 not read (named above)" in out
+    assert "2 images, 2 faces, 0 without a face; 1 not read (see above)" in out
 
 
 def test_a_folder_that_cannot_be_listed_is_named(checkpoint, tmp_path, capsys, monkeypatch):
@@ -295,23 +295,33 @@ def test_camcorder_video_is_read_and_other_files_are_counted(checkpoint, clip, t
 
 def test_heic_without_pillow_heif_says_what_to_install(tmp_path):
     """Where the extra is not installed, a HEIC photo says so and how to get it (a fresh
-    process: pillow-heif, once registered, stays registered)."""
+    process: pillow-heif, once registered, stays registered); in a folder of them, the first
+    says it and the rest are counted in one line, not a line each with the same hint."""
     import subprocess
     import sys
 
     assert heif_support()
-    photo = tmp_path / "IMG_0001.heic"
-    Image.open(ASTRONAUT).convert("RGB").save(photo, "HEIF")
+    photo = Image.open(ASTRONAUT).convert("RGB")
+    for i in range(1, 6):
+        photo.save(tmp_path / f"IMG_000{i}.heic", "HEIF")
+    photo.save(tmp_path / "web.png")
     blocked = (
         "import sys; sys.modules['pillow_heif'] = None; from ferkit.cli import main; "
-        f"sys.exit(main(['predict', {str(photo)!r}, '--no-progress']))"
+        f"sys.exit(main(['predict', {str(tmp_path)!r}, '--no-progress']))"
     )
     done = subprocess.run(
         [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 2
-    assert f"{photo}: a HEIC/HEIF photo (iPhones' format)" in done.stderr
-    assert "pip install 'ferkit[heic]'" in done.stderr
+    first, rest = done.stderr.splitlines()
+    assert first.startswith(f"ferkit predict: error: {tmp_path / 'IMG_0001.heic'}: a HEIC/HEIF")
+    assert "pip install 'ferkit[heic]'" in first
+    assert rest == (
+        "ferkit predict: error: 4 more HEIC/HEIF photo(s) not read, for the same reason: "
+        f"{tmp_path / 'IMG_0002.heic'}, {tmp_path / 'IMG_0003.heic'}, "
+        f"{tmp_path / 'IMG_0004.heic'} and 1 more"
+    )
+    assert "1 image, 1 face, 0 without a face; 5 not read (see above)" in done.stdout
 
 
 def test_an_unreadable_video_is_one_line_without_ffmpegs_own(tmp_path):

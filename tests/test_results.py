@@ -168,7 +168,7 @@ def test_summary_counts_the_files_not_read(checkpoint, tmp_path, capsys):
     code = main(["predict", str(tmp_path), "--model", str(checkpoint), "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 2 and "empty.jpg: empty file" in err and "notes.png" in err
-    assert "2 images, 2 faces, 0 without a face; 2 not read (named above)" in out
+    assert "2 images, 2 faces, 0 without a face; 2 not read (see above)" in out
 
 
 def test_every_label_of_both_shipped_label_sets_has_its_own_colour():

@@ -41,6 +41,17 @@ def unknown(what: str, value: object, choices: Iterable[str], *, most: int = 3) 
     return f"unknown {what} {value!r}.{hint} Valid: {', '.join(choices) or 'none'}"
 
 
+def listed(names: Iterable[object], shown: int = 3, sep: str = ", ") -> str:
+    """The one wording for a list too long to print whole: the first `shown`, then a count.
+
+    >>> listed(["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"])
+    'a.jpg, b.jpg, c.jpg and 2 more'
+    """
+    names = [str(n) for n in names]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return sep.join(names[:shown]) + more
+
+
 def parse_problem(exc: Exception) -> str:
     """One line for a YAML or JSON parse error: where in the text, and what is wrong."""
     mark = getattr(exc, "problem_mark", None)  # PyYAML's MarkedYAMLError

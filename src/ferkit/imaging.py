@@ -69,6 +69,10 @@ class NotAnImageError(ImageError):
     """The bytes are no image format PIL knows."""
 
 
+class HeifSupportError(NotAnImageError):
+    """A HEIC/HEIF photo, where pillow-heif (the `ferkit[heic]` extra) is not installed."""
+
+
 class ImageTooLargeError(ImageError):
     """An image has more pixels than may be decoded (a decompression bomb, or just too big)."""
 
@@ -157,7 +161,7 @@ def open_image(
         if _is_heif(source):  # which Pillow reads only through pillow-heif
             if heif_support():
                 raise ImageError(f"{label}: a corrupt or truncated HEIC/HEIF image") from None
-            raise NotAnImageError(f"{label}: {HEIF_HINT}") from None
+            raise HeifSupportError(f"{label}: {HEIF_HINT}") from None
         raise NotAnImageError(
             f"{label}: not an image format ferkit reads ({READABLE_FORMATS})"
         ) from None

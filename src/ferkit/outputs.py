@@ -21,9 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ferkit.errors import DataError, FerkitError, OutputError
-
-SHOWN = 3  # existing outputs named in the message; the rest are counted
+from ferkit.errors import DataError, FerkitError, OutputError, listed
 
 
 def json_dumps(obj: Any, **kwargs: Any) -> str:
@@ -79,20 +77,20 @@ def refuse_existing(
     if clash:
         verb = "is an input" if len(clash) == 1 else "are inputs"
         raise error(
-            f"{_listed(clash)} {verb} of this command: an output never replaces an input, "
+            f"{listed(clash)} {verb} of this command: an output never replaces an input, "
             "--overwrite or not; write the output elsewhere"
         )
     folders = [str(p) for p in given if p.is_dir()]
     if folders:
         verb, it = ("is a folder", "it") if len(folders) == 1 else ("are folders", "them")
         raise error(
-            f"{_listed(folders)} {verb} where a file is to be written; "
+            f"{listed(folders)} {verb} where a file is to be written; "
             f"move {it} or choose another output"
         )
     taken = [str(p) for p in given if p.exists()]
     if taken and not overwrite:
         verb = "exists" if len(taken) == 1 else "exist"
-        raise error(f"{_listed(taken)} already {verb}; {hint}")
+        raise error(f"{listed(taken)} already {verb}; {hint}")
 
 
 def refuse_unplaceable(path: Path) -> None:
@@ -120,11 +118,6 @@ def refuse_inside(out: Path, source: Path, error: type[FerkitError] = DataError)
             f"{out}: the output must be outside the source {source} (nothing is written into "
             "the data); choose another place"
         )
-
-
-def _listed(names: list[str]) -> str:
-    more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
-    return ", ".join(names[:SHOWN]) + more
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ferkit.cli.recognizer_options import add_model_options, make_recognizer
 from ferkit.cli.vocabulary import add_smooth_option
-from ferkit.errors import ConfigError, FerkitError
+from ferkit.errors import ConfigError, FerkitError, listed
 from ferkit.outputs import (
     json_dumps,
     partial_name,
@@ -165,6 +165,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             for chunk in _chunks(images, FILES_PER_BATCH):
                 _predict_images(rec, chunk, args, rows, document, errors, tally)
                 bar.update(len(chunk))
+            if len(tally.heif) > 1:  # one line for an iPhone library, not one per photo
+                more = tally.heif[1:]
+                _report(
+                    errors,
+                    f"{len(more)} more HEIC/HEIF photo(s) not read, for the same "
+                    f"reason: {listed(more)}",
+                )
             for path, rel in videos:
                 _predict_video(rec, path, rel, args, rows, document, errors, video_out)
             if rows is not None and not rows.written:
@@ -258,6 +265,7 @@ class Tally:
     def __init__(self) -> None:
         self.images = self.faces = self.no_face = self.crop_like = 0
         self.unread = 0  # inputs that could not be read (each named on stderr)
+        self.heif: list[Path] = []  # HEIC/HEIF photos not read for want of pillow-heif
         self.labels: Counter[str] = Counter()  # faces per top label
 
     def add(self, result) -> None:
@@ -272,7 +280,7 @@ class Tally:
         misses many of them, and frames the faces it finds tighter than the crop itself."""
         images = f"{self.images} image{'' if self.images == 1 else 's'}"
         faces = f"{self.faces} face{'' if self.faces == 1 else 's'}"
-        unread = f"; {self.unread} not read (named above)" if self.unread else ""
+        unread = f"; {self.unread} not read (see above)" if self.unread else ""
         out = [f"{images}, {faces}, {self.no_face} without a face{unread}"]
         if self.images > 1 and self.labels:  # one image's faces are listed above it
             counts = ", ".join(f"{label} {n}" for label, n in self.labels.most_common())
@@ -357,11 +365,18 @@ def _refuse_existing(args, images, videos, video_out) -> None:
 
 
 def _predict_images(rec, chunk, args, rows, document, errors, tally) -> None:
+    from ferkit.imaging import HeifSupportError
+
     frames, names = [], []
     for path, rel in chunk:
         try:
             frames.append(rec.load(path))
             names.append((path, rel))
+        except HeifSupportError as exc:  # the first says what to install, the rest are counted
+            if not tally.heif:
+                _report(errors, exc)
+            tally.heif.append(path)
+            tally.unread += 1
         except FerkitError as exc:
             _report(errors, exc)
             tally.unread += 1
@@ -420,7 +435,7 @@ def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> N
         print(f"wrote {output}", file=sys.stderr if machine else sys.stdout)
 
 
-def _report(errors: list[str], exc: Exception) -> None:
+def _report(errors: list[str], exc: Exception | str) -> None:
     errors.append(str(exc))
     print(f"ferkit predict: error: {exc}", file=sys.stderr)
 

@@ -13,7 +13,7 @@ from ferkit.data.decode import decode_files
 from ferkit.data.ferplus import attach_ferplus, check_mode
 from ferkit.data.folders import plan_folder
 from ferkit.data.types import FERData, Split, empty_split
-from ferkit.errors import DataError
+from ferkit.errors import DataError, listed
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,9 @@ def _ferplus_file(ferplus: str | Path | None, mode: str, source: Path) -> Path |
 def _check_flags(data: FERData, *, strict: bool, skip_bad: bool) -> None:
     """Apply strict/skip_bad to what a (possibly cached) load found, as a fresh read would."""
     if data.skipped and not skip_bad:
-        more = f" and {len(data.skipped) - 3} more" if len(data.skipped) > 3 else ""
         raise DataError(
             f"{len(data.skipped)} bad image(s)/row(s) in {data.source}: "
-            f"{'; '.join(data.skipped[:3])}{more} (use --skip-bad to skip them)"
+            f"{listed(data.skipped, sep='; ')} (use --skip-bad to skip them)"
         )
     if data.ignored_classes and strict:
         raise DataError(

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ferkit.errors import CheckpointError, ConfigError
+from ferkit.errors import CheckpointError, ConfigError, listed
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,7 @@ def resolve_model(spec: str | Path | None) -> Path:
             return path / "checkpoints" / name
     runs = sorted(p for p in path.iterdir() if (p / "best.pt").is_file())
     if runs:  # a folder of runs, such as runs/
-        names = [p.name for p in runs]
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        shown = listed((p.name for p in runs), shown=5)
         newest = max(runs, key=lambda p: (p / "best.pt").stat().st_mtime)
         raise CheckpointError(
             f"{path} holds run folders, not a model: pass one of them ({shown}); the newest "

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ferkit.errors import CheckpointError
+from ferkit.errors import CheckpointError, listed
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,7 @@ def describe_mismatch(
     parts = []
     for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
         if keys:
-            more = f" and {len(keys) - _SHOW_KEYS} more" if len(keys) > _SHOW_KEYS else ""
-            parts.append(f"{len(keys)} {label} ({', '.join(keys[:_SHOW_KEYS])}{more})")
+            parts.append(f"{len(keys)} {label} ({listed(keys, _SHOW_KEYS)})")
     return "; ".join(parts)
 
 
