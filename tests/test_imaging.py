@@ -187,6 +187,16 @@ def test_arrays_of_no_pixel_type_are_refused(array):
         load_frame(array)
 
 
+def test_a_channels_first_array_says_how_to_turn_it():
+    """(3, H, W) is how torch and torchvision hold an image; the message says the fix."""
+    with pytest.raises(
+        ImageError, match=r"got shape \(3, 64, 48\); channels first\? move them last"
+    ):
+        load_frame(np.zeros((3, 64, 48), np.uint8))
+    with pytest.raises(ImageError, match=r"got shape \(5, 64, 48\)$"):
+        load_frame(np.zeros((5, 64, 48), np.uint8))
+
+
 def test_a_truncated_heic_is_named_corrupt_not_unknown():
     """With pillow-heif installed (the dev extra), bytes that start as HEIC but break off are a
     corrupt HEIC, not 'not an image format ferkit reads' nor a hint to install what is there."""

@@ -342,7 +342,10 @@ def to_gray(image: Image.Image | np.ndarray, *, color: ColorOrder = "rgb") -> np
     if arr.ndim == 2:
         return np.ascontiguousarray(arr)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ImageError(f"expected an image array (H, W[, 1|3|4]), got shape {arr.shape}")
+        # a tensor's layout (C, H, W), as torchvision and PyTorch models keep images
+        first = arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[2] > 4
+        hint = "; channels first? move them last: arr.transpose(1, 2, 0)" if first else ""
+        raise ImageError(f"expected an image array (H, W[, 1|3|4]), got shape {arr.shape}{hint}")
     if color == "gray":
         raise ImageError(f"color='gray' given for an array with {arr.shape[2]} channels")
     code = {
