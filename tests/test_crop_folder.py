@@ -201,3 +201,29 @@ def test_cli_json_and_exit_codes(photos, tmp_path, capsys):
     assert main(["data", "crop", str(blank.parent), str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no face found in any of the 1 images" in err[0]
+
+
+def test_a_full_disk_leaves_no_half_crop(photos, tmp_path, monkeypatch, capsys):
+    """Crops were written in place, so a disk filling up left a truncated PNG where a crop
+    goes, which a rerun with --resume or --overwrite could take for done. Each crop is now
+    whole or absent, and the error names it."""
+    import errno
+
+    real_save, saves = Image.Image.save, []
+
+    def full_at_the_second(self, fp, *args, **kwargs):
+        saves.append(fp)
+        if len(saves) == 2:
+            with open(fp, "wb") as f:
+                f.write(b"\x89PNG\r\n")  # the start of one, as a full disk leaves it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", full_at_the_second)
+    out = tmp_path / "faces"
+    assert main(["data", "crop", str(photos), str(out), "--workers", "1"]) == 2
+    assert "cannot be written, the disk is full" in capsys.readouterr().err
+    monkeypatch.undo()
+    written = list(out.rglob("*.png"))
+    assert len(written) < 3 and all(Image.open(p).size == (48, 48) for p in written)
+    assert not list(out.rglob(".partial*"))

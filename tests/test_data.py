@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -385,15 +386,25 @@ def test_convert_to_folders_never_merges_into_or_half_writes_a_folder(
     assert main(["data", "convert", str(msambare), "--format", "folder", str(out)]) == 2
     assert "faces: is a folder with files in it" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
-    # a write that fails part-way leaves neither the folder nor a hidden partial one
-    from ferkit.data import convert
+    # a write that fails part-way (the disk full at the sixth face) leaves neither the folder
+    # nor a hidden partial one, and names the face; cv2.imwrite said True on a full disk and
+    # left empty files ("wrote 800 PNG faces", 775 of them 0 bytes)
+    import errno
 
-    calls = iter([True] * 5 + [False])
-    monkeypatch.setattr(convert.cv2, "imwrite", lambda *a, **k: next(calls))
+    real_write, calls = Path.write_bytes, []
+
+    def full_at_the_sixth(self, data):
+        calls.append(self)
+        if len(calls) == 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_at_the_sixth)
     assert (
         main(["data", "convert", str(msambare), "--format", "folder", str(tmp_path / "new")]) == 2
     )
-    assert "could not be written" in capsys.readouterr().err
+    assert f"{tmp_path / 'new'}/train/" in (err := capsys.readouterr().err)
+    assert ".png: cannot be written (No space left on device); nothing was kept" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faces", "fer2013"]
     monkeypatch.undo()
     # a source without splits: class folders at the top, as it came
@@ -517,3 +528,18 @@ def test_extra_train_must_share_the_labels(fer_csv, tmp_path):
         FERDataModule(str(fer_csv), extra_train=[str(empty)]).setup()
     with pytest.raises(DataError, match=r"^extra_train: .*nope: no such file or folder"):
         FERDataModule(str(fer_csv), extra_train=[str(tmp_path / "nope")]).setup()
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path, monkeypatch, caplog):
+    """The cache only saves decoding time: a full disk or a read-only home stopped every
+    command that reads data ("Not enough free space to write 66145536 bytes", "read-only file
+    system") after the data had been read. Now the data is used, and a warning says why the
+    cache was not written."""
+    data = write_fer_csv(tmp_path / "fer.csv", [(3, face(i), "Training") for i in range(4)])
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv("FERKIT_CACHE", str(afile / "cache"))  # a file where its folder goes
+    assert len(load_dataset(data).splits["train"]) == 4
+    assert "the data cache cannot be written" in caplog.text
+    assert f"{afile / 'cache'}" in caplog.text
+    assert main(["data", "info", str(data)]) == 0

@@ -225,3 +225,36 @@ def test_an_unplaceable_output_is_refused_before_the_work(tmp_path, monkeypatch,
     assert main(["train", "--data", str(data), "--out", str(afile / "run"), "--smoke"]) == 2
     assert "a part of its folder is a file" in capsys.readouterr().err
     assert afile.read_text() == "a user's file\n"
+
+
+def test_a_full_disk_is_named_and_leaves_no_folder_behind(tmp_path, monkeypatch):
+    """numpy says "N requested and M written" on a full disk, naming no file, and the CLI's
+    catch-all printed "[Errno 28] No space left on device: '/tmp/tmpx' -> 'PATH'"; `data
+    convert` also left the empty folder it had made. Now the output and the cause are named,
+    and a folder made for a write that failed is removed."""
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from ferkit.errors import OutputError, os_problem
+
+    out = tmp_path / "new" / "npy" / "train_images.npy"
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9, 4096))
+    full = (
+        r"train_images\.npy: cannot be written, the disk is full \(1000 requested and 8 written\)"
+    )
+    with pytest.raises(OutputError, match=full), replaced_atomically(out) as tmp:
+        tmp.write_bytes(b"partial")
+        raise OSError("1000 requested and 8 written")  # numpy's, with no errno
+    assert list(tmp_path.iterdir()) == []  # neither the partial file nor new/npy/
+    monkeypatch.undo()
+    with pytest.raises(OSError, match=r"^a reader's own error$"), replaced_atomically(out):
+        raise OSError("a reader's own error")  # space left: not put down to the disk
+
+    move = OSError(errno.ENOSPC, "No space left on device", "/tmp/tmpx", None, "run/best.ckpt")
+    assert os_problem(move) == (
+        "run/best.ckpt: cannot be written, the disk is full; free some space and run it again"
+    )
+    missing = FileNotFoundError(errno.ENOENT, "No such file or directory", "a.jpg")
+    assert os_problem(missing) == "a.jpg: no such file or directory"

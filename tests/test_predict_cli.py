@@ -455,6 +455,39 @@ def test_interrupted_video_keeps_the_frames_so_far(checkpoint, clip, tmp_path, c
     assert f"wrote {video}" in caplog.text and f"wrote {table}" in caplog.text
 
 
+def test_a_video_not_written_whole_never_replaces_the_old_one(
+    checkpoint, clip, tmp_path, monkeypatch, capsys
+):
+    """OpenCV's writer drops frames it cannot write (a full disk) with a warning per frame and
+    no error: a truncated video replaced the user's file and predict said "wrote" (exit 0).
+    The written video is read back; one short of frames is refused and the old file stays."""
+    import ferkit.inference.video as video
+
+    real_writer = video._writer
+
+    class DropsFramesAfterFive:  # as a writer on a full disk does
+        def __init__(self, *args, **kwargs):
+            self.writer, self.n = real_writer(*args, **kwargs), 0
+
+        def write(self, frame):
+            self.n += 1
+            if self.n <= 5:
+                self.writer.write(frame)
+
+        def release(self):
+            self.writer.release()
+
+    out = tmp_path / "out.mp4"
+    out.write_text("the user's earlier video")
+    monkeypatch.setattr(video, "_writer", DropsFramesAfterFive)
+    argv = ["predict", clip, "--model", checkpoint, "--annotate", out, "--overwrite"]
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 2 and "wrote" not in stdout
+    assert f"{out}: the annotated video was not written whole (5 of 20 frames readable" in err
+    assert out.read_text() == "the user's earlier video"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
 def test_annotate_file_needs_one_video(checkpoint, clip, capsys):
     code, _, err = run_cli(
         ["predict", clip, ASTRONAUT, "--model", checkpoint, "--annotate", "x.mp4"], capsys

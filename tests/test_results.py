@@ -79,9 +79,24 @@ def test_plot_and_save(result, tmp_path):
     assert drawn.shape == plain.shape and np.abs(drawn.astype(int) - plain).sum() > 0
     out = result.save(tmp_path / "sub" / "a.jpg")
     assert cv2.imread(str(out)).shape == plain.shape
-    with pytest.raises(FerkitError, match=r"a\.nope"):
+    with pytest.raises(FerkitError, match=r"a\.nope: not an image format ferkit writes"):
         result.save(tmp_path / "a.nope")
     assert not list(tmp_path.glob(".partial*"))
+
+
+def test_a_full_disk_is_no_wrong_suffix(result, tmp_path, monkeypatch):
+    """cv2.imwrite says False both for a suffix it cannot write and for a full disk, and the
+    message blamed the suffix ("use .png or .jpg") for a full disk."""
+    import errno
+    from pathlib import Path
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(FerkitError, match=r"a\.png: cannot be written, the disk is full"):
+        result.save(tmp_path / "a.png")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_short_reprs_and_the_image_in_a_notebook(result):

@@ -4,6 +4,7 @@ line and exits with code 2."""
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 
@@ -50,6 +51,20 @@ def listed(names: Iterable[object], shown: int = 3, sep: str = ", ") -> str:
     names = [str(n) for n in names]
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return sep.join(names[:shown]) + more
+
+
+def os_problem(exc: OSError) -> str:
+    """One line for an OSError from below ferkit (a library's write, a move): the file first,
+    then what is wrong, and for a full disk what to do, instead of "[Errno 28] ...: 'PATH'".
+    A move or copy names its target second, and that is the file a full disk did not take."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = exc.filename2 or exc.filename
+        what = f"{where}: cannot be written" if where else "a file cannot be written"
+        return f"{what}, the disk is full; free some space and run it again"
+    if exc.filename is None or not exc.strerror:
+        return str(exc)
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+    return f"{where}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
 
 
 def parse_problem(exc: Exception) -> str:

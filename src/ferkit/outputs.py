@@ -11,6 +11,7 @@ name of its own (`partial_name`).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -126,7 +127,9 @@ def replaced_atomically(
 ) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write to; when the block ends without an error,
     the temporary file replaces `path` in one step. On an error it is removed and `path` is
-    left as it was. The folder is created if needed.
+    left as it was. The folder is created if needed (and removed again, when the write fails,
+    if it is still empty). A full disk is said as such, naming `path`: numpy, for one, says
+    "N requested and M written" and names no file.
 
     `keep_interrupted`: where what was written so far goes when the block is interrupted
     (Ctrl-C), instead of being removed: the rows of a long batch job are worth keeping, under
@@ -138,27 +141,64 @@ def replaced_atomically(
     matplotlib) write what the name asks for; the result gets the permissions a new file gets.
     """
     path = Path(path)
+    new_folders = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(
             prefix=f".partial-{path.stem}-", suffix=path.suffix, dir=path.parent
         )
     except OSError as exc:  # the place changed since the command's checks, or a special one
+        _remove_empty(new_folders)
         refuse_unplaceable(path)
         raise OutputError(f"{path}: cannot be written there ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(name)
+    written = False
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is 0600; a plain new file is not
         os.replace(tmp, path)
+        written = True
     except KeyboardInterrupt:
         if keep_interrupted is not None and tmp.stat().st_size:
             os.chmod(tmp, 0o666 & ~_UMASK)
             os.replace(tmp, keep_interrupted)
         raise
+    except OSError as exc:
+        named = isinstance(exc, OutputError) or exc.filename not in (None, str(tmp))
+        if not named and _disk_full(exc, path.parent):
+            raise OutputError(
+                f"{path}: cannot be written, the disk is full ({exc.strerror or exc}); "
+                "nothing was replaced: free some space or write it elsewhere"
+            ) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+        if not written:
+            _remove_empty(new_folders)
+
+
+FULL_BELOW = 1 << 20  # bytes free under which a failed write is put down to a full disk
+
+
+def _disk_full(exc: OSError, folder: Path) -> bool:
+    """Whether a failed write (its partial file still there) was for want of space: the
+    errno says so, or, from writers that give none (numpy), next to nothing is left."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed write created (innermost first), those still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another output went there), or gone
+            return
 
 
 @contextmanager

@@ -234,3 +234,34 @@ def test_resume_killed_outright_loses_no_epochs(tiny_data, tmp_path):
     metrics = pd.read_csv(out / "metrics.csv")
     assert list(metrics["epoch"]) == [1, 2, 3]
     assert metrics["val_acc"].notna().all()
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_whole(tiny_data, tmp_path, monkeypatch, capsys):
+    """Lightning copied each checkpoint over the old one from /tmp, so a disk filling up
+    mid-run left half a last.ckpt and nothing to resume. Now the write that fails (here the
+    first of the second epoch, cut off half-way as a full disk does) names its file, the
+    checkpoints of the first epoch stay whole, and the run resumes from them."""
+    import errno
+
+    real_write = Path.write_bytes
+    ckpt_writes = []
+
+    def full_disk_at_the_third_checkpoint(self, data):
+        if self.suffix == ".ckpt":
+            ckpt_writes.append(self)
+            if len(ckpt_writes) == 3:
+                real_write(self, bytes(data)[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(Path, "write_bytes", full_disk_at_the_third_checkpoint)
+    assert main(train_args(tiny_data, out, epochs=3)) == 2
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert f"{out / 'checkpoints'}/" in err and ".ckpt: cannot be written, the disk is full" in err
+    assert f"resume it with `ferkit train --resume {out}`" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert (out / "best.pt").is_file()

@@ -16,7 +16,7 @@ import signal
 import sys
 
 from ferkit import __version__, progress
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, os_problem
 
 log = logging.getLogger("ferkit")
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a missing file, a full disk, no permission: the user can act on it
         if args.debug:
             log.exception("ferkit failed")
-        print(f"ferkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"ferkit {args.command}: error: {os_problem(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:  # Ctrl-C: 130; training stopped by SIGTERM: 143
         print("ferkit: interrupted", file=sys.stderr)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ferkit.data.csv_source import write_csv
 from ferkit.data.types import FERData
-from ferkit.errors import DataError
+from ferkit.errors import DataError, OutputError
 from ferkit.outputs import new_folder_atomically, refuse_existing, replaced_atomically
 from ferkit.progress import bar as progress_bar
 
@@ -73,7 +73,14 @@ def to_folder(data: FERData, out: Path) -> dict[str, int]:
             digits = max(5, len(str(len(split) - 1)))
             for i, (image, label) in enumerate(zip(split.images, split.labels, strict=True)):
                 path = root / data.labels[label] / f"{i:0{digits}d}.png"
-                if not cv2.imwrite(str(path), np.ascontiguousarray(image), PNG_SMALLEST):
-                    raise DataError(f"{path}: could not be written (is the disk full?)")
+                # encoded, then written: cv2.imwrite says True on a full disk and leaves 0 bytes
+                png = cv2.imencode(".png", np.ascontiguousarray(image), PNG_SMALLEST)[1]
+                try:
+                    path.write_bytes(png.tobytes())
+                except OSError as exc:  # named as the export's file, not the hidden folder
+                    raise OutputError(
+                        f"{out / path.relative_to(tmp)}: cannot be written "
+                        f"({exc.strerror or exc}); nothing was kept"
+                    ) from exc
                 bar.update()
     return {name: len(split) for name, split in splits.items()}

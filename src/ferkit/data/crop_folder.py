@@ -256,9 +256,8 @@ def _crop_one(
         return Crop(rel, "no_face")
     box = found[0].box
     face = crop_faces(frame.gray, [box], (size, size), framing)[0]
-    out = dst / target
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(face).save(out)
+    with replaced_atomically(dst / target) as tmp:  # whole or not at all: --resume trusts it
+        Image.fromarray(face).save(tmp)
     return Crop(rel, "ok", target.as_posix(), len(found), frame.to_input(box))
 
 

@@ -13,7 +13,7 @@ from ferkit.data.decode import decode_files
 from ferkit.data.ferplus import attach_ferplus, check_mode
 from ferkit.data.folders import plan_folder
 from ferkit.data.types import FERData, Split, empty_split
-from ferkit.errors import DataError, listed
+from ferkit.errors import DataError, listed, os_problem
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,14 @@ def load_dataset(
         if labels:
             data = attach_ferplus(data, labels, ferplus_labels)
         if use_cache:
-            cache.save(data, source, fp, variant)
+            try:
+                cache.save(data, source, fp, variant)
+            except OSError as exc:  # a full disk, a read-only home: the data is read all the same
+                log.warning(
+                    "the data cache cannot be written (%s); the data was read, and is read again "
+                    "next time (set FERKIT_CACHE to a folder with room)",
+                    os_problem(exc),
+                )
     _check_flags(data, strict=strict, skip_bad=skip_bad)
     for note in data.notes:
         log.debug("%s", note)

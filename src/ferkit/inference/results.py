@@ -227,14 +227,14 @@ class Result:
         from ferkit.outputs import replaced_atomically
 
         path = Path(path)
-        image = self.plot(bars=bars)
+        try:  # encoded first: a suffix OpenCV cannot write is not a failed write
+            ok, encoded = cv2.imencode(path.suffix or ".", self.plot(bars=bars))
+        except cv2.error:
+            ok = False
+        if not ok:
+            raise FerkitError(f"{path}: not an image format ferkit writes (use .png or .jpg)")
         with replaced_atomically(path) as tmp:
-            try:
-                ok = cv2.imwrite(str(tmp), image)
-            except cv2.error:
-                ok = False
-            if not ok:
-                raise FerkitError(f"{path}: could not write the image there (use .png or .jpg)")
+            tmp.write_bytes(encoded.tobytes())
         return path
 
     def text(self) -> str:

@@ -20,7 +20,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ferkit.errors import ConfigError
+from ferkit.errors import ConfigError, OutputError
 from ferkit.imaging import ImageError
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.inference.results import CsvRows, Result, rows_of, to_dataframe, write_csv
@@ -335,10 +335,11 @@ def process_video(
 
 def _consume(frames, analysis: VideoAnalysis, rows, video, advance, on_frame) -> None:
     """Count and keep each frame's Result in `analysis`, write its CSV rows and, when `video`
-    is (file, name, fps), its annotated image; the writer is closed before the file is moved."""
+    is (file, name, fps), its annotated image; the writer is closed, and the file read back,
+    before it is moved."""
     from ferkit.inference.draw import annotate
 
-    writer = None
+    writer, written = None, 0
     try:
         for r in frames:
             analysis.frames += 1
@@ -352,13 +353,45 @@ def _consume(frames, analysis: VideoAnalysis, rows, video, advance, on_frame) ->
                 if writer is None:
                     file, name, fps = video
                     writer = _writer(file, fps, *r.image.shape[1::-1], name=name)
-                writer.write(annotate(r.image, r.faces))
+                with _writer_warnings_off():
+                    writer.write(annotate(r.image, r.faces))
+                written += 1
             if on_frame is not None:
                 on_frame(r)
             advance(1)
     finally:
         if writer is not None:
             writer.release()  # before the finished file replaces its name
+    if writer is not None:
+        _check_written(video[0], video[1], written)
+
+
+@contextmanager
+def _writer_warnings_off() -> Iterator[None]:
+    """OpenCV's writer warns for each frame it cannot write ("Failed to write frame"), on
+    stderr; ferkit says it once, naming the file (`_check_written`). --debug keeps them."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _check_written(file: Path, name: str | Path, frames: int) -> None:
+    """OpenCV's writer drops frames it cannot write without a word (a full disk): an annotated
+    video is read back, and one that lacks frames never replaces `name`."""
+    cap = cv2.VideoCapture(str(file))
+    readable = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    cap.release()
+    if readable < frames:
+        raise OutputError(
+            f"{name}: the annotated video was not written whole ({readable} of {frames} "
+            "frames readable; is the disk full?); nothing was replaced"
+        )
 
 
 def _probe(path: str | Path) -> tuple[float, int]:

@@ -19,6 +19,7 @@ weights into it strictly.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "checkpoint_metadata",
     "load_checkpoint",
     "save_checkpoint",
+    "write_torch",
 ]
 
 FORMAT_VERSION = 1
@@ -77,9 +79,18 @@ def save_checkpoint(
         [path], error=CheckpointError, hint="pass overwrite=True to replace it", overwrite=overwrite
     )
     ckpt = checkpoint_dict(model, what=f"cannot save {type(model).__name__} to {path}", **meta)
-    with replaced_atomically(path) as tmp:
-        torch.save(ckpt, tmp)
+    write_torch(ckpt, path)
     return path
+
+
+def write_torch(obj: Any, path: Path) -> None:
+    """`torch.save` whole or not at all: serialised in memory, then written beside `path` and
+    renamed into place (`replaced_atomically`). torch's own file writer turns a full disk into
+    a RuntimeError naming no file; one write of the bytes fails as an OSError, which names it."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with replaced_atomically(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def checkpoint_dict(

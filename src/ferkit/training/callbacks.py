@@ -1,6 +1,6 @@
 """What a training run does besides training: checkpoints, metrics.csv, the progress bar (a
 line per epoch where stderr is no terminal), training time, early stopping and the weight
-average (`training_callbacks`).
+average (`training_callbacks`), and how checkpoints are written (`WholeCheckpoints`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
@@ -24,6 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ferkit.evaluation.plots import per_source
 from ferkit.evaluation.report import read_metrics
+from ferkit.models.checkpoint import write_torch
 from ferkit.outputs import replaced_atomically
 from ferkit.training.config import TrainConfig
 
@@ -73,6 +75,20 @@ def loggers(run_dir: Path) -> list:
 
         found.append(TensorBoardLogger(run_dir, name="", version="tensorboard"))
     return found
+
+
+class WholeCheckpoints(TorchCheckpointIO):
+    """Writes each checkpoint beside its file and renames it into place (`write_torch`).
+    Lightning's own writer copies a temporary file from /tmp over the checkpoint, so a disk
+    that fills up mid-run left half a last.ckpt where a whole one was, and no run to resume;
+    now a failed write keeps the previous checkpoint whole and names the file it could not
+    write."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:  # Lightning's own refusal, with its message
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        write_torch(checkpoint, Path(path))
+        return None
 
 
 class CheckpointOnInterrupt(Callback):

@@ -32,7 +32,13 @@ from ferkit.inference.backends import native_bf16
 from ferkit.inference.model_io import SHIPPED, resolve_model
 from ferkit.models import checkpoint_metadata, count_parameters, save_checkpoint
 from ferkit.outputs import json_dumps, replaced_atomically
-from ferkit.training.callbacks import Throughput, loggers, progress_bars, training_callbacks
+from ferkit.training.callbacks import (
+    Throughput,
+    WholeCheckpoints,
+    loggers,
+    progress_bars,
+    training_callbacks,
+)
 from ferkit.training.config import TrainConfig, save_config
 from ferkit.training.distill import teacher_paths
 from ferkit.training.module import FERClassifier, NonFiniteLossError
@@ -163,6 +169,7 @@ def train(
 
     trainer = L.Trainer(
         default_root_dir=run_dir,
+        plugins=[WholeCheckpoints()],
         max_epochs=cfg.epochs,
         max_time=timedelta(minutes=cfg.max_time) if cfg.max_time else None,
         accelerator=accelerator,
@@ -204,6 +211,15 @@ def train(
             trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError:
         _finish(trainer, module, data, cfg, run_dir, time.perf_counter() - started, stopped="nan")
+        raise
+    except OSError:  # a full disk, a folder gone: the last checkpoint written is whole
+        if (run_dir / "checkpoints" / "last.ckpt").is_file():
+            log.warning(
+                "the run stopped at epoch %d; once the cause is mended, resume it with "
+                "`ferkit train --resume %s`",
+                trainer.current_epoch + 1,
+                run_dir,
+            )
         raise
     except SystemExit as exc:
         # Lightning turns Ctrl-C into sys.exit(1) and SIGTERM into SIGTERMException after
