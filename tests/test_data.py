@@ -404,7 +404,7 @@ def test_convert_to_folders_never_merges_into_or_half_writes_a_folder(
         main(["data", "convert", str(msambare), "--format", "folder", str(tmp_path / "new")]) == 2
     )
     assert f"{tmp_path / 'new'}/train/" in (err := capsys.readouterr().err)
-    assert ".png: cannot be written (No space left on device); nothing was kept" in err
+    assert ".png: cannot be written, the disk is full; free some space and run it again" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["faces", "fer2013"]
     monkeypatch.undo()
     # a source without splits: class folders at the top, as it came

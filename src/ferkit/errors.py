@@ -53,18 +53,27 @@ def listed(names: Iterable[object], shown: int = 3, sep: str = ", ") -> str:
     return sep.join(names[:shown]) + more
 
 
-def os_problem(exc: OSError) -> str:
-    """One line for an OSError from below ferkit (a library's write, a move): the file first,
-    then what is wrong, and for a full disk what to do, instead of "[Errno 28] ...: 'PATH'".
-    A move or copy names its target second, and that is the file a full disk did not take."""
+def os_problem(exc: OSError, where: object = None) -> str:
+    """One line for an OSError from below ferkit (a library's write, a move): the file first
+    (`where`, else the error's), then what is wrong, and for a full disk what to do, instead
+    of "[Errno 28] ...: 'PATH'". A move or copy names its target second, and that is the file
+    a full disk did not take."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        where = exc.filename2 or exc.filename
-        what = f"{where}: cannot be written" if where else "a file cannot be written"
-        return f"{what}, the disk is full; free some space and run it again"
-    if exc.filename is None or not exc.strerror:
-        return str(exc)
-    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 else str(exc.filename)
+        return disk_full(where or exc.filename2 or exc.filename)
+    if where is None and exc.filename is not None and exc.filename2 is not None:
+        where = f"{exc.filename} -> {exc.filename2}"
+    where = where or exc.filename
+    if where is None or not exc.strerror:
+        return f"{where}: {exc}" if where else str(exc)
     return f"{where}: {exc.strerror[0].lower()}{exc.strerror[1:]}"
+
+
+def disk_full(where: object = None, *, kept: bool = False) -> str:
+    """The one wording for a write that a full disk refused; `kept`: the file of that name, if
+    any, is as it was."""
+    what = f"{where}: cannot be written" if where else "a file cannot be written"
+    left = " (nothing was replaced)" if kept else ""
+    return f"{what}, the disk is full{left}; free some space and run it again"
 
 
 def parse_problem(exc: Exception) -> str:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ferkit.errors import DataError, FerkitError, OutputError, listed
+from ferkit.errors import DataError, FerkitError, OutputError, disk_full, listed
 
 
 def json_dumps(obj: Any, **kwargs: Any) -> str:
@@ -128,8 +128,8 @@ def replaced_atomically(
     """Yield a temporary path beside `path` to write to; when the block ends without an error,
     the temporary file replaces `path` in one step. On an error it is removed and `path` is
     left as it was. The folder is created if needed (and removed again, when the write fails,
-    if it is still empty). A full disk is said as such, naming `path`: numpy, for one, says
-    "N requested and M written" and names no file.
+    if it is still empty). A full disk is said as such, naming `path` (`errors.disk_full`):
+    numpy, for one, says "N requested and M written" and names no file.
 
     `keep_interrupted`: where what was written so far goes when the block is interrupted
     (Ctrl-C), instead of being removed: the rows of a long batch job are worth keeping, under
@@ -167,10 +167,7 @@ def replaced_atomically(
     except OSError as exc:
         named = isinstance(exc, OutputError) or exc.filename not in (None, str(tmp))
         if not named and _disk_full(exc, path.parent):
-            raise OutputError(
-                f"{path}: cannot be written, the disk is full ({exc.strerror or exc}); "
-                "nothing was replaced: free some space or write it elsewhere"
-            ) from exc
+            raise OutputError(disk_full(path, kept=True)) from exc
         raise
     finally:
         tmp.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ferkit.data.csv_source import write_csv
 from ferkit.data.types import FERData
-from ferkit.errors import DataError, OutputError
+from ferkit.errors import DataError, OutputError, os_problem
 from ferkit.outputs import new_folder_atomically, refuse_existing, replaced_atomically
 from ferkit.progress import bar as progress_bar
 
@@ -78,9 +78,6 @@ def to_folder(data: FERData, out: Path) -> dict[str, int]:
                 try:
                     path.write_bytes(png.tobytes())
                 except OSError as exc:  # named as the export's file, not the hidden folder
-                    raise OutputError(
-                        f"{out / path.relative_to(tmp)}: cannot be written "
-                        f"({exc.strerror or exc}); nothing was kept"
-                    ) from exc
+                    raise OutputError(os_problem(exc, out / path.relative_to(tmp))) from exc
                 bar.update()
     return {name: len(split) for name, split in splits.items()}

@@ -79,10 +79,11 @@ def loggers(run_dir: Path) -> list:
 
 class WholeCheckpoints(TorchCheckpointIO):
     """Writes each checkpoint beside its file and renames it into place (`write_torch`).
-    Lightning's own writer copies a temporary file from /tmp over the checkpoint, so a disk
-    that fills up mid-run left half a last.ckpt where a whole one was, and no run to resume;
-    now a failed write keeps the previous checkpoint whole and names the file it could not
-    write."""
+    Lightning's own writer copies a temporary file from /tmp onto the checkpoint's name (the
+    copy truncates the previous one first), so a disk that filled up mid-run left a truncated
+    checkpoint there (seen: 57 KB of a 28 MB best.ckpt) and said "[Errno 28] ... '/tmp/tmpx'
+    -> 'PATH'"; now a failed write keeps the previous checkpoint whole, for --resume, and names
+    the file it could not write."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         if storage_options is not None:  # Lightning's own refusal, with its message
