@@ -90,6 +90,34 @@ def test_config_extends_merges_base_under_recipe(tmp_path):
         load_config(tmp_path / "orphan.yaml")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"epochs: 5\nlr: 0.1\nlr: 0.01\n",
+            r"line 3, column 1: 'lr' is given twice \(first on line 2\)",
+        ),
+        (b"\xff\xfe\x00\x89PNG", "not a text file; a recipe is YAML"),
+        (b"#" * (2 << 20), "2 MiB, not a recipe"),
+    ],
+    ids=["a key twice", "binary", "oversized"],
+)
+def test_a_recipe_that_is_no_recipe_is_one_line(tmp_path, content, message):
+    """PyYAML kept the last of two `lr:` lines silently; a binary file (an image passed as
+    --config) was an internal UnicodeDecodeError; a video was read whole into memory first."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(recipe)
+
+
+def test_a_merged_key_may_be_overridden(tmp_path):
+    """YAML's merge key (<<) brings keys that the mapping may then set again: no duplicate."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model_kwargs:\n  <<: {dropout: 0.1}\n  dropout: 0.3\nepochs: 2\n")
+    assert load_config(recipe).epochs == 2
+
+
 def test_recipes_load(capsys):
     for recipe in sorted(Path("configs").glob("*.yaml")):
         cfg = load_config(recipe)

@@ -324,6 +324,30 @@ def _check_ranges(cfg: TrainConfig) -> None:
             raise ConfigError(f"config key {key!r} must be {valid}, got {value!r}")
 
 
+RECIPE_MAX_BYTES = 1 << 20  # a recipe is a few hundred bytes; a video passed by mistake is not
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last
+    one silently, so `lr: 0.1` left above an edited `lr: 0.01` would decide nothing."""
+
+    def construct_mapping(self, node, deep=False):
+        first: dict[str, int] = {}
+        for key_node, _ in node.value:  # the keys as written; merged ones (<<) may be overridden
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                continue
+            if key_node.value in first:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{key_node.value!r} is given twice (first on line {first[key_node.value]})",
+                    key_node.start_mark,
+                )
+            first[key_node.value] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
 def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML recipe's keys, with `extends: other.yaml` (relative to the file) merged under them.
 
@@ -334,12 +358,19 @@ def read_recipe(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
         chain = " -> ".join(str(p) for p in (*_seen, path.resolve()))
         raise ConfigError(f"{path}: recipes extend each other in a cycle ({chain})")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        if path.is_file() and path.stat().st_size > RECIPE_MAX_BYTES:
+            raise ConfigError(
+                f"{path}: {path.stat().st_size / 2**20:,.0f} MiB, not a recipe (a small YAML "
+                "file of key: value lines, as in configs/)"
+            )
+        loaded = yaml.load(path.read_text(encoding="utf-8"), _RecipeLoader) or {}
     except FileNotFoundError:
         where = f" (extended by {_seen[-1]})" if _seen else ""
         raise ConfigError(
             f"{path}{where}: no such config file (see configs/ for recipes)"
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a recipe is YAML (see configs/)") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({parse_problem(exc)})") from None
     if not isinstance(loaded, dict):
