@@ -22,6 +22,37 @@ def test_refuse_existing_names_the_first_few_and_counts_the_rest(tmp_path):
     assert "and 2 more already exist; pass --overwrite" in msg and "new.png" not in msg
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "{photo}", "--annotate", "-"],
+        ["predict", "{photo}", "--timeline", "-"],
+        ["evaluate", "--data", "{data}", "--plots", "-"],
+        ["compare", "{photo}", "--plot", "-"],
+        ["data", "convert", "{data}", "-"],
+        ["data", "crop", "{data}", "-"],
+        ["train", "--data", "{data}", "--out", "-", "--smoke"],
+        ["export", "{model}", "-"],
+        ["soup", "{model}", "{model}", "--out", "-"],
+    ],
+    ids=lambda argv: " ".join(a for a in argv if not a.startswith("{")),
+)
+def test_standard_output_is_no_file_name(tmp_path, monkeypatch, capsys, argv):
+    """`-` names stdout: `--csv -` and evaluate's `--output -` print there. Where an output
+    is a picture, a model or a folder, `-` made a file or folder named "-" (`predict
+    --annotate -`: "wrote -/clip.mp4"); it is refused before any work."""
+    monkeypatch.chdir(tmp_path)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(ASTRONAUT.read_bytes())
+    data = write_fer_csv(tmp_path / "fer.csv", [(3, face(i), "Training") for i in range(4)])
+    model = make_checkpoint(tmp_path / "m.pt")
+    paths = {"{photo}": str(photo), "{data}": str(data), "{model}": str(model)}
+    assert main([paths.get(a, a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "-: '-' names standard output, which takes text only" in err
+    assert not (tmp_path / "-").exists()
+
+
 def test_refuse_existing_raises_the_callers_error_with_its_hint(tmp_path):
     (tmp_path / "m.pt").touch()
     with pytest.raises(CheckpointError, match=r"m\.pt already exists; use overwrite=True$"):

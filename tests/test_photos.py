@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -114,7 +115,9 @@ def test_the_grid_shows_each_face_as_the_model_saw_it(checkpoint, photo_folder):
     np.testing.assert_allclose(rec.classify(crops), probs, atol=1e-5)  # the same crop
 
 
-def test_evaluate_detect_writes_a_row_per_photo(checkpoint, photo_folder, tmp_path, capsys):
+def test_evaluate_detect_writes_a_row_per_photo(
+    checkpoint, photo_folder, tmp_path, capsys, monkeypatch
+):
     table = tmp_path / "photos.csv"
     args = ["evaluate", str(checkpoint), "--data", str(photo_folder), "--detect"]
     assert main([*args, "--csv", str(table), "--json"]) == 0
@@ -130,6 +133,19 @@ def test_evaluate_detect_writes_a_row_per_photo(checkpoint, photo_folder, tmp_pa
     assert "--overwrite" in capsys.readouterr().err
     assert main(["evaluate", str(checkpoint), "--data", str(photo_folder), "--csv", "x.csv"]) == 2
     assert "--csv writes one row per photo with --detect" in capsys.readouterr().err
+    # `--csv -`: the table alone on stdout, the figures on stderr, no file named "-"
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--csv", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(Path(r["file"]).name for r in csv.DictReader(io.StringIO(out))) == [
+        "astronaut.png",
+        "blank.png",
+    ]
+    assert "accuracy" in err and not (tmp_path / "-").exists()
+    assert main([*args, "--output", "-"]) == 0  # the JSON, as --json prints it
+    assert json.loads(capsys.readouterr().out)["photos"] == 2
+    assert main([*args, "--csv", "-", "--json"]) == 2
+    assert "both print on stdout" in capsys.readouterr().err
 
 
 def test_evaluate_detect_on_a_photo_folder(checkpoint, photo_folder, tmp_path, capsys):

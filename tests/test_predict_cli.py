@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import struct
 import zlib
@@ -486,6 +487,25 @@ def test_a_video_not_written_whole_never_replaces_the_old_one(
     assert f"{out}: the annotated video was not written whole (5 of 20 frames readable" in err
     assert out.read_text() == "the user's earlier video"
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+def test_csv_dash_prints_the_rows_alone_on_stdout(checkpoint, clip, tmp_path, monkeypatch, capsys):
+    """`--csv -` wrote a file named "-"; it now prints the rows, images' and a video's, as
+    the only thing on stdout (pipes into csvkit, pandas), and what people read on stderr.
+    Pictures cannot go to stdout: `--annotate -` made a folder named "-"."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["predict", ASTRONAUT, clip, "--model", checkpoint, "--every", "10", "--csv", "-"]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0 and not (tmp_path / "-").exists()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {Path(r["file"]).name for r in rows} == {"astronaut.png", "clip.mp4"}
+    assert "1 image, 1 face" in err and "wrote" not in out + err
+    code, _, err = run_cli([*argv, "--jsonl"], capsys)
+    assert code == 2 and "--csv - and --json/--jsonl both print on stdout" in err
+    for flag in ("--annotate", "--timeline"):
+        code, _, err = run_cli(["predict", clip, "--model", checkpoint, flag, "-"], capsys)
+        assert code == 2 and f"{flag} -: '-' names standard output" in err
+    assert not (tmp_path / "-").exists()
 
 
 def test_annotate_file_needs_one_video(checkpoint, clip, capsys):

@@ -99,7 +99,8 @@ def test_report_pngs(trained_run, capsys):
 
 
 def test_report_that_fails_writing_keeps_the_old_scores(trained_run, monkeypatch, capsys):
-    """A disk that fills while a second report writes eval_val.json: the first one's stays."""
+    """A disk that fills while a second report writes eval_val.json: the first one's stays,
+    and the message names it (it named ferkit's hidden temporary file)."""
     assert main(["report", str(trained_run), "--faces", "8"]) == 0
     scores = trained_run / "eval_val.json"
     before = scores.read_bytes()
@@ -113,7 +114,7 @@ def test_report_that_fails_writing_keeps_the_old_scores(trained_run, monkeypatch
 
     monkeypatch.setattr(Path, "write_text", disk_full)
     assert main(["report", str(trained_run), "--faces", "8"]) != 0
-    assert "No space left on device" in capsys.readouterr().err
+    assert f"{scores}: cannot be written, the disk is full" in capsys.readouterr().err
     assert scores.read_bytes() == before
     assert not list(trained_run.glob(".partial-*"))
 

@@ -24,6 +24,28 @@ from typing import Any
 
 from ferkit.errors import DataError, FerkitError, OutputError, disk_full, listed
 
+STDOUT = "-"  # as a file name: standard output, where the options that say so take it
+# The options whose output is a file or folder that stdout cannot be (a picture, a model, a
+# run), by their argparse name; `-` there would make a file named "-".
+FILE_ONLY = {"out": "the output", "plot": "--plot", "plots": "--plots",
+             "annotate": "--annotate", "timeline": "--timeline"}  # fmt: skip
+
+
+def is_stdout(path: str | Path | None) -> bool:
+    """Whether an output option names standard output (`--csv -`)."""
+    return path is not None and str(path) == STDOUT
+
+
+def refuse_stdout(options: dict[str, Any]) -> None:
+    """Raise FerkitError if an option of FILE_ONLY (in a command's parsed `options`) is `-`:
+    standard output takes text (--json, --csv -), not pictures, models or runs."""
+    for name, label in FILE_ONLY.items():
+        if is_stdout(options.get(name)):
+            raise FerkitError(
+                f"{label} -: '-' names standard output, which takes text only (--json, "
+                "--csv -); this output is a file or folder, name one"
+            )
+
 
 def json_dumps(obj: Any, **kwargs: Any) -> str:
     """`json.dumps` for every JSON ferkit writes or prints: standard JSON only. NaN and

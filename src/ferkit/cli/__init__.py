@@ -17,6 +17,7 @@ import sys
 
 from ferkit import __version__, progress
 from ferkit.errors import FerkitError, os_problem
+from ferkit.outputs import refuse_stdout
 
 log = logging.getLogger("ferkit")
 
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.debug, args.quiet)
     progress.set_enabled(not args.no_progress)
     try:
+        refuse_stdout(vars(args))  # `--annotate -` would make a folder named "-"
         return int(args.func(args) or EXIT_OK)
     except FerkitError as exc:
         if args.debug:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from pathlib import Path
 
 from ferkit.cli.data import add_ferplus_option
@@ -17,7 +18,13 @@ from ferkit.cli.vocabulary import (
     say_for,
 )
 from ferkit.errors import FerkitError
-from ferkit.outputs import json_dumps, refuse_existing, refuse_inside, replaced_atomically
+from ferkit.outputs import (
+    is_stdout,
+    json_dumps,
+    refuse_existing,
+    refuse_inside,
+    replaced_atomically,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-o",
         type=Path,
         metavar="FILE",
-        help="also write the full result as JSON to FILE",
+        help="also write the full result as JSON to FILE ('-': print it, as --json does)",
     )
     p.add_argument(
         "--detect",
@@ -69,7 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="FILE",
         help="with --detect: write one row per photo to FILE (file, label, predicted, "
-        "confidence, correct, the probabilities), to see which photos were wrong",
+        "confidence, correct, the probabilities), to see which photos were wrong ('-': print "
+        "them, and the rest on stderr)",
     )
     p.add_argument(
         "--overwrite", action="store_true", help="replace --output, --csv and --plots files"
@@ -124,20 +132,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "--csv writes one row per photo with --detect; for face crops, --plots draws a grid "
             "of them, right and wrong"
         )
+    if is_stdout(args.output):  # `--output -`: the JSON on stdout, as --json prints it
+        args.output, args.json = None, True
+    args.csv_stdout = is_stdout(args.csv)
+    if args.csv_stdout and args.json:
+        raise FerkitError("--csv - and --json both print on stdout; choose one")
+
     plots = []
     if args.plots:
         from ferkit.evaluation.report import figure_names
 
         plots = [args.plots / f"{name}.png" for name in figure_names(faces=True)]
     refuse_existing(
-        [args.output, args.csv, *plots],
+        [args.output, None if args.csv_stdout else args.csv, *plots],
         error=FerkitError,
         hint="pass --overwrite to replace, or choose another --output / --csv / --plots",
         overwrite=args.overwrite,
         inputs=[p for p in (args.data, args.ferplus, resolve_model(args.checkpoint)) if p],
     )
     for out in (args.output, args.csv, args.plots):  # PNGs in a class folder would be data
-        if out is not None:
+        if out is not None and not is_stdout(out):
             refuse_inside(out, Path(args.data), error=FerkitError)
     faces = None
     if args.detect:
@@ -170,20 +184,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _write_plots(result, args.plots, faces)
     if args.json:
         print(text)
-    else:
-        print(headline(result))
-        print(f"  ({result['protocol']}, n={result['n']:,})")
+    else:  # for people: on stderr when stdout carries the CSV
+        say = partial(print, file=sys.stderr if args.csv_stdout else sys.stdout)
+        say(headline(result))
+        say(f"  ({result['protocol']}, n={result['n']:,})")
         if args.detect:
-            print(
+            say(
                 f"  a face in {result['faces_found']:,} of {result['photos']:,} photos "
                 f"({result['face_found_rate']:.1%}); {result['ms_per_photo']:.1f} ms per photo, "
                 f"file to label"
             )
             for path in result["no_face"][:10]:
-                print(f"  no face (counted wrong): {path}")
+                say(f"  no face (counted wrong): {path}")
         for name, m in result["per_class"].items():
             acc = f"{m['accuracy']:6.1%}" if m["support"] else "     -"  # no face of it
-            print(
+            say(
                 f"  {name:<9} acc {acc}  precision {m['precision']:.3f}  "
                 f"f1 {m['f1']:.3f}  n={m['support']}"
             )
@@ -202,12 +217,19 @@ def headline(result: dict) -> str:
 
 
 def _write_rows(rows: list[dict], path: Path) -> None:
+    """The --csv table, into `path`, or on stdout for `-`."""
     import csv
 
-    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
+    def write(f) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+    if is_stdout(path):
+        write(sys.stdout)
+        return
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
+        write(f)
     print(f"wrote {path}", file=sys.stderr)
 
 

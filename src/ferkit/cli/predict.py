@@ -25,6 +25,7 @@ from ferkit.cli.recognizer_options import add_model_options, make_recognizer
 from ferkit.cli.vocabulary import add_smooth_option
 from ferkit.errors import ConfigError, FerkitError, listed
 from ferkit.outputs import (
+    is_stdout,
     json_dumps,
     partial_name,
     refuse_existing,
@@ -57,7 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON document")
     out.add_argument("--jsonl", action="store_true", help="print JSON lines (one per image/frame)")
-    p.add_argument("--csv", type=Path, metavar="FILE", help="write one row per face to FILE")
+    p.add_argument(
+        "--csv",
+        type=Path,
+        metavar="FILE",
+        help="write one row per face to FILE ('-': print them, and the rest on stderr)",
+    )
     p.add_argument(
         "--annotate",
         type=Path,
@@ -135,6 +141,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"--every {args.every}: analyse every Nth frame, N >= 1")
     if not 0.0 <= args.smooth < 1.0:
         raise ConfigError(f"--smooth {args.smooth}: the weight of the past, in [0, 1)")
+    args.csv_stdout = is_stdout(args.csv)
+    if args.csv_stdout:
+        if args.json or args.jsonl:
+            raise ConfigError("--csv - and --json/--jsonl both print on stdout; choose one")
+        args.csv = None  # no file: nothing to refuse, replace or name as written
+    args.machine = args.json or args.jsonl or args.csv_stdout  # people read stderr then
     errors: list[str] = []
     inputs = collect(args.paths, errors)
     for msg in errors:
@@ -158,6 +170,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if args.csv:  # written beside it; replaces it only when the run is done
                 tmp = stack.enter_context(replaced_atomically(args.csv, keep_interrupted=partial))
                 rows = CsvRows(stack.enter_context(open(tmp, "w", newline="")), rec.labels)
+            elif args.csv_stdout:
+                rows = CsvRows(sys.stdout, rec.labels)
             # one image: no bar; --no-progress turns every bar off (ferkit.progress)
             bar = stack.enter_context(
                 progress_bar(total=len(images), unit="img", show=len(images) > 1)
@@ -187,8 +201,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print()
     _say_written(args, images, since=started)
     if tally.images:
-        # The summary is for people: on stderr when stdout carries JSON.
-        summary_to = sys.stderr if args.json or args.jsonl else sys.stdout
+        # The summary is for people: on stderr when stdout carries JSON or CSV.
+        summary_to = sys.stderr if args.machine else sys.stdout
         for line in tally.lines(detecting=rec.detector is not None):
             print(line, file=summary_to)
     return 2 if errors else 0
@@ -296,8 +310,8 @@ class Tally:
 
 def _say_written(args, images, since: float) -> None:
     """A "wrote" line per output of this run (each video says its own): the CSV, and the
-    annotated image, or how many under the folder. On stderr when stdout carries JSON."""
-    to = sys.stderr if args.json or args.jsonl else sys.stdout
+    annotated image, or how many under the folder. On stderr when stdout carries data."""
+    to = sys.stderr if args.machine else sys.stdout
     if args.csv:
         print(f"wrote {args.csv}", file=to)
     if not (args.annotate and images):
@@ -387,7 +401,7 @@ def _predict_images(rec, chunk, args, rows, document, errors, tally) -> None:
             document.append(result.to_dict())
         elif args.jsonl:
             print(json_dumps(result.to_dict()), flush=False)
-        else:
+        elif not args.csv_stdout:
             print(result.text())
         if rows is not None:
             rows.write(result.rows())
@@ -428,11 +442,10 @@ def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> N
         document.append({"file": str(path), "frames": frames, "people": people})
     if args.timeline:
         _plot_timeline(analysis, args.timeline)
-    machine = args.json or args.jsonl  # stdout carries JSON: people read stderr
-    if not machine:
+    if not args.machine:  # else stdout carries JSON or CSV: people read stderr
         print(analysis.text())
     for output in analysis.outputs:
-        print(f"wrote {output}", file=sys.stderr if machine else sys.stdout)
+        print(f"wrote {output}", file=sys.stderr if args.machine else sys.stdout)
 
 
 def _report(errors: list[str], exc: Exception | str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ferkit.data.types import source_list
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.models._weights import safe_load
-from ferkit.outputs import refuse_unplaceable
+from ferkit.outputs import refuse_stdout, refuse_unplaceable
 from ferkit.training.config import TrainConfig, load_config
 from ferkit.training.distill import teacher_paths
 
@@ -31,6 +31,7 @@ def new_run_dir(cfg: TrainConfig, overwrite: bool = False) -> Path:
     if os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])
     base = Path(cfg.out) if cfg.out else Path("runs") / f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    refuse_stdout({"out": cfg.out})  # `--out -` (or --set out=-): a run folder named "-"
     if base.is_file():
         raise ConfigError(f"{base}: is a file; --out names the run's folder, choose another")
     refuse_unplaceable(base / "config.yaml")  # now, not once the data has loaded
