@@ -489,6 +489,28 @@ def test_a_video_not_written_whole_never_replaces_the_old_one(
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
 
 
+def test_file_names_that_are_no_utf8_still_get_their_rows(checkpoint, tmp_path, capsys):
+    """A photo named in Latin-1 bytes (an old file system, a zip archive) stopped `predict
+    --csv` and `data crop` with an internal UnicodeEncodeError, their tables unwritten. The
+    rows are written, the name with backslash escapes, in a CSV any UTF-8 reader opens."""
+    import os
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    latin1 = os.fsdecode(b"caf\xe9.png")  # no UTF-8: Python holds it as a surrogate
+    (photos / latin1).write_bytes(ASTRONAUT.read_bytes())
+    (photos / "smile😀.png").write_bytes(ASTRONAUT.read_bytes())
+    table = tmp_path / "faces.csv"
+    code, _, err = run_cli(["predict", photos, "--model", checkpoint, "--csv", table], capsys)
+    assert code == 0, err
+    with open(table, newline="", encoding="utf-8") as f:
+        names = sorted(Path(r["file"]).name for r in csv.DictReader(f))
+    assert names == ["caf\\udce9.png", "smile😀.png"]
+    assert main(["data", "crop", str(photos), str(tmp_path / "crops")]) == 0
+    log = (tmp_path / "crops" / "crops.csv").read_text(encoding="utf-8")
+    assert "caf\\udce9.png,ok" in log
+
+
 def test_csv_dash_prints_the_rows_alone_on_stdout(checkpoint, clip, tmp_path, monkeypatch, capsys):
     """`--csv -` wrote a file named "-"; it now prints the rows, images' and a video's, as
     the only thing on stdout (pipes into csvkit, pandas), and what people read on stderr.

@@ -184,3 +184,21 @@ def test_report_from_another_folder_and_when_the_data_is_gone(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert f"trained on {data}" in err and "--data" in err and "Traceback" not in err
     assert main(["report", ".", "--data", str(tmp_path / "moved")]) == 0
+
+
+def test_a_plot_titled_with_a_name_in_no_utf8_is_drawn(tmp_path):
+    """A run folder named in Latin-1 bytes made `ferkit report` stop inside matplotlib (it
+    cannot draw the surrogate Python holds such a byte as); the title is escaped instead."""
+    import os
+
+    import matplotlib.pyplot as plt
+
+    from ferkit.evaluation.plots import save
+
+    name = os.fsdecode(b"run-caf\xe9")
+    fig, ax = plt.subplots()
+    ax.set_title(f"simple_cnn: {name}")
+    save(fig, tmp_path / "curves.png")
+    assert ax.get_title() == "simple_cnn: run-caf\\udce9"
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    plt.close(fig)

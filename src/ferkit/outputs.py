@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ferkit.errors import DataError, FerkitError, OutputError, disk_full, listed
 
@@ -45,6 +45,14 @@ def refuse_stdout(options: dict[str, Any]) -> None:
                 f"{label} -: '-' names standard output, which takes text only (--json, "
                 "--csv -); this output is a file or folder, name one"
             )
+
+
+def open_csv(path: str | Path) -> TextIO:
+    """A CSV file to write, opened as every CSV ferkit writes is: UTF-8 on every system
+    (Windows' code page cannot hold an emoji in a file name), and a name that is no UTF-8 (the
+    bytes of an old file system or a zip archive, which Python holds as surrogates) written with
+    backslash escapes (`bad\\udcff.jpg`) instead of stopping the run with its table unwritten."""
+    return open(path, "w", newline="", encoding="utf-8", errors="backslashreplace")
 
 
 def json_dumps(obj: Any, **kwargs: Any) -> str:

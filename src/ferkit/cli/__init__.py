@@ -99,6 +99,15 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
         logging.getLogger(name).propagate = False
 
 
+def _printable_names() -> None:
+    """A file name that is no UTF-8 (the bytes of an old file system or a zip archive, held by
+    Python as surrogates) stopped a command with a UnicodeEncodeError when printed to a
+    terminal of a UTF-8 desktop locale (strict stdout): it is printed with backslash escapes
+    instead, as stderr already does. A stdout that escapes (C locales) is left as it is."""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
     parser = build_parser()
@@ -112,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     _configure_logging(args.debug, args.quiet)
     progress.set_enabled(not args.no_progress)
+    _printable_names()
     try:
         refuse_stdout(vars(args))  # `--annotate -` would make a folder named "-"
         return int(args.func(args) or EXIT_OK)

@@ -21,6 +21,7 @@ from ferkit.errors import FerkitError
 from ferkit.outputs import (
     is_stdout,
     json_dumps,
+    open_csv,
     refuse_existing,
     refuse_inside,
     replaced_atomically,
@@ -228,7 +229,7 @@ def _write_rows(rows: list[dict], path: Path) -> None:
     if is_stdout(path):
         write(sys.stdout)
         return
-    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
+    with replaced_atomically(path) as tmp, open_csv(tmp) as f:
         write(f)
     print(f"wrote {path}", file=sys.stderr)
 

@@ -27,6 +27,7 @@ from ferkit.errors import ConfigError, FerkitError, listed
 from ferkit.outputs import (
     is_stdout,
     json_dumps,
+    open_csv,
     partial_name,
     refuse_existing,
     refuse_inside,
@@ -169,7 +170,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             if args.csv:  # written beside it; replaces it only when the run is done
                 tmp = stack.enter_context(replaced_atomically(args.csv, keep_interrupted=partial))
-                rows = CsvRows(stack.enter_context(open(tmp, "w", newline="")), rec.labels)
+                rows = CsvRows(stack.enter_context(open_csv(tmp)), rec.labels)
             elif args.csv_stdout:
                 rows = CsvRows(sys.stdout, rec.labels)
             # one image: no bar; --no-progress turns every bar off (ferkit.progress)

@@ -38,7 +38,7 @@ from ferkit.detection.registry import DEFAULT_DETECTOR, FACE_DETECTORS, make_det
 from ferkit.errors import DataError
 from ferkit.files import skipped_note
 from ferkit.imaging import ImageError
-from ferkit.outputs import refuse_existing, refuse_inside, replaced_atomically
+from ferkit.outputs import open_csv, refuse_existing, refuse_inside, replaced_atomically
 from ferkit.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def _crop_one(
 
 
 def _write_log(path: Path, crops: list[Crop]) -> None:
-    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
+    with replaced_atomically(path) as tmp, open_csv(tmp) as f:
         w = csv.writer(f)
         w.writerow(["source", "status", "output", "faces", "x", "y", "w", "h", "error"])
         for c in crops:

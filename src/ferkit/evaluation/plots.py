@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from ferkit.errors import FerkitError
@@ -267,5 +268,9 @@ def save(fig: Figure, path, dpi: int = 110) -> None:
     """Write `fig` to `path` in the format its suffix names (png without one), replacing an
     existing file in one step: a failed write leaves it as it was."""
     fmt = plot_format_of(path)
+    for text in fig.findobj(Text):  # a name in no UTF-8 (a surrogate) stops matplotlib's draw
+        shown = text.get_text()
+        if (escaped := shown.encode("utf-8", "backslashreplace").decode()) != shown:
+            text.set_text(escaped)
     with replaced_atomically(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format=fmt)

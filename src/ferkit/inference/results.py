@@ -24,7 +24,7 @@ import numpy as np
 
 from ferkit.detection.boxes import Box, Point, named_landmarks
 from ferkit.errors import FerkitError
-from ferkit.outputs import json_dumps, replaced_atomically
+from ferkit.outputs import json_dumps, open_csv, replaced_atomically
 
 DIGITS = 4  # decimals of probabilities in JSON and CSV (1e-4 is far below any model's noise)
 
@@ -224,8 +224,6 @@ class Result:
         """
         import cv2
 
-        from ferkit.outputs import replaced_atomically
-
         path = Path(path)
         try:  # encoded first: a suffix OpenCV cannot write is not a failed write
             ok, encoded = cv2.imencode(path.suffix or ".", self.plot(bars=bars))
@@ -302,7 +300,7 @@ def write_csv(rows: Iterable[dict], labels: Sequence[str], path: str | Path | IO
     """Write result rows as CSV to a file name (replaced whole once written, never left half
     written) or to an open text file."""
     if isinstance(path, str | Path):
-        with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as f:
+        with replaced_atomically(path) as tmp, open_csv(tmp) as f:
             CsvRows(f, labels).write(rows)
     else:
         CsvRows(path, labels).write(rows)

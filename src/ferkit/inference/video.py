@@ -33,7 +33,7 @@ from ferkit.imaging import ImageError
 from ferkit.inference.recognizer import EmotionRecognizer
 from ferkit.inference.results import CsvRows, Result, rows_of, to_dataframe, write_csv
 from ferkit.inference.tracking import Tracker, follow
-from ferkit.outputs import partial_name, replaced_atomically
+from ferkit.outputs import open_csv, partial_name, replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ def process_video(
             )
             rows = csv_rows
             if csv_tmp is not None:
-                rows = CsvRows(outputs.enter_context(open(csv_tmp, "w", newline="")), rec.labels)
+                rows = CsvRows(outputs.enter_context(open_csv(csv_tmp)), rec.labels)
             bar = outputs.enter_context(
                 progress_bar(
                     total=total or None,
