@@ -22,6 +22,7 @@ import yaml
 
 from ferkit.errors import ConfigError, parse_problem, unknown
 from ferkit.labels import FERPLUS_LABEL_MODES
+from ferkit.outputs import replaced_atomically
 from ferkit.tta import TTA_MODES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -411,4 +412,6 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    """Write the run's recipe, whole or not at all (`replaced_atomically`)."""
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -195,8 +195,7 @@ def train(
     elif trainer.is_global_zero and cfg != resume_config(run_dir):
         # resumed with more epochs (or another override): the run's recipe says so, so that
         # the next --resume goes on to the same end
-        with replaced_atomically(run_dir / "config.yaml") as tmp:
-            save_config(cfg, tmp)
+        save_config(cfg, run_dir / "config.yaml")
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers started by fit() inherit it
     started = time.perf_counter()
     try:
