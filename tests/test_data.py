@@ -543,3 +543,22 @@ def test_a_cache_that_cannot_be_written_is_a_warning_not_a_failure(tmp_path, mon
     assert "the data cache cannot be written" in caplog.text
     assert f"{afile / 'cache'}" in caplog.text
     assert main(["data", "info", str(data)]) == 0
+
+
+def test_files_bad_for_one_reason_say_it_once(tmp_path):
+    """Class folders of HEIC photos without the extra, or of empty downloads, gave the same
+    reason after every name ("a: empty file (0 bytes); b: empty file (0 bytes); ..."); one
+    reason shared is said once, after the names; different reasons are listed each."""
+    root = write_class_folders(tmp_path / "faces", {"happy": 2, "sad": 2})
+    for i in range(4):
+        (root / "sad" / f"empty_{i}.png").write_bytes(b"")
+    with pytest.raises(DataError) as caught:
+        load_dataset(root, use_cache=False)
+    message = str(caught.value)
+    assert message.count("empty file (0 bytes)") == 1
+    assert (
+        "empty_0.png, " in message and "and 1 more: empty file (0 bytes) (use --skip-bad" in message
+    )
+    (root / "sad" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(DataError, match=r"; .*; .* and 2 more \(use --skip-bad"):
+        load_dataset(root, use_cache=False)

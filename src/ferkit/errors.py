@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import errno
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class FerkitError(Exception):
@@ -51,6 +51,17 @@ def listed(names: Iterable[object], shown: int = 3, sep: str = ", ") -> str:
     names = [str(n) for n in names]
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
     return sep.join(names[:shown]) + more
+
+
+def listed_problems(messages: Sequence[str], shown: int = 3) -> str:
+    """Messages "NAME: reason" listed as `listed` does ("; " between them); when they share one
+    reason (a folder of HEIC photos without the extra) it is said once, after the names:
+    "a.heic, b.heic, c.heic and 4 more: a HEIC/HEIF photo ..."."""
+    split = [m.partition(": ")[::2] for m in messages]
+    reasons = {reason for _, reason in split}
+    if len(split) > 1 and len(reasons) == 1 and "" not in reasons:
+        return f"{listed((name for name, _ in split), shown)}: {reasons.pop()}"
+    return listed(messages, shown, sep="; ")
 
 
 def os_problem(exc: OSError, where: object = None) -> str:

@@ -14,7 +14,7 @@ from ferkit.cli.recognizer_options import (
     face_filter_from_args,
 )
 from ferkit.cli.vocabulary import add_deprecated, add_json_option, say_for
-from ferkit.errors import DataError
+from ferkit.errors import DataError, listed_problems
 from ferkit.labels import FERPLUS_LABEL_MODES
 from ferkit.outputs import json_dumps, refuse_inside
 
@@ -179,7 +179,7 @@ def format_summary(s: dict) -> str:
     extras = [*s["notes"]]
     if s["skipped"]:
         extras.append(
-            f"skipped {len(s['skipped'])} bad image(s)/row(s): " + "; ".join(s["skipped"][:5])
+            f"skipped {len(s['skipped'])} bad image(s)/row(s): {listed_problems(s['skipped'])}"
         )
     if s["ignored_classes"]:
         extras.append("ignored class folders (no emotion): " + ", ".join(s["ignored_classes"]))

@@ -13,7 +13,7 @@ from ferkit.data.decode import decode_files
 from ferkit.data.ferplus import attach_ferplus, check_mode
 from ferkit.data.folders import plan_folder
 from ferkit.data.types import FERData, Split, empty_split
-from ferkit.errors import DataError, listed, os_problem
+from ferkit.errors import DataError, listed_problems, os_problem
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _check_flags(data: FERData, *, strict: bool, skip_bad: bool) -> None:
     if data.skipped and not skip_bad:
         raise DataError(
             f"{len(data.skipped)} bad image(s)/row(s) in {data.source}: "
-            f"{listed(data.skipped, sep='; ')} (use --skip-bad to skip them)"
+            f"{listed_problems(data.skipped)} (use --skip-bad to skip them)"
         )
     if data.ignored_classes and strict:
         raise DataError(
@@ -137,7 +137,7 @@ def _check_flags(data: FERData, *, strict: bool, skip_bad: bool) -> None:
         )
     if data.skipped:
         log.warning(
-            "skipped %d bad image(s)/row(s): %s", len(data.skipped), "; ".join(data.skipped[:5])
+            "skipped %d bad image(s)/row(s): %s", len(data.skipped), listed_problems(data.skipped)
         )
     if data.ignored_classes:
         log.warning("skipped class folder(s) with no emotion: %s", ", ".join(data.ignored_classes))
