@@ -227,3 +227,7 @@ def test_a_full_disk_leaves_no_half_crop(photos, tmp_path, monkeypatch, capsys):
     written = list(out.rglob("*.png"))
     assert len(written) < 3 and all(Image.open(p).size == (48, 48) for p in written)
     assert not list(out.rglob(".partial*"))
+    # the log of what was done is kept, as on Ctrl-C, so --resume crops only the rest
+    assert 1 <= len(log_rows(out)) < 5  # (crops.csv of the images done; none written before)
+    crop_face_folder(photos, out, progress=False, workers=1, resume=True)
+    assert len(log_rows(out)) == 5 and len(list(out.rglob("*.png"))) == 3

@@ -14,11 +14,13 @@ faces framed as `ferkit predict` frames them:
 The folder tree is copied as it is (class folders, `train/`/`test/`, file-name prefixes), with
 one grayscale PNG per image in which a face was found. Nothing is written into the source
 folder. `crops.csv` in the output lists every image: where its face was, or why it has none.
-Ctrl-C writes it for the images done, and `resume` reads it to crop only the rest.
+Ctrl-C writes it for the images done, as does an error writing a crop (a full disk, where the
+log still fits), and `resume` reads it to crop only the rest; each crop is whole or absent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -132,13 +134,15 @@ def crop_face_folder(
     crops = list(done)
     try:
         _crop_each(one, todo, threads, progress, crops)
-    except KeyboardInterrupt:
-        _write_log(dst / CROP_LOG, crops)  # what --resume reads
-        log.warning(
-            "interrupted after %s of %s images: wrote %s for those; `ferkit data crop %s %s "
-            "--resume` crops the rest", f"{len(crops):,}", f"{len(files):,}", dst / CROP_LOG,
-            src, dst,
-        )  # fmt: skip
+    except (KeyboardInterrupt, OSError) as exc:  # Ctrl-C, a full disk: keep what was done
+        how = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped"
+        with contextlib.suppress(OSError):  # the disk that stopped the crops may refuse it too
+            _write_log(dst / CROP_LOG, crops)  # what --resume reads
+            log.warning(
+                "%s after %s of %s images: wrote %s for those; `ferkit data crop %s %s "
+                "--resume` crops the rest", how, f"{len(crops):,}", f"{len(files):,}",
+                dst / CROP_LOG, src, dst,
+            )  # fmt: skip
         raise
     order = {name: i for i, name in enumerate(names)}
     crops.sort(key=lambda c: order[c.source])
