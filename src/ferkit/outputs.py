@@ -127,9 +127,8 @@ def refuse_existing(
 def refuse_unplaceable(path: Path) -> None:
     """Raise `OutputError` if `path` cannot be written: the nearest part of its folder that
     exists is a file (or a broken link), or a folder this process may not write in."""
-    folder = Path(path).parent
-    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
-        folder = folder.parent
+    missing = _missing_folders(Path(path))
+    folder = missing[-1].parent if missing else Path(path).parent
     if folder.is_symlink() and not folder.exists():
         raise OutputError(f"{path}: cannot be written, {folder} is a link to nothing")
     if not folder.is_dir():
@@ -138,6 +137,17 @@ def refuse_unplaceable(path: Path) -> None:
         read_only = hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY
         why = "a read-only file system" if read_only else f"no permission to write in {folder}"
         raise OutputError(f"{path}: cannot be written there ({why})")
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders of `path` that do not exist yet, innermost first; the walk stops at the
+    first that does (or at a broken link, which is in the way as a file is)."""
+    missing = []
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    return missing
 
 
 def refuse_inside(out: Path, source: Path, error: type[FerkitError] = DataError) -> None:
@@ -171,7 +181,7 @@ def replaced_atomically(
     matplotlib) write what the name asks for; the result gets the permissions a new file gets.
     """
     path = Path(path)
-    new_folders = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    new_folders = _missing_folders(path)  # made here: removed again if the write fails
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(

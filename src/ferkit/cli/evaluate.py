@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 from ferkit.cli.data import add_ferplus_option
@@ -186,7 +185,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(text)
     else:  # for people: on stderr when stdout carries the CSV
-        say = partial(print, file=sys.stderr if args.csv_stdout else sys.stdout)
+        say = say_for(args)
         say(headline(result))
         say(f"  ({result['protocol']}, n={result['n']:,})")
         if args.detect:

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ferkit.cli.recognizer_options import add_model_options, make_recognizer
-from ferkit.cli.vocabulary import add_smooth_option
+from ferkit.cli.vocabulary import add_smooth_option, prints_data, say_for
 from ferkit.errors import ConfigError, FerkitError, listed
 from ferkit.outputs import (
     is_stdout,
@@ -147,7 +147,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json or args.jsonl:
             raise ConfigError("--csv - and --json/--jsonl both print on stdout; choose one")
         args.csv = None  # no file: nothing to refuse, replace or name as written
-    args.machine = args.json or args.jsonl or args.csv_stdout  # people read stderr then
     errors: list[str] = []
     inputs = collect(args.paths, errors)
     for msg in errors:
@@ -203,9 +202,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _say_written(args, images, since=started)
     if tally.images:
         # The summary is for people: on stderr when stdout carries JSON or CSV.
-        summary_to = sys.stderr if args.machine else sys.stdout
+        say = say_for(args)
         for line in tally.lines(detecting=rec.detector is not None):
-            print(line, file=summary_to)
+            say(line)
     return 2 if errors else 0
 
 
@@ -312,17 +311,17 @@ class Tally:
 def _say_written(args, images, since: float) -> None:
     """A "wrote" line per output of this run (each video says its own): the CSV, and the
     annotated image, or how many under the folder. On stderr when stdout carries data."""
-    to = sys.stderr if args.machine else sys.stdout
+    say = say_for(args)
     if args.csv:
-        print(f"wrote {args.csv}", file=to)
+        say(f"wrote {args.csv}")
     if not (args.annotate and images):
         return
     targets = (_annotated_image(args.annotate, rel) for _, rel in images)
     done = [p for p in targets if p.is_file() and p.stat().st_mtime >= since]
     if len(done) == 1:
-        print(f"wrote {done[0]}", file=to)
+        say(f"wrote {done[0]}")
     elif done:
-        print(f"wrote {len(done)} annotated images under {args.annotate}", file=to)
+        say(f"wrote {len(done)} annotated images under {args.annotate}")
 
 
 ANNOTATED_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -402,7 +401,7 @@ def _predict_images(rec, chunk, args, rows, document, errors, tally) -> None:
             document.append(result.to_dict())
         elif args.jsonl:
             print(json_dumps(result.to_dict()), flush=False)
-        elif not args.csv_stdout:
+        elif not prints_data(args):  # `--csv -`: the rows alone on stdout
             print(result.text())
         if rows is not None:
             rows.write(result.rows())
@@ -443,10 +442,11 @@ def _predict_video(rec, path, rel, args, rows, document, errors, video_out) -> N
         document.append({"file": str(path), "frames": frames, "people": people})
     if args.timeline:
         _plot_timeline(analysis, args.timeline)
-    if not args.machine:  # else stdout carries JSON or CSV: people read stderr
+    if not prints_data(args):  # else stdout carries data: no summary, as for an image
         print(analysis.text())
+    say = say_for(args)
     for output in analysis.outputs:
-        print(f"wrote {output}", file=sys.stderr if args.machine else sys.stdout)
+        say(f"wrote {output}")
 
 
 def _report(errors: list[str], exc: Exception | str) -> None:

@@ -52,10 +52,16 @@ def add_json_option(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout")
 
 
+def prints_data(args: argparse.Namespace) -> bool:
+    """Whether stdout carries data for machines: --json, --jsonl, or a table (`--csv -`, which
+    the command marks as `args.csv_stdout`). Nothing else goes there then."""
+    return any(getattr(args, key, False) for key in ("json", "jsonl", "csv_stdout"))
+
+
 def say_for(args: argparse.Namespace) -> Callable[..., None]:
-    """`print` for the lines people read: on stdout, or on stderr where --json puts the JSON
-    on stdout (nothing else goes there)."""
-    if getattr(args, "json", False):
+    """`print` for the lines people read: on stdout, or on stderr where stdout carries data
+    (`prints_data`)."""
+    if prints_data(args):
         return lambda *a: print(*a, file=sys.stderr)
     return print
 
